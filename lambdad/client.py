@@ -1,0 +1,512 @@
+"""Client library: the blocking :class:`Client` and the asyncio :class:`AsyncClient`.
+
+Both drive the same sans-IO :class:`lambdad.protocol.Connection` through :class:`ClientCore`
+(as does the trio client in :mod:`lambdad.trio_client`). Platform refusals raise the typed
+exceptions of :mod:`lambdad.errors`; function errors are data on the returned
+:class:`Invocation`, as on Lambda::
+
+    from lambdad.client import Client
+    with Client() as c:
+        c.deploy("hello", "examples/hello")
+        inv = c.invoke("hello", {"name": "Ada"})
+        print(inv.result, inv.report.duration_ms)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import os
+import socket
+import stat
+import threading
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdad.config import default_socket_path
+from lambdad.errors import ConnectionLost, DaemonUnreachable, LambdadError, ProtocolError
+from lambdad.metering import Report
+from lambdad.protocol import (
+    NEED_DATA,
+    Connection,
+    ErrorResponse,
+    Request,
+    Response,
+    Role,
+    _Sentinel,
+    hello_request,
+)
+
+RECV_SIZE = 256 * 1024
+SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"})
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The outcome of ``invoke``. ``error`` is None on success."""
+
+    request_id: str
+    result: Any = None  # the decoded JSON the handler returned
+    error: dict[str, Any] | None = None  # errorType, errorMessage, stackTrace
+    function_error: str | None = None  # None, "Handled" or "Unhandled"
+    report: Report | None = None  # None for async and dryrun
+    log_tail: str | None = None  # the last 4 KB of this invocation's log, when asked for
+    status: int = 200  # 200 sync, 202 async accepted, 204 dryrun
+    event_id: str | None = None  # async only
+    raw_result: bytes | None = field(default=None, repr=False)  # the JSON text as returned
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def report_from_wire(raw: Mapping[str, Any]) -> Report:
+    return Report(
+        request_id=str(raw["request_id"]),
+        duration_ms=float(raw["duration_ms"]),
+        billed_ms=int(raw["billed_ms"]),
+        memory_mb=int(raw["memory_mb"]),
+        max_memory_used_mb=int(raw["max_memory_used_mb"]),
+        init_ms=None if raw.get("init_ms") is None else float(raw["init_ms"]),
+        cold=bool(raw.get("cold")),
+        source=str(raw.get("source", "")),
+        version=str(raw.get("version", "")),
+        queue_us=int(raw.get("queue_us", 0)),
+        phases_us={str(k): int(v) for k, v in dict(raw.get("phases_us") or {}).items()},
+    )
+
+
+def invocation_from_wire(body: Mapping[str, Any]) -> Invocation:
+    if "event_id" in body or body.get("status") in (202, 204):
+        return Invocation(
+            request_id=str(body.get("event_id", "")),
+            status=int(body.get("status", 202)),
+            event_id=body.get("event_id"),
+        )
+    raw = body.get("result")
+    result = json.loads(raw) if raw else None
+    report = body.get("report")
+    return Invocation(
+        request_id=str(body.get("request_id", "")),
+        result=result,
+        error=body.get("error"),
+        function_error=body.get("function_error"),
+        report=report_from_wire(report) if report else None,
+        log_tail=body.get("log_tail"),
+        raw_result=raw,
+    )
+
+
+def zip_code(code: str | os.PathLike[str]) -> bytes:
+    """A zip of ``code``: a directory (zipped deterministically) or an existing zip file."""
+    path = os.fspath(code)
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return f.read()
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"code path {path!r} is neither a directory nor a zip file")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                if os.path.islink(full) or not os.path.isfile(full):
+                    continue
+                info = zipfile.ZipInfo(os.path.relpath(full, path), date_time=(1980, 1, 1, 0, 0, 0))
+                mode = os.stat(full).st_mode
+                info.external_attr = (stat.S_IFREG | (0o755 if mode & 0o111 else 0o644)) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with open(full, "rb") as f:
+                    archive.writestr(info, f.read())
+    return buffer.getvalue()
+
+
+def encode_payload(payload: Any) -> bytes:
+    """Python object -> JSON bytes; ``bytes`` are taken as already-encoded JSON."""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return json.dumps(payload).encode()
+
+
+def deploy_args(
+    name: str,
+    code: str | os.PathLike[str],
+    handler: str,
+    runtime: str,
+    memory_mb: int,
+    timeout_s: float,
+    env: Mapping[str, str] | None,
+    concurrency: int | None,
+    network: str,
+    min_warm: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "name": name,
+        "code": zip_code(code),
+        "handler": handler,
+        "runtime": runtime,
+        "memory_mb": memory_mb,
+        "timeout_s": timeout_s,
+        "env": dict(env or {}),
+        "network": network,
+        "min_warm": min_warm,
+        **extra,
+    }
+    if concurrency is not None:
+        args["concurrency"] = concurrency
+    return args
+
+
+class ClientCore:
+    """Request ids and response matching on top of the sans-IO connection (no I/O)."""
+
+    def __init__(self, max_frame_size: int = 64 * 1024 * 1024) -> None:
+        self.conn = Connection(Role.CLIENT, max_frame_size)
+        self._ids = itertools.count(1)
+
+    def hello(self) -> tuple[int, bytes]:
+        request = hello_request(0)
+        return request.id, self.conn.send(request)
+
+    def request(self, op: str, args: Mapping[str, Any]) -> tuple[int, bytes]:
+        request_id = next(self._ids)
+        return request_id, self.conn.send(Request(request_id, op, dict(args)))
+
+    def feed(self, data: bytes) -> Iterator[tuple[int | None, dict[str, Any] | LambdadError]]:
+        """Feed received bytes; yield (request id, body or error) for every complete frame."""
+        self.conn.receive_data(data)
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, _Sentinel):
+                return
+            if isinstance(event, Response):
+                yield event.id, dict(event.body)
+            elif isinstance(event, ErrorResponse):
+                yield event.id, event.exception()
+
+
+def _unreachable(path: str, exc: OSError) -> DaemonUnreachable:
+    return DaemonUnreachable(
+        f"cannot reach lambdad at {path}: {exc.strerror or exc}. "
+        "Is it running? Start it with `lambdad serve` (or `make run`), "
+        "or point LAMBDAD_SOCKET / --socket at its socket.",
+        socket=path,
+    )
+
+
+class Client:
+    """Blocking client. Thread-safe (one request at a time per client).
+
+    Args:
+        socket_path: the daemon's socket; default: ``LAMBDAD_SOCKET`` or the standard path.
+        timeout: seconds to wait for any one response (None: no limit).
+    """
+
+    def __init__(self, socket_path: str | None = None, timeout: float | None = None) -> None:
+        self.socket_path = socket_path or default_socket_path()
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._core: ClientCore | None = None
+        self._lock = threading.Lock()
+        self._stash: dict[int | None, dict[str, Any] | LambdadError] = {}
+        self.server_info: dict[str, Any] = {}
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._core = None
+
+    def _connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise _unreachable(self.socket_path, exc) from None
+        self._sock, self._core = sock, ClientCore()
+        self._stash.clear()
+        hello_id, data = self._core.hello()
+        sock.sendall(data)
+        self.server_info = self._wait(hello_id)
+
+    def _wait(self, request_id: int) -> dict[str, Any]:
+        assert self._sock is not None and self._core is not None
+        while request_id not in self._stash:
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except TimeoutError:
+                self.close()
+                raise
+            except OSError as exc:
+                self.close()
+                raise ConnectionLost(f"lost the connection to lambdad: {exc}") from None
+            for rid, outcome in self._core.feed(data):
+                self._stash[rid] = outcome
+            if not data and request_id not in self._stash:
+                self.close()
+                orphan = self._stash.pop(None, None)
+                if isinstance(orphan, LambdadError):
+                    raise orphan
+                raise ConnectionLost("lambdad closed the connection")
+        outcome = self._stash.pop(request_id)
+        if isinstance(outcome, LambdadError):
+            raise outcome
+        return outcome
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """Send one request and return its response body (raises its error)."""
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+            assert self._sock is not None and self._core is not None
+            request_id, data = self._core.request(op, args)
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                self.close()
+                raise ConnectionLost(f"lost the connection to lambdad: {exc}") from None
+            try:
+                return self._wait(request_id)
+            except ProtocolError:
+                self.close()
+                raise
+
+    def deploy(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        handler: str = "app.handler",
+        runtime: str = "python3",
+        memory_mb: int = 128,
+        timeout_s: float = 3.0,
+        env: Mapping[str, str] | None = None,
+        concurrency: int | None = None,
+        network: str = "none",
+        min_warm: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Deploy (or update) a function from a directory or zip; returns its description."""
+        args = deploy_args(
+            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
+            min_warm, **extra,
+        )
+        return self.call("deploy", **args)["function"]  # type: ignore[no-any-return]
+
+    def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        type: str = "sync",
+        log_tail: bool = False,
+        qualifier: str | None = None,
+    ) -> Invocation:
+        """Invoke a function. ``payload`` is any JSON-serialisable value (or JSON bytes)."""
+        args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
+        if log_tail:
+            args["log_tail"] = True
+        if qualifier is not None:
+            args["qualifier"] = qualifier
+        return invocation_from_wire(self.call("invoke", **args))
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.call("get", name=name)["function"]  # type: ignore[no-any-return]
+
+    def list(self) -> list[dict[str, Any]]:
+        return self.call("list")["functions"]  # type: ignore[no-any-return]
+
+    def delete(self, name: str) -> None:
+        self.call("delete", name=name)
+
+    def stats(self, name: str | None = None) -> dict[str, Any]:
+        args = {"name": name} if name is not None else {}
+        return self.call("stats", **args)["stats"]  # type: ignore[no-any-return]
+
+    def logs(self, name: str, cursor: dict[str, int] | None = None) -> tuple[str, dict[str, int]]:
+        """(text, cursor): the recent log without a cursor, what is new since with one."""
+        body = self.call("logs", name=name, cursor=cursor)
+        return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    def dead_letters(self, name: str | None = None) -> list[dict[str, Any]]:
+        args = {"name": name} if name is not None else {}
+        return self.call("dead_letters", **args)["events"]  # type: ignore[no-any-return]
+
+    def redrive(self, name: str | None = None, event_id: str | None = None) -> int:
+        args = {k: v for k, v in (("name", name), ("event_id", event_id)) if v is not None}
+        return int(self.call("redrive", **args)["redriven"])
+
+
+class AsyncClient:
+    """asyncio client with the same methods as :class:`Client` (coroutines). Many requests may
+    be in flight at once on its one connection; responses are matched by id."""
+
+    def __init__(self, socket_path: str | None = None) -> None:
+        self.socket_path = socket_path or default_socket_path()
+        self._core: ClientCore | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._futures: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._connect_lock = asyncio.Lock()
+        self.server_info: dict[str, Any] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        await self._ensure()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await self._writer.wait_closed()
+            except OSError:
+                pass
+            self._writer = None
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            self._reader_task = None
+        self._fail_all(ConnectionLost("client closed"))
+
+    async def _ensure(self) -> None:
+        async with self._connect_lock:
+            if self._writer is not None:
+                return
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=RECV_SIZE)
+            except OSError as exc:
+                raise _unreachable(self.socket_path, exc) from None
+            self._core = ClientCore()
+            self._writer = writer
+            self._reader_task = asyncio.ensure_future(self._read(reader))
+            hello_id, data = self._core.hello()
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._futures[hello_id] = future
+            writer.write(data)
+            self.server_info = await future
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        assert self._core is not None
+        core = self._core
+        try:
+            while True:
+                data = await reader.read(RECV_SIZE)
+                for rid, outcome in core.feed(data):
+                    if rid is None:
+                        if isinstance(outcome, LambdadError):
+                            self._fail_all(outcome)
+                        continue
+                    future = self._futures.pop(rid, None)
+                    if future is None or future.done():
+                        continue
+                    if isinstance(outcome, LambdadError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+                if not data:
+                    break
+        except (OSError, ProtocolError) as exc:
+            self._fail_all(ConnectionLost(f"lost the connection to lambdad: {exc}"))
+        finally:
+            self._fail_all(ConnectionLost("lambdad closed the connection"))
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    def _fail_all(self, exc: LambdadError) -> None:
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        await self._ensure()
+        assert self._core is not None and self._writer is not None
+        request_id, data = self._core.request(op, args)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._futures[request_id] = future
+        self._writer.write(data)
+        if self._writer.transport.get_write_buffer_size() > 4 * RECV_SIZE:
+            await self._writer.drain()
+        return await future
+
+    async def deploy(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        handler: str = "app.handler",
+        runtime: str = "python3",
+        memory_mb: int = 128,
+        timeout_s: float = 3.0,
+        env: Mapping[str, str] | None = None,
+        concurrency: int | None = None,
+        network: str = "none",
+        min_warm: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        args = deploy_args(
+            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
+            min_warm, **extra,
+        )
+        return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
+
+    async def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        type: str = "sync",
+        log_tail: bool = False,
+        qualifier: str | None = None,
+    ) -> Invocation:
+        args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
+        if log_tail:
+            args["log_tail"] = True
+        if qualifier is not None:
+            args["qualifier"] = qualifier
+        return invocation_from_wire(await self.call("invoke", **args))
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return (await self.call("get", name=name))["function"]  # type: ignore[no-any-return]
+
+    async def list(self) -> list[dict[str, Any]]:
+        return (await self.call("list"))["functions"]  # type: ignore[no-any-return]
+
+    async def delete(self, name: str) -> None:
+        await self.call("delete", name=name)
+
+    async def stats(self, name: str | None = None) -> dict[str, Any]:
+        args = {"name": name} if name is not None else {}
+        return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
+
+    async def logs(
+        self, name: str, cursor: dict[str, int] | None = None
+    ) -> tuple[str, dict[str, int]]:
+        body = await self.call("logs", name=name, cursor=cursor)
+        return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+
+__all__ = [
+    "NEED_DATA",
+    "AsyncClient",
+    "Client",
+    "ClientCore",
+    "Invocation",
+    "Report",
+    "zip_code",
+]

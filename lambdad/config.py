@@ -1,0 +1,87 @@
+"""Daemon configuration: one frozen, typed dataclass, loaded from TOML (stdlib ``tomllib``).
+
+Paths follow SPEC §8: as root ``/run/lambdad/lambdad.sock`` and ``/var/lib/lambdad``,
+otherwise under ``$XDG_RUNTIME_DIR`` and ``~/.local/share``; ``LAMBDAD_SOCKET`` and
+``LAMBDAD_STATE_DIR`` override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from lambdad.errors import InvalidParameterValue
+
+
+def default_socket_path() -> str:
+    env = os.environ.get("LAMBDAD_SOCKET")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/run/lambdad/lambdad.sock"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/lambdad-{os.getuid()}"
+    return os.path.join(runtime_dir, "lambdad", "lambdad.sock")
+
+
+def default_state_dir() -> str:
+    env = os.environ.get("LAMBDAD_STATE_DIR")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/lambdad"
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data_home, "lambdad")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    socket_path: str = ""  # where clients connect; "" = default_socket_path()
+    state_dir: str = ""  # registry, code, logs, async events; "" = default_state_dir()
+    strict: bool = False  # refuse to start when any isolation mechanism is unavailable
+    max_frame_bytes: int = 8 * 1024 * 1024  # largest request frame accepted from a client
+    sync_payload_max: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+    async_payload_max: int = 256 * 1024  # Lambda's asynchronous payload limit
+    pool_size: int = 4  # generic (unspecialized) sandboxes kept ready per runtime
+    pool_max: int = 64  # the adaptive pool target never exceeds this
+    global_concurrency: int = 0  # busy sandboxes across all functions; 0 = from memory_budget
+    memory_budget_mb: int = 0  # memory for sandboxes; 0 = 80% of the host's RAM
+    queue_timeout_s: float = 0.5  # how long an over-limit request may wait before throttling
+    queue_max: int = 1000  # requests waiting for concurrency at once, beyond that: throttle
+    idle_ttl_s: float = 300.0  # reap a warm sandbox idle this long
+    freeze_after_s: float = 1.0  # freeze a warm sandbox idle this long (cgroup freezer)
+    shutdown_grace_s: float = 10.0  # SIGTERM: how long in-flight invocations may finish
+    log_max_bytes: int = 4 * 1024 * 1024  # a log stream file is rotated past this size
+    log_keep: int = 8  # rotated files kept per stream
+    async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # Lambda: 2 retries, backing off
+    async_max_age_s: float = 6 * 3600.0  # Lambda's maximum event age
+    async_workers: int = 16  # async events run at once
+    admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
+    cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
+
+    def resolved(self) -> DaemonConfig:
+        return dataclasses.replace(
+            self,
+            socket_path=self.socket_path or default_socket_path(),
+            state_dir=self.state_dir or default_state_dir(),
+        )
+
+
+def load(path: str | None, **overrides: Any) -> DaemonConfig:
+    """Read a TOML file (optional) and apply non-None overrides (command-line flags)."""
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+        section = raw.get("daemon", raw)
+        known = {f.name: f for f in dataclasses.fields(DaemonConfig)}
+        for key, value in section.items():
+            if key not in known:
+                raise InvalidParameterValue(f"{path}: unknown setting {key!r}", field=key)
+            if key == "async_retry_delays_s":
+                value = tuple(float(v) for v in value)
+            values[key] = value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DaemonConfig(**values).resolved()

@@ -1,0 +1,257 @@
+"""Async invocations: a durable event queue with Lambda's retry policy and a dead-letter store.
+
+Why SQLite (stdlib ``sqlite3``) in WAL mode with ``synchronous=FULL``, rather than an append-only
+log of our own: an event changes state several times (pending -> running -> done / retry /
+dead), needs queries by due time and by function for the dead-letter listing, and must survive
+``kill -9`` at any instant. SQLite gives atomic, fsync'd transactions for all of that; an
+append-only log would need its own compaction and index to do the same. WAL keeps readers
+from blocking the writer.
+
+An event is acknowledged to the client only after the transaction that stored it committed
+(fsync'd). Accepts are *group-committed*: puts that arrive while a commit is in progress share
+the next one, so accepting many events costs a few fsyncs, not one each. All database work runs
+in one worker thread, never on the event loop.
+
+Delivery is at least once: an event that was running when the daemon died is pending again at
+the next start. The request id of every attempt is the event id, so the function's log shows
+each run of an event under the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from lambdad.errors import LambdadError, ResourceNotFound, TooManyRequests
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    qualifier TEXT,
+    payload BLOB NOT NULL,
+    state TEXT NOT NULL,            -- pending | running | done | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (state, next_at);
+"""
+DONE_KEEP_S = 24 * 3600.0
+THROTTLE_RETRY_S = 1.0
+
+
+class RetryPolicy(Protocol):
+    async_retry_delays_s: tuple[float, ...]
+    async_max_age_s: float
+    async_workers: int
+
+
+RunEvent = Callable[[str, str | None, bytes, str], Awaitable[dict[str, Any]]]
+
+
+class EventStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="events")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_puts: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._flushing = False
+        self._wake = asyncio.Event()
+        self.running = 0
+
+    # -- database thread ---------------------------------------------------------------
+
+    def _open_db(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+        now = time.time()
+        # At-least-once: what was running when the daemon died runs again.
+        db.execute("UPDATE events SET state='pending', updated=? WHERE state='running'", (now,))
+        db.execute("DELETE FROM events WHERE state='done' AND updated < ?", (now - DONE_KEEP_S,))
+        self._db = db
+
+    def _db_call(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        return self._db.execute(sql, params).fetchall()
+
+    def _db_exec(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        assert self._db is not None
+        return self._db.execute(sql, params).rowcount
+
+    def _insert_batch(self, rows: list[tuple[Any, ...]]) -> None:
+        assert self._db is not None
+        with self._db:  # one transaction, one fsync for the whole batch
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO events (id, function, qualifier, payload, state, attempts, next_at,"
+                " created, updated) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                rows,
+            )
+
+    def _claim_due(self, limit: int) -> list[tuple[Any, ...]]:
+        assert self._db is not None
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute(
+                "SELECT id, function, qualifier, payload, attempts, created FROM events"
+                " WHERE state='pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE events SET state='running', updated=? WHERE id=?",
+                [(now, r[0]) for r in rows],
+            )
+        return rows
+
+    # -- loop side ---------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._executor, fn, *args)
+
+    async def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        await self._run(self._open_db)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def put(self, function: str, qualifier: str | None, payload: bytes) -> str:
+        """Store an event durably; returns its id once the commit is on disk."""
+        assert self._loop is not None
+        event_id = str(uuid.uuid4())
+        now = time.time()
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._pending_puts.append(((event_id, function, qualifier, payload, now, now, now), done))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.ensure_future(self._flush_puts())
+        await done
+        return event_id
+
+    async def _flush_puts(self) -> None:
+        try:
+            while self._pending_puts:
+                batch, self._pending_puts = self._pending_puts, []
+                try:
+                    await self._run(self._insert_batch, [row for row, _ in batch])
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+                self._wake.set()
+        finally:
+            self._flushing = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._run(self._db_call, "SELECT state, count(*) FROM events GROUP BY state")
+        counts = {"pending": 0, "running": 0, "done": 0, "dead": 0}
+        counts.update({str(state): int(n) for state, n in rows})
+        return counts
+
+    async def dead_letters(self, function: str | None) -> list[dict[str, Any]]:
+        sql = "SELECT id, function, attempts, created, last_error FROM events WHERE state='dead'"
+        params: tuple[Any, ...] = ()
+        if function is not None:
+            sql += " AND function=?"
+            params = (function,)
+        rows = await self._run(self._db_call, sql + " ORDER BY created", params)
+        return [
+            {"event_id": r[0], "function": r[1], "attempts": r[2], "created": r[3], "error": r[4]}
+            for r in rows
+        ]
+
+    async def redrive(self, function: str | None, event_id: str | None) -> int:
+        """Move dead letters back to pending (all of a function's, or one)."""
+        now = time.time()
+        if event_id is not None:
+            sql = "UPDATE events SET state='pending', attempts=0, next_at=?, created=? WHERE state='dead' AND id=?"
+            params: tuple[Any, ...] = (now, now, event_id)
+        else:
+            sql = "UPDATE events SET state='pending', attempts=0, next_at=?, created=? WHERE state='dead' AND function=?"
+            params = (now, now, function)
+        changed: int = await self._run(self._db_exec, sql, params)
+        self._wake.set()
+        return changed
+
+    async def _finish(self, event_id: str, state: str, attempts: int, next_at: float, error: str | None) -> None:
+        await self._run(
+            self._db_call,
+            "UPDATE events SET state=?, attempts=?, next_at=?, updated=?, last_error=? WHERE id=?",
+            (state, attempts, next_at, time.time(), error, event_id),
+        )
+
+    async def run(self, run_event: RunEvent, policy: RetryPolicy) -> None:
+        """Forever: claim due events, run them (bounded concurrency), apply the retry policy."""
+        tasks: set[asyncio.Task[None]] = set()
+        while True:
+            free = policy.async_workers - len(tasks)
+            rows = await self._run(self._claim_due, free) if free > 0 else []
+            for row in rows:
+                task = asyncio.ensure_future(self._attempt(run_event, policy, row))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                task.add_done_callback(lambda _t: self._wake.set())
+            if not rows or free <= len(rows):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.2)
+                except (TimeoutError, asyncio.TimeoutError):
+                    pass
+
+    async def _attempt(self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]) -> None:
+        event_id, function, qualifier, payload, attempts, created = row
+        now = time.time()
+        if now - created > policy.async_max_age_s:
+            await self._finish(event_id, "dead", attempts, now, "maximum event age exceeded")
+            return
+        try:
+            result = await run_event(function, qualifier, bytes(payload), event_id)
+        except TooManyRequests:
+            # Throttles do not count as attempts (Lambda retries them until the max age).
+            await self._finish(event_id, "pending", attempts, now + THROTTLE_RETRY_S, "throttled")
+            return
+        except ResourceNotFound as exc:
+            await self._finish(event_id, "dead", attempts + 1, now, exc.message)
+            return
+        except LambdadError as exc:
+            result = {"error": {"errorType": exc.type, "errorMessage": exc.message}}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            traceback.print_exc()
+            result = {"error": {"errorType": "ServiceError", "errorMessage": repr(exc)}}
+        error = result.get("error")
+        attempts += 1
+        if not error:
+            await self._finish(event_id, "done", attempts, now, None)
+            return
+        message = f"{error.get('errorType')}: {error.get('errorMessage')}"
+        delays = policy.async_retry_delays_s
+        if attempts <= len(delays):
+            await self._finish(event_id, "pending", attempts, time.time() + delays[attempts - 1], message)
+        else:
+            await self._finish(event_id, "dead", attempts, time.time(), message)

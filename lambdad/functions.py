@@ -1,0 +1,193 @@
+"""Functions: the deployable unit, its validation and its versions.
+
+A :class:`FunctionConfig` is what a deploy asks for; a :class:`Version` is an immutable,
+content-addressed snapshot (code + configuration) of it. ``$LATEST`` is the newest version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from lambdad.errors import InvalidParameterValue
+
+NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HANDLER_RE: Final = re.compile(
+    r"^(?:[A-Za-z_][A-Za-z0-9_]*/)*[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r"\.[A-Za-z_][A-Za-z0-9_]*$"
+)
+ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RUNTIMES: Final = ("python3",)
+NETWORK_MODES: Final = ("none", "egress")
+MEMORY_RANGE: Final = (64, 10240)
+TIMEOUT_MAX: Final = 900.0
+TMP_RANGE: Final = (16, 10240)
+ENV_MAX_BYTES: Final = 4096
+# Lambda refuses to let a function override these; so do we.
+RESERVED_ENV: Final = frozenset(
+    {
+        "_HANDLER",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_TIMEOUT",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """Everything a deploy sets besides the code. Defaults are Lambda's."""
+
+    name: str
+    handler: str = "app.handler"  # module.func, the module relative to the code root
+    runtime: str = "python3"  # which zygote serves it
+    memory_mb: int = 128  # memory limit (64-10240); CPU share is proportional
+    timeout_s: float = 3.0  # wall-clock limit per invocation (up to 900)
+    env: Mapping[str, str] = field(default_factory=dict)  # variables, 4 KB total
+    concurrency: int | None = None  # reserved concurrency; None = share the global pool
+    network: str = "none"  # "none": loopback only; "egress": outbound through NAT
+    tmp_mb: int = 512  # size of the private /tmp
+    min_warm: int = 0  # provisioned concurrency: sandboxes kept initialized
+    pids_max: int = 64  # processes/threads in the sandbox
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["env"] = dict(self.env)
+        return d
+
+
+def _int(args: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterValue(
+            f"{key} must be an integer between {lo} and {hi}, got {value!r}", field=key
+        )
+    return value
+
+
+def validate(args: Mapping[str, Any]) -> FunctionConfig:
+    """Build a :class:`FunctionConfig` from request arguments, naming the first bad field.
+
+    Raises:
+        InvalidParameterValue: with ``field`` set to the offending argument.
+    """
+    name = args.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidParameterValue(
+            f"name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}", field="name"
+        )
+    handler = args.get("handler", "app.handler")
+    if not isinstance(handler, str) or not HANDLER_RE.match(handler) or len(handler) > 128:
+        raise InvalidParameterValue(
+            f"handler must look like 'module.function', got {handler!r}", field="handler"
+        )
+    runtime = args.get("runtime", "python3")
+    if runtime not in RUNTIMES:
+        raise InvalidParameterValue(
+            f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}", field="runtime"
+        )
+    memory_mb = _int(args, "memory_mb", 128, *MEMORY_RANGE)
+    timeout = args.get("timeout_s", 3.0)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= TIMEOUT_MAX
+    ):
+        raise InvalidParameterValue(
+            f"timeout_s must be a number in (0, {TIMEOUT_MAX:g}], got {timeout!r}",
+            field="timeout_s",
+        )
+    env = args.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise InvalidParameterValue("env must map strings to strings", field="env")
+    for key in env:
+        if not ENV_KEY_RE.match(key):
+            raise InvalidParameterValue(f"env key {key!r} is not a valid name", field="env")
+        if key in RESERVED_ENV:
+            raise InvalidParameterValue(f"env key {key!r} is reserved", field="env")
+    if sum(len(k) + len(v) for k, v in env.items()) > ENV_MAX_BYTES:
+        raise InvalidParameterValue(
+            f"env is larger than {ENV_MAX_BYTES} bytes in total", field="env"
+        )
+    concurrency = args.get("concurrency")
+    if concurrency is not None:
+        concurrency = _int(args, "concurrency", 0, 0, 100_000)
+    network = args.get("network", "none")
+    if network not in NETWORK_MODES:
+        raise InvalidParameterValue(
+            f"network must be 'none' or 'egress', got {network!r}", field="network"
+        )
+    if network == "egress":
+        raise InvalidParameterValue(
+            "network='egress' is not available yet: sandboxes have loopback only",
+            field="network",
+        )
+    tmp_mb = _int(args, "tmp_mb", 512, *TMP_RANGE)
+    min_warm = _int(args, "min_warm", 0, 0, 1000)
+    pids_max = _int(args, "pids_max", 64, 8, 4096)
+    layers = args.get("layers") or []
+    if layers:
+        raise InvalidParameterValue("layers are not supported yet", field="layers")
+    return FunctionConfig(
+        name=name,
+        handler=handler,
+        runtime=runtime,
+        memory_mb=memory_mb,
+        timeout_s=float(timeout),
+        env=dict(env),
+        concurrency=concurrency,
+        network=network,
+        tmp_mb=tmp_mb,
+        min_warm=min_warm,
+        pids_max=pids_max,
+    )
+
+
+@dataclass(frozen=True)
+class Version:
+    """One immutable deploy of a function."""
+
+    number: int  # 1, 2, ... in deploy order
+    config: FunctionConfig
+    code_sha256: str  # content address of the code tree (the store's directory name)
+    sha256: str  # content address of code + configuration: same deploy, same version
+    created: float  # unix time
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "config": self.config.to_dict(),
+            "code_sha256": self.code_sha256,
+            "sha256": self.sha256,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Version:
+        return cls(
+            number=int(d["number"]),
+            config=validate(d["config"]),
+            code_sha256=str(d["code_sha256"]),
+            sha256=str(d["sha256"]),
+            created=float(d["created"]),
+        )
+
+
+def version_sha256(config: FunctionConfig, code_sha256: str) -> str:
+    blob = json.dumps({"config": config.to_dict(), "code": code_sha256}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

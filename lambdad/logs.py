@@ -1,0 +1,128 @@
+"""Log streams: one file per sandbox under ``<state>/logs/<function>/``, size-capped.
+
+The daemon appends what a sandbox printed, framed by START / END / REPORT lines. Writes are
+buffered and flushed by a timer and before every read, so logging costs the invocation path
+one ``write()`` into a buffer rather than a system call per line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any, BinaryIO
+
+
+class LogStream:
+    def __init__(self, store: LogStore, function: str, name: str) -> None:
+        self.store = store
+        self.function = function
+        self.name = name  # Lambda style: 2026/11/24/[3]abcdef
+        directory = store.function_dir(function)
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, name.replace("/", "-") + ".log")
+        self._file: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 (kept open)
+        self._size = self._file.tell()
+        self.dirty = False
+
+    def write(self, data: bytes) -> None:
+        if self._file is None or not data:
+            return
+        self._file.write(data)
+        self._size += len(data)
+        self.dirty = True
+        if self._size > self.store.max_bytes:
+            self._rotate()
+
+    def flush(self) -> None:
+        if self._file is not None and self.dirty:
+            self._file.flush()
+            self.dirty = False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.flush()
+            self._file.close()
+            self._file = None
+            self.store.streams.discard(self)
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        for n in range(self.store.keep - 1, 0, -1):
+            older = f"{self.path}.{n}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{n + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+
+class LogStore:
+    def __init__(self, root: str, max_bytes: int, keep: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.streams: set[LogStream] = set()
+        os.makedirs(root, exist_ok=True)
+
+    def function_dir(self, function: str) -> str:
+        return os.path.join(self.root, function)
+
+    def open_stream(self, function: str, version: str, sandbox_id: str) -> LogStream:
+        name = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{sandbox_id}"
+        stream = LogStream(self, function, name)
+        self.streams.add(stream)
+        return stream
+
+    def flush_all(self) -> None:
+        for stream in list(self.streams):
+            stream.flush()
+
+    def delete_function(self, function: str) -> None:
+        for stream in [s for s in self.streams if s.function == function]:
+            stream.close()
+        shutil.rmtree(self.function_dir(function), ignore_errors=True)
+
+    def read(
+        self, function: str, cursor: dict[str, int] | None, tail_bytes: int = 64 * 1024
+    ) -> tuple[bytes, dict[str, int]]:
+        """Return (data, cursor). Without a cursor: the last ``tail_bytes`` over all streams
+        (oldest stream first). With one: what was appended to each stream since."""
+        self.flush_all()
+        directory = self.function_dir(function)
+        try:
+            names = [n for n in os.listdir(directory) if n.endswith(".log")]
+        except FileNotFoundError:
+            names = []
+        paths = sorted(
+            (os.path.join(directory, n) for n in names), key=lambda p: os.stat(p).st_mtime_ns
+        )
+        new_cursor: dict[str, int] = {}
+        chunks: list[bytes] = []
+        for path in paths:
+            name = os.path.basename(path)
+            size = os.stat(path).st_size
+            start = 0 if cursor is None else cursor.get(name, 0)
+            if start > size:  # rotated since: start over
+                start = 0
+            if size > start:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    chunks.append(f.read(size - start))
+            new_cursor[name] = size
+        data = b"".join(chunks)
+        if cursor is None and len(data) > tail_bytes:
+            data = data[-tail_bytes:]
+            cut = data.find(b"\n")
+            if 0 <= cut < len(data) - 1:
+                data = data[cut + 1 :]
+        return data, new_cursor
+
+
+def wire_cursor(raw: Any) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("cursor must be a map")
+    return {str(k): int(v) for k, v in raw.items()}

@@ -1,0 +1,327 @@
+"""The lambdad wire protocol, sans-IO.
+
+This module contains no networking code at all (the h11 idea). Bytes go in with
+:meth:`Connection.receive_data`, events come out of :meth:`Connection.next_event`, and
+:meth:`Connection.send` turns an event into the bytes to write. The daemon's asyncio protocol,
+the blocking client, the asyncio client and the trio client all drive this same object.
+
+Framing: a connection is a stream of msgpack maps, one per frame, back to back. msgpack's
+streaming ``Unpacker`` finds the frame boundaries; its ``max_buffer_size`` bounds a frame.
+
+Frames (see docs/protocol.md for the full schema):
+
+* request   ``{"id": int, "op": str, "args": map}``      client -> daemon
+* response  ``{"id": int, "ok": map}``                   daemon -> client
+* error     ``{"id": int | nil, "error": {"type": str, "message": str, ...}}``
+
+The first request on a connection must be ``hello`` with a supported ``version``. Requests
+carry client-chosen integer ids; responses echo them and may come back in any order, so many
+requests can be in flight on one connection.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, NoReturn
+
+import msgpack
+
+from lambdad.errors import (
+    FrameTooLarge,
+    LambdadError,
+    ProtocolError,
+    UnsupportedVersion,
+    from_wire,
+)
+
+PROTOCOL_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = frozenset({1})
+DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
+MAX_ID: Final = 2**63 - 1
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    """Where a connection is in its life. See :data:`TRANSITIONS`."""
+
+    AWAIT_HELLO = "await-hello"  # server: no supported hello yet; client: hello not yet sent
+    READY = "ready"  # handshake done (client: hello sent; pipelining behind it is fine)
+    CLOSED = "closed"  # the peer sent EOF
+    ERROR = "error"  # a fatal framing error: send the error, then close
+
+
+class _Sentinel(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+    CLOSED = "CLOSED"
+
+
+NEED_DATA: Final = _Sentinel.NEED_DATA
+"""next_event(): no complete frame buffered; feed more bytes."""
+CLOSED: Final = _Sentinel.CLOSED
+"""next_event(): the peer closed its end and every buffered frame has been returned."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Events: frozen dataclasses, the only things that cross this module's boundary.
+
+
+@dataclass(frozen=True)
+class Request:
+    """A client's request. ``op`` names the operation, ``args`` its arguments."""
+
+    id: int
+    op: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    """The daemon's successful answer to request ``id``."""
+
+    id: int
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    """The daemon's refusal of request ``id`` (``None`` when the frame had no usable id)."""
+
+    id: int | None
+    error: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, id: int | None, exc: LambdadError) -> ErrorResponse:
+        return cls(id, exc.to_wire())
+
+    def exception(self) -> LambdadError:
+        """The typed exception this error stands for."""
+        return from_wire(dict(self.error))
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """Server side: a frame that was valid msgpack but not a valid request.
+
+    Not fatal: answer it with ``ErrorResponse.of(event.id, event.error)`` and carry on.
+    """
+
+    id: int | None
+    error: LambdadError
+
+
+Event = Request | Response | ErrorResponse | BadRequest
+
+
+class LocalProtocolError(ProtocolError):
+    """We (the caller of this module) misused the protocol, e.g. sent a response as a client."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something fatal (not msgpack, a frame over the limit). ``error`` is what
+    to send back before closing (server side)."""
+
+    def __init__(self, error: LambdadError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# Rule: everything that moves the state machine lives in this table.
+# (role, state, happening) -> new state
+TRANSITIONS: Final[dict[tuple[Role, State, str], State]] = {
+    (Role.CLIENT, State.AWAIT_HELLO, "send-hello"): State.READY,
+    (Role.SERVER, State.AWAIT_HELLO, "recv-hello-supported"): State.READY,
+    (Role.SERVER, State.AWAIT_HELLO, "recv-hello-unsupported"): State.AWAIT_HELLO,
+    (Role.SERVER, State.READY, "recv-hello-supported"): State.READY,
+    (Role.SERVER, State.READY, "recv-hello-unsupported"): State.READY,
+    (Role.CLIENT, State.AWAIT_HELLO, "recv-eof"): State.CLOSED,
+    (Role.CLIENT, State.READY, "recv-eof"): State.CLOSED,
+    (Role.SERVER, State.AWAIT_HELLO, "recv-eof"): State.CLOSED,
+    (Role.SERVER, State.READY, "recv-eof"): State.CLOSED,
+    (Role.CLIENT, State.AWAIT_HELLO, "recv-garbage"): State.ERROR,
+    (Role.CLIENT, State.READY, "recv-garbage"): State.ERROR,
+    (Role.SERVER, State.AWAIT_HELLO, "recv-garbage"): State.ERROR,
+    (Role.SERVER, State.READY, "recv-garbage"): State.ERROR,
+}
+
+
+def hello_request(id: int = 0, client: str = "lambdad-python") -> Request:
+    """The handshake request a client sends first."""
+    return Request(id, "hello", {"version": PROTOCOL_VERSION, "client": client})
+
+
+class Connection:
+    """One end of a lambdad connection.
+
+    Args:
+        role: which end this is.
+        max_frame_size: the largest frame accepted from the peer, in bytes. A bigger frame is
+            a fatal :class:`FrameTooLarge`.
+    """
+
+    def __init__(self, role: Role, max_frame_size: int = DEFAULT_MAX_FRAME) -> None:
+        self.role = role
+        self.max_frame_size = max_frame_size
+        self.state = State.AWAIT_HELLO
+        self.peer_version: int | None = None
+        self._unpacker = msgpack.Unpacker(
+            raw=False, max_buffer_size=max_frame_size, strict_map_key=False
+        )
+        self._fed = 0  # bytes handed to the unpacker so far
+        self._pending = bytearray()  # received but not yet fed (unpacker full)
+        self._eof = False
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _move(self, happening: str) -> None:
+        try:
+            self.state = TRANSITIONS[(self.role, self.state, happening)]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{happening!r} is not allowed for a {self.role.value} in state {self.state.value}"
+            ) from None
+
+    # -- input ----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes received from the peer. ``b""`` means the peer closed its end."""
+        if self.state is State.ERROR:
+            return
+        if not data:
+            self._eof = True
+            return
+        self._pending += data
+        self._fill()
+
+    def _fill(self) -> None:
+        space = self.max_frame_size - (self._fed - self._unpacker.tell())
+        if space <= 0 or not self._pending:
+            return
+        chunk = bytes(self._pending[:space])
+        del self._pending[:space]
+        self._unpacker.feed(chunk)
+        self._fed += len(chunk)
+
+    def next_event(self) -> Event | _Sentinel:
+        """Return the next complete event, :data:`NEED_DATA` or :data:`CLOSED`.
+
+        Raises:
+            RemoteProtocolError: the peer sent bytes that are not a lambdad frame, or a frame
+                over ``max_frame_size``. The connection is unusable afterwards.
+        """
+        if self.state is State.ERROR:
+            raise RemoteProtocolError(ProtocolError("connection is in the error state"))
+        while True:
+            try:
+                frame = self._unpacker.unpack()
+            except msgpack.OutOfData:
+                if self._pending:
+                    before = self._fed
+                    self._fill()
+                    if self._fed != before:
+                        continue
+                    self._fail(
+                        FrameTooLarge(
+                            f"frame larger than the limit of {self.max_frame_size} bytes",
+                            limit=self.max_frame_size,
+                        )
+                    )
+                if self._eof:
+                    if self._fed != self._unpacker.tell():
+                        self._fail(ProtocolError("connection closed in the middle of a frame"))
+                    self._move("recv-eof")
+                    return CLOSED
+                return NEED_DATA
+            except ValueError as exc:  # includes ExtraData, FormatError, StackError, UTF-8
+                if "exceeds max" in str(exc):
+                    self._fail(
+                        FrameTooLarge(
+                            f"frame larger than the limit of {self.max_frame_size} bytes",
+                            limit=self.max_frame_size,
+                        )
+                    )
+                self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc}"))
+            except Exception as exc:  # msgpack raises a few odd types on garbage
+                self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc!r}"))
+            if not isinstance(frame, dict):
+                self._fail(
+                    ProtocolError(f"a frame must be a msgpack map, got {type(frame).__name__}")
+                )
+            return self._parse(frame)
+
+    def _fail(self, error: LambdadError) -> NoReturn:
+        self._move("recv-garbage")
+        raise RemoteProtocolError(error)
+
+    def _parse(self, frame: dict[Any, Any]) -> Event:
+        raw_id = frame.get("id")
+        id_ok = isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= MAX_ID
+        if self.role is Role.SERVER:
+            return self._parse_request(frame, raw_id if id_ok else None)
+        return self._parse_response(frame, raw_id if id_ok else None)
+
+    def _parse_request(self, frame: dict[Any, Any], id: int | None) -> Event:
+        if id is None:
+            return BadRequest(None, ProtocolError("'id' must be an integer in [0, 2**63)"))
+        op = frame.get("op")
+        if not isinstance(op, str):
+            return BadRequest(id, ProtocolError("'op' must be a string"))
+        args = frame.get("args", {})
+        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+            return BadRequest(id, ProtocolError("'args' must be a map with string keys"))
+        if op == "hello":
+            version = args.get("version")
+            if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+                self._move("recv-hello-unsupported")
+                return BadRequest(
+                    id,
+                    UnsupportedVersion(
+                        f"protocol version {version!r} is not supported; "
+                        f"this daemon speaks {sorted(SUPPORTED_VERSIONS)}",
+                        supported=sorted(SUPPORTED_VERSIONS),
+                    ),
+                )
+            self._move("recv-hello-supported")
+            self.peer_version = int(version)
+        elif self.state is State.AWAIT_HELLO:
+            return BadRequest(id, ProtocolError("the first request must be 'hello'"))
+        return Request(id, op, args)
+
+    def _parse_response(self, frame: dict[Any, Any], id: int | None) -> Event:
+        if "error" in frame:
+            error = frame["error"]
+            if not isinstance(error, dict):
+                error = {"type": "ProtocolError", "message": f"malformed error {error!r}"}
+            return ErrorResponse(id, error)
+        body = frame.get("ok")
+        if id is None or not isinstance(body, dict):
+            self._fail(ProtocolError(f"malformed response frame: {frame!r:.200}"))
+        return Response(id, body)
+
+    # -- output ---------------------------------------------------------------------------
+
+    def send(self, event: Event) -> bytes:
+        """Return the bytes that carry ``event`` to the peer."""
+        if isinstance(event, Request):
+            if self.role is not Role.CLIENT:
+                raise LocalProtocolError("only a client sends requests")
+            if event.op == "hello" and self.state is State.AWAIT_HELLO:
+                self._move("send-hello")
+            elif self.state is State.AWAIT_HELLO:
+                raise LocalProtocolError("send 'hello' before any other request")
+            return self._packer.pack({"id": event.id, "op": event.op, "args": dict(event.args)})
+        if self.role is not Role.SERVER:
+            raise LocalProtocolError("only the daemon sends responses")
+        if isinstance(event, Response):
+            return self._packer.pack({"id": event.id, "ok": dict(event.body)})
+        if isinstance(event, ErrorResponse):
+            return self._packer.pack({"id": event.id, "error": dict(event.error)})
+        if isinstance(event, BadRequest):
+            return self._packer.pack({"id": event.id, "error": event.error.to_wire()})
+        raise LocalProtocolError(f"cannot send {event!r}")

@@ -1,0 +1,516 @@
+"""The daemon's side of sandboxes and zygotes: handles, lifecycle, the generic pool.
+
+A :class:`Sandbox` is the daemon's handle on one sandbox process: its socket (an asyncio
+transport), its log pipe, its cgroup and its place in the lifecycle. The lifecycle is one
+explicit table (:data:`TRANSITIONS`); an illegal move raises, and a dead sandbox stays dead.
+
+A :class:`Zygote` is the handle on one runtime's zygote process: it asks for sandboxes, receives
+them (fds over SCM_RIGHTS), learns how they exited, and is restarted if it dies. A
+:class:`GenericPool` keeps pre-forked, unspecialized sandboxes of a runtime ready ahead of demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from lambdad.errors import ServiceError
+from lambdad.logs import LogStream
+from sandbox import wire
+from sandbox.cgroups import Cgroup, CgroupBackend
+
+READY_TIMEOUT_S: Final = 30.0  # a sandbox that is not ready by then is broken
+ZYGOTE_BOOT_ERROR: Final = 3  # the zygote's "do not respawn me" exit status
+
+
+class State(enum.Enum):
+    STARTING = "starting"  # forked, setting itself up
+    GENERIC = "generic"  # isolated, idle, no function yet: in the runtime's pool
+    SPECIALIZING = "specializing"  # mounting a function's code, dropping privileges, importing
+    IDLE = "idle"  # warm: initialized for one function version, waiting
+    BUSY = "busy"  # running one invocation
+    FROZEN = "frozen"  # warm and idle, its cgroup frozen
+    DEAD = "dead"  # gone, or condemned; every later use fails
+
+
+# Rule: every lifecycle move is listed here, and only here.
+TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    State.STARTING: frozenset({State.GENERIC, State.DEAD}),
+    State.GENERIC: frozenset({State.SPECIALIZING, State.DEAD}),
+    State.SPECIALIZING: frozenset({State.BUSY, State.IDLE, State.DEAD}),
+    State.IDLE: frozenset({State.BUSY, State.FROZEN, State.DEAD}),
+    State.BUSY: frozenset({State.IDLE, State.DEAD}),
+    State.FROZEN: frozenset({State.BUSY, State.IDLE, State.DEAD}),
+    State.DEAD: frozenset(),
+}
+
+
+class IllegalTransition(ServiceError):
+    """A sandbox was asked to move where the lifecycle table does not allow."""
+
+
+class SandboxDied(Exception):
+    """The sandbox went away while we were talking to it."""
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    status: int  # waitpid status
+    memory_peak: int  # bytes, from the cgroup
+    oom_kills: int
+
+    def describe(self) -> str:
+        """Lambda's wording: "signal: killed", "exit status 1"."""
+        if os.WIFSIGNALED(self.status):
+            sig = os.WTERMSIG(self.status)
+            name = {signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault"}.get(
+                signal.Signals(sig), signal.Signals(sig).name.lower().removeprefix("sig")
+            )
+            return f"signal: {name}"
+        return f"exit status {os.WEXITSTATUS(self.status)}"
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _SandboxProtocol(asyncio.Protocol):
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=wire.MAX_MESSAGE)
+
+    def data_received(self, data: bytes) -> None:
+        self.unpacker.feed(data)
+        for msg in self.unpacker:
+            self.sandbox._deliver(msg)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sandbox._lost()
+
+
+class Sandbox:
+    """The daemon's handle on one sandbox process."""
+
+    def __init__(
+        self,
+        zygote: Zygote,
+        id: str,
+        pid: int,
+        uid: int,
+        cgroup: Cgroup | None,
+        sock: socket.socket,
+        log_fd: int,
+    ) -> None:
+        self.zygote = zygote
+        self.id = id
+        self.pid = pid
+        self.uid = uid
+        self.cgroup = cgroup
+        self.state = State.STARTING
+        self.function: str | None = None
+        self.version: int | None = None
+        self.memory_mb = 128  # what it is charged against the memory budget
+        self.generic_phases: dict[str, int] = {}
+        self.last_used = time.monotonic()
+        self.log_stream: LogStream | None = None
+        self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
+        self.exit_info: asyncio.Future[ExitInfo] = zygote.loop.create_future()
+        self._sock = sock  # used only for sendmsg with fds; the transport owns reading
+        self._transport: asyncio.Transport | None = None
+        self._inbox: collections.deque[dict[str, Any]] = collections.deque()
+        self._waiter: asyncio.Future[dict[str, Any]] | None = None
+        self._closed = False
+        self._log_fd = log_fd
+        os.set_blocking(log_fd, False)
+        zygote.loop.add_reader(log_fd, self.drain_log)
+
+    async def attach(self) -> None:
+        loop = self.zygote.loop
+        transport, _ = await loop.create_unix_connection(
+            lambda: _SandboxProtocol(self), sock=self._sock.dup()
+        )
+        self._transport = transport  # type: ignore[assignment]
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def move(self, new: State) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"sandbox {self.id}: {self.state.value} -> {new.value}")
+        self.state = new
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not State.DEAD
+
+    def kill(self) -> None:
+        """Condemn the sandbox: SIGKILL its PID 1 (the kernel kills the rest of its pid
+        namespace) and everything left in its cgroup."""
+        if self.state is not State.DEAD:
+            self.state = State.DEAD
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.cgroup is not None:
+            try:
+                self.cgroup.thaw()
+            except OSError:
+                pass
+        self._close()
+
+    def retire(self) -> None:
+        """Ask an idle sandbox to exit (graceful) and forget it."""
+        if self.state is State.DEAD:
+            return
+        self.state = State.DEAD
+        if self.cgroup is not None:
+            try:
+                self.cgroup.thaw()
+            except OSError:
+                pass
+        try:
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(wire.pack({"t": wire.RETIRE}))
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+        self._sock.close()
+        self.drain_log()
+        self.zygote.loop.remove_reader(self._log_fd)
+        os.close(self._log_fd)
+        self._log_fd = -1
+        if self.log_stream is not None:
+            self.log_stream.close()
+            self.log_stream = None
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(SandboxDied(self.id))
+
+    # -- messages ----------------------------------------------------------------------
+
+    def _deliver(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            self.kill()
+            return
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(msg)
+        else:
+            self._inbox.append(msg)
+
+    def _lost(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(SandboxDied(self.id))
+        if self.state is not State.DEAD:
+            self.state = State.DEAD
+            self._close()
+
+    async def receive(self, timeout: float) -> dict[str, Any]:
+        """The sandbox's next message. Raises SandboxDied or TimeoutError.
+
+        A bare timer handle rather than ``asyncio.wait_for``: this is on every invocation's
+        path and wait_for costs a task and two callbacks more.
+        """
+        if self._inbox:
+            return self._inbox.popleft()
+        if self._closed:
+            raise SandboxDied(self.id)
+        waiter: asyncio.Future[dict[str, Any]] = self.zygote.loop.create_future()
+        self._waiter = waiter
+        timer = self.zygote.loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise SandboxDied(self.id)
+        self._transport.write(wire.pack(msg))
+
+    def send_with_fds(self, msg: dict[str, Any], fds: list[int]) -> None:
+        # asyncio transports cannot carry SCM_RIGHTS; the socket is idle (we are the only
+        # writer and no invocation is in flight), so a direct sendmsg cannot interleave.
+        try:
+            wire.send_with_fds(self._sock, msg, fds)
+        except OSError as exc:
+            raise SandboxDied(f"{self.id}: {exc}") from exc
+
+    # -- logs --------------------------------------------------------------------------
+
+    def drain_log(self) -> None:
+        """Move whatever the sandbox printed into its log stream (non-blocking)."""
+        if self._log_fd < 0:
+            return
+        while True:
+            try:
+                data = os.read(self._log_fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+            if not data:
+                self.zygote.loop.remove_reader(self._log_fd)
+                return
+            if self.log_stream is not None:
+                self.log_stream.write(data)
+            else:
+                sys.stderr.buffer.write(b"[sandbox " + self.id.encode() + b"] " + data)
+                sys.stderr.flush()
+            if self.log_tail is not None:
+                self.log_tail += data
+
+    def memory_peak_mb(self, fallback_kb: int = 0) -> int:
+        peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else 0
+        if not peak:
+            peak = fallback_kb * 1024
+        return max(1, round(peak / 2**20))
+
+
+class Zygote:
+    """Handle on one runtime's zygote process."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        runtime: str,
+        rootfs: str,
+        cgroups: CgroupBackend | None,
+        cgroup_parent: str,
+        on_sandbox: Callable[[Sandbox, str], None],
+        on_down: Callable[[Zygote], None],
+    ) -> None:
+        self.loop = loop
+        self.runtime = runtime
+        self.rootfs = rootfs
+        self.cgroups = cgroups
+        self.cgroup_parent = cgroup_parent
+        self.on_sandbox = on_sandbox
+        self.on_down = on_down
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control: socket.socket | None = None
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.missing: list[str] = []
+        self.cgroup_version: int | None = None
+        self.up = False
+        self._ready: asyncio.Future[None] | None = None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Fork+exec the zygote and wait for its hello.
+
+        ``subprocess.Popen`` forks and execs in C (no Python runs in the child), which is the
+        one kind of process creation that is safe with a running event loop.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = json.dumps(
+            {"runtime": self.runtime, "rootfs": self.rootfs, "cgroup_parent": self.cgroup_parent}
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.zygote",
+                "--control-fd",
+                str(theirs.fileno()),
+                "--config",
+                config,
+            ],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        ours.setblocking(False)
+        self.control = ours
+        self._ready = self.loop.create_future()
+        self.loop.add_reader(ours.fileno(), self._on_control)
+        try:
+            await asyncio.wait_for(self._ready, timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            self.stop()
+            raise ServiceError(f"zygote for {self.runtime} did not start within {timeout:.0f} s") from None
+        self.up = True
+
+    def spawn(self, count: int, source: str) -> None:
+        if not self.up or self.control is None or count <= 0:
+            return
+        try:
+            self.control.send(wire.pack({"t": wire.SPAWN, "count": count, "source": source}))
+        except OSError:
+            self._down()
+
+    def _on_control(self) -> None:
+        assert self.control is not None
+        while True:
+            try:
+                msg, fds = wire.recv_datagram(self.control)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (OSError, ValueError):
+                msg, fds = None, []
+            if msg is None:
+                self._down()
+                return
+            kind = msg.get("t")
+            if kind == wire.SPAWNED and len(fds) == 2:
+                self._spawned(msg, fds)
+            elif kind == wire.EXITED:
+                sandbox = self.sandboxes.pop(str(msg.get("id")), None)
+                if sandbox is not None and not sandbox.exit_info.done():
+                    sandbox.exit_info.set_result(
+                        ExitInfo(
+                            int(msg.get("status", 0)),
+                            int(msg.get("memory_peak", 0)),
+                            int(msg.get("oom_kills", 0)),
+                        )
+                    )
+                    if sandbox.alive:
+                        sandbox.kill()
+            elif kind == wire.ZYGOTE_READY:
+                self.missing = list(msg.get("missing", []))
+                self.cgroup_version = msg.get("cgroup_version")
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(None)
+            elif kind == wire.SPAWN_FAILED:
+                print(f"lambdad: zygote {self.runtime}: {msg.get('message')}", file=sys.stderr)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+    def _spawned(self, msg: dict[str, Any], fds: list[int]) -> None:
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        cgroup_name = msg.get("cgroup")
+        cgroup = self.cgroups.open(str(cgroup_name)) if cgroup_name and self.cgroups else None
+        sandbox = Sandbox(
+            self, str(msg["id"]), int(msg["pid"]), int(msg["uid"]), cgroup, sock, fds[1]
+        )
+        self.sandboxes[sandbox.id] = sandbox
+        self.on_sandbox(sandbox, str(msg.get("source", "pool")))
+
+    def _down(self) -> None:
+        if self.control is None:
+            return
+        self.up = False
+        self.loop.remove_reader(self.control.fileno())
+        self.control.close()
+        self.control = None
+        for sandbox in list(self.sandboxes.values()):
+            sandbox.kill()  # they die with the zygote anyway (parent-death signal)
+            if not sandbox.exit_info.done():
+                sandbox.exit_info.set_result(ExitInfo(signal.SIGKILL, 0, 0))
+        self.sandboxes.clear()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(ServiceError(f"zygote for {self.runtime} exited at start"))
+        self.on_down(self)
+
+    def exit_status(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def stop(self) -> None:
+        """Close the control link (the zygote kills its sandboxes and exits) and reap it."""
+        self._down_quietly()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def _down_quietly(self) -> None:
+        self.on_down = lambda _z: None
+        self._down()
+
+
+class GenericPool:
+    """Pre-forked, unspecialized sandboxes of one runtime, kept ready ahead of demand.
+
+    The target size adapts to demand: it is at least ``base`` and grows with the number of
+    sandboxes taken in the last second (OpenWhisk's prewarm idea), up to ``ceiling``.
+    """
+
+    def __init__(self, zygote: Zygote, base: int, ceiling: int) -> None:
+        self.zygote = zygote
+        self.base = base
+        self.ceiling = ceiling
+        self.ready: collections.deque[Sandbox] = collections.deque()
+        self.starting = 0  # spawns asked for and not yet ready
+        self.waiters: collections.deque[asyncio.Future[Sandbox]] = collections.deque()
+        self._taken: collections.deque[float] = collections.deque()
+
+    @property
+    def target(self) -> int:
+        now = time.monotonic()
+        while self._taken and self._taken[0] < now - 1.0:
+            self._taken.popleft()
+        return min(self.ceiling, max(self.base, len(self._taken)))
+
+    def replenish(self) -> None:
+        want = self.target + len(self.waiters) - len(self.ready) - self.starting
+        if want > 0:
+            self.starting += want
+            self.zygote.spawn(want, "pool")
+
+    async def acquire(self, timeout: float = READY_TIMEOUT_S) -> tuple[Sandbox, str]:
+        """A generic sandbox and where it came from: "pool" (was ready) or "fork" (waited)."""
+        self._taken.append(time.monotonic())
+        while self.ready:
+            sandbox = self.ready.popleft()
+            if sandbox.alive:
+                self.replenish()
+                return sandbox, "pool"
+        waiter: asyncio.Future[Sandbox] = self.zygote.loop.create_future()
+        self.waiters.append(waiter)
+        self.replenish()
+        try:
+            return await asyncio.wait_for(waiter, timeout), "fork"
+        except (TimeoutError, asyncio.TimeoutError):
+            raise ServiceError(
+                f"no {self.zygote.runtime} sandbox became ready within {timeout:.0f} s"
+            ) from None
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    def offer(self, sandbox: Sandbox) -> None:
+        """A freshly started sandbox finished its generic set-up."""
+        self.starting = max(0, self.starting - 1)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sandbox)
+                return
+        self.ready.append(sandbox)
+
+    def failed(self) -> None:
+        self.starting = max(0, self.starting - 1)
+        self.replenish()
+
+    def reset(self) -> None:
+        """The zygote went down: its sandboxes are gone."""
+        self.ready.clear()
+        self.starting = 0
+
+    def fail_waiters(self, exc: Exception) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)

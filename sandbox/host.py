@@ -1,0 +1,100 @@
+"""What this host can do, found out once at start (zygote and daemon).
+
+Every protection that is unavailable becomes one human line in ``HostSupport.missing``; the
+daemon prints them at start and ``lambdad serve --strict`` refuses to start if there are any.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import lambdad  # for the location of the project's own code (it must be visible inside)
+from sandbox import cgroups, namespaces
+from sandbox.contain import Isolation
+
+
+@dataclass
+class HostSupport:
+    isolation: Isolation
+    cgroups: cgroups.CgroupBackend | None
+    missing: list[str] = field(default_factory=list)
+
+
+def probe(cgroup_parent: str = "lambdad", *, strict_cgroups: bool = False) -> HostSupport:
+    """Find out which mechanisms work here. Never raises for a missing feature."""
+    missing: list[str] = []
+    root = os.geteuid() == 0
+    use_ns = True
+    if not root:
+        try:
+            namespaces.become_userns_root()
+            missing.append(
+                "not root: sandboxes run in a user namespace as your uid (no per-sandbox uid)"
+            )
+        except OSError as exc:
+            use_ns = False
+            missing.append(
+                f"not root and user namespaces unavailable ({exc}): "
+                "no pid/mount/network namespaces, no private root — handlers see the host"
+            )
+    backend: cgroups.CgroupBackend | None = None
+    if root:
+        try:
+            backend = cgroups.detect(cgroup_parent)
+        except OSError as exc:
+            missing.append(f"cgroups unusable ({exc}): no memory, cpu or pids limit per sandbox")
+        else:
+            if backend is None:
+                missing.append("no usable cgroup hierarchy: no memory, cpu or pids limit")
+            else:
+                missing.extend(backend.missing())
+    else:
+        missing.append("not root: no cgroups: no memory, cpu or pids limit per sandbox")
+    program: bytes | None = None
+    try:
+        from sandbox import seccomp
+
+        program = seccomp.compile_filter()
+    except Exception as exc:
+        missing.append(f"seccomp unavailable ({exc}): dangerous syscalls are not filtered")
+    return HostSupport(
+        isolation=Isolation(namespaces=use_ns, credentials=root, seccomp_program=program),
+        cgroups=backend,
+        missing=missing,
+    )
+
+
+def runtime_path_map() -> dict[str, str]:
+    """Host directories the python runtime uses -> where they appear inside a sandbox.
+
+    Lambda keeps the interpreter under /var/lang and its own runtime under /var/runtime; we do
+    the same, so no host path (such as /root/.pyenv) is visible as itself. Longest first, so
+    that a virtual environment inside the project tree maps before the tree does.
+    """
+    paths = {os.path.realpath(sys.base_prefix): "/var/lang"}
+    venv = os.path.realpath(sys.prefix)
+    if venv not in paths:
+        paths[venv] = "/var/runtime/venv"
+    project = _project_dir()
+    if not any(project == p or project.startswith(p + "/") for p in paths):
+        paths[project] = "/var/runtime/src"  # an editable install: the source tree
+    return dict(sorted(paths.items(), key=lambda kv: -len(kv[0])))
+
+
+def runtime_binds(path_map: dict[str, str]) -> list[tuple[str, str]]:
+    """The read-only bind mounts that realise ``path_map``: for the project's source tree only
+    its two packages (not .git, tests or state), for the rest the whole directory."""
+    project = _project_dir()
+    binds = []
+    for host_path, inside in path_map.items():
+        if host_path == project:
+            binds += [(f"{project}/{pkg}", f"{inside}/{pkg}") for pkg in ("lambdad", "sandbox")]
+        else:
+            binds.append((host_path, inside))
+    return binds
+
+
+def _project_dir() -> str:
+    return os.path.dirname(os.path.dirname(os.path.realpath(lambdad.__file__)))

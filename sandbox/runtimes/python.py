@@ -1,0 +1,267 @@
+"""The python3 runtime: specialization, handler import (Init) and the invocation loop.
+
+Runs inside the sandbox, single-threaded, blocking. Lambda semantics: ``handler(event,
+context)``, module globals persist across warm invocations, a handler exception is a
+``Handled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result that is not JSON
+serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportModuleError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from sandbox import contain, rlimits, wire
+
+PRELOAD = ("json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64")
+TASK_ROOT = "/var/task"
+ARN_PREFIX = "arn:aws:lambda:local:000000000000:function:"
+
+
+class LambdaContext:
+    """The ``context`` argument: Lambda's fields and ``get_remaining_time_in_millis()``."""
+
+    def __init__(
+        self, request_id: str, function: Mapping[str, Any], deadline_ns: int, stream: str
+    ) -> None:
+        name = str(function["name"])
+        self.aws_request_id = request_id
+        self.function_name = name
+        self.function_version = str(function["version"])
+        self.memory_limit_in_mb = int(function["memory_mb"])
+        self.invoked_function_arn = ARN_PREFIX + name
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = stream
+        self.identity = None
+        self.client_context = None
+        self._deadline_ns = deadline_ns
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, (self._deadline_ns - time.monotonic_ns()) // 1_000_000)
+
+
+def lambda_environment(function: Mapping[str, Any], stream: str, task_root: str) -> dict[str, str]:
+    """The environment a Lambda python handler expects, plus the function's own variables."""
+    name = str(function["name"])
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function["memory_mb"]),
+        "AWS_LAMBDA_FUNCTION_VERSION": str(function["version"]),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(function["timeout_s"])),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+        "AWS_LAMBDA_RUNTIME_API": "",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
+        "AWS_REGION": "local",
+        "AWS_DEFAULT_REGION": "local",
+        "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "_HANDLER": str(function["handler"]),
+        "TZ": "UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({str(k): str(v) for k, v in dict(function.get("env") or {}).items()})
+    return env
+
+
+def error_shape(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    """Lambda's error object for an exception raised by user code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    # Drop this runtime's own frames: the user should see their code only.
+    frames = traceback.StackSummary.from_list(
+        [f for f in frames if not f.filename.endswith(("runtimes/python.py",))]
+    )
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": frames.format(),
+    }
+
+
+def load_handler(handler: str) -> Callable[[Any, Any], Any]:
+    """Import ``module.func`` (``dir/module.func`` allowed). Raises ``_InitError``."""
+    module_name, _, func_name = handler.rpartition(".")
+    module_name = module_name.replace("/", ".")
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as exc:
+        raise _InitError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}", exc
+        ) from exc
+    except ImportError as exc:
+        raise _InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
+        ) from exc
+    except Exception as exc:
+        raise _InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
+        ) from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise _InitError(
+            "Runtime.HandlerNotFound", f"Handler '{func_name}' missing on module '{module_name}'"
+        )
+    return func  # type: ignore[no-any-return]
+
+
+class _InitError(Exception):
+    def __init__(self, error_type: str, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.error: dict[str, Any] = {
+            "errorMessage": message,
+            "errorType": error_type,
+            "stackTrace": error_shape(cause)["stackTrace"] if cause else [],
+        }
+
+
+def _reap_orphans() -> None:
+    # We are PID 1 of the sandbox: every orphaned grandchild is ours to reap.
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _rewrite_paths(path_map: Mapping[str, str]) -> None:
+    """sys.path and the prefixes point at host paths; inside, the runtime lives elsewhere."""
+
+    def move(p: str) -> str:
+        for host, inside in path_map.items():
+            if p == host or p.startswith(host + "/"):
+                return inside + p[len(host) :]
+        return p
+
+    sys.path[:] = [move(p) for p in sys.path]
+    for attr in ("prefix", "exec_prefix", "base_prefix", "base_exec_prefix"):
+        setattr(sys, attr, move(getattr(sys, attr)))
+
+
+def serve(
+    chan: wire.StreamChannel,
+    isolation: contain.Isolation,
+    uid: int,
+    gid: int,
+    path_map: Mapping[str, str],
+    generic_phases: dict[str, int],
+) -> NoReturn:
+    """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
+    if isolation.namespaces:
+        _rewrite_paths(path_map)
+    chan.send({"t": wire.READY, "phases": generic_phases})
+    msg, fds = chan.recv()
+    if msg is None or msg.get("t") != wire.INIT:
+        os._exit(0)
+    function: dict[str, Any] = msg["function"]
+    t_init = time.monotonic_ns()
+    try:
+        spec = contain.Specialization(
+            tmp_mb=int(function["tmp_mb"]),
+            uid=uid,
+            gid=gid,
+            limits=rlimits.Rlimits(
+                fsize_bytes=int(function["tmp_mb"]) * 1024 * 1024,
+                nproc=int(msg.get("pids_max", 64)),
+            ),
+        )
+        phases = contain.specialize(isolation, spec, fds[0] if fds else -1)
+    except Exception as exc:
+        chan.send(
+            {
+                "t": wire.INIT_ERROR,
+                "error": error_shape(exc, "Sandbox.SetupError"),
+                "phases": {},
+                "init_us": (time.monotonic_ns() - t_init) // 1000,
+            }
+        )
+        os._exit(1)
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    task_root = TASK_ROOT if isolation.namespaces else str(msg["code_path"])
+    stream = str(msg["log_stream"])
+    os.environ.clear()
+    os.environ.update(lambda_environment(function, stream, task_root))
+    sys.path[:0] = [task_root, "/opt/python"]
+    os.chdir(task_root)
+    t_import = time.monotonic_ns()
+    try:
+        handler = load_handler(str(function["handler"]))
+    except _InitError as exc:
+        phases["import"] = (time.monotonic_ns() - t_import) // 1000
+        sys.stdout.flush()
+        sys.stderr.flush()
+        chan.send(
+            {
+                "t": wire.INIT_ERROR,
+                "error": exc.error,
+                "phases": phases,
+                "init_us": (time.monotonic_ns() - t_init) // 1000,
+            }
+        )
+        os._exit(0)
+    phases["import"] = (time.monotonic_ns() - t_import) // 1000
+    sys.stdout.flush()
+    sys.stderr.flush()
+    chan.send(
+        {"t": wire.INIT_DONE, "phases": phases, "init_us": (time.monotonic_ns() - t_init) // 1000}
+    )
+    _invocation_loop(chan, handler, function, stream)
+
+
+def _invocation_loop(
+    chan: wire.StreamChannel,
+    handler: Callable[[Any, Any], Any],
+    function: Mapping[str, Any],
+    stream: str,
+) -> NoReturn:
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+    while True:
+        msg, _ = chan.recv()
+        if msg is None or msg.get("t") != wire.INVOKE:
+            os._exit(0)
+        request_id = str(msg["request_id"])
+        received = time.monotonic_ns()
+        reply: dict[str, Any] = {"t": wire.RESULT}
+        try:
+            event = json.loads(msg["payload"]) if msg["payload"] else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            chan.send({**reply, "bad_payload": f"Could not parse request body into json: {exc}"})
+            continue
+        context = LambdaContext(
+            request_id, function, received + int(msg["timeout_ms"]) * 1_000_000, stream
+        )
+        start = time.monotonic_ns()
+        try:
+            result = handler(event, context)
+            end = time.monotonic_ns()
+        except Exception as exc:
+            end = time.monotonic_ns()
+            reply["error"] = error_shape(exc)
+        else:
+            try:
+                reply["result"] = dumps(result).encode()
+            except (TypeError, ValueError) as exc:
+                reply["error"] = {
+                    "errorMessage": f"Unable to marshal response: {exc}",
+                    "errorType": "Runtime.MarshalError",
+                    "stackTrace": [],
+                }
+        reply["duration_us"] = (end - start) / 1000
+        sys.stdout.flush()
+        sys.stderr.flush()
+        chan.send(reply)
+        _reap_orphans()
