@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lambdad import __version__
-from lambdad.errors import DaemonUnreachable, LambdadError
+from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
 
 EXIT_FUNCTION_ERROR = 1
 EXIT_REFUSED = 2
@@ -31,14 +31,26 @@ def _parser() -> argparse.ArgumentParser:
 
     def verb(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("--socket", help="the daemon's socket (default: $LAMBDAD_SOCKET or the standard path)")
+        sp.add_argument(
+            "--socket", help="the daemon's socket (default: $LAMBDAD_SOCKET or the standard path)"
+        )
         return sp
 
     s = verb("serve", "run the daemon in the foreground")
-    s.add_argument("--state-dir", help="registry, code, logs and events (default: $LAMBDAD_STATE_DIR or the standard path)")
+    s.add_argument(
+        "--state-dir",
+        help="registry, code, logs and events (default: $LAMBDAD_STATE_DIR or the standard path)",
+    )
     s.add_argument("--config", help="TOML configuration file")
-    s.add_argument("--strict", action="store_true", default=None, help="refuse to start if any isolation mechanism is unavailable")
-    s.add_argument("--examples", metavar="DIR", help="deploy every subdirectory of DIR as a function at start")
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="refuse to start if any isolation mechanism is unavailable",
+    )
+    s.add_argument(
+        "--examples", metavar="DIR", help="deploy every subdirectory of DIR as a function at start"
+    )
 
     d = verb("deploy", "deploy or update a function")
     d.add_argument("name")
@@ -57,9 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("name")
     i.add_argument("stdin", nargs="?", choices=["-"], help="read the payload from standard input")
     i.add_argument("--payload", help="JSON text, or @FILE")
-    i.add_argument("--async", dest="async_", action="store_true", help="queue it (Event invocation)")
+    i.add_argument(
+        "--async", dest="async_", action="store_true", help="queue it (Event invocation)"
+    )
     i.add_argument("--dry-run", action="store_true", help="validate only")
-    i.add_argument("--log-tail", action="store_true", help="print the last 4 KB of its log on stderr")
+    i.add_argument(
+        "--log-tail", action="store_true", help="print the last 4 KB of its log on stderr"
+    )
 
     verb("ls", "list functions")
     r = verb("rm", "delete a function")
@@ -88,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except LambdadError as exc:
         extra = {k: v for k, v in exc.details.items()}
-        print(f"lambdad: {exc.type}: {exc.message}" + (f" {extra}" if extra else ""), file=sys.stderr)
+        print(
+            f"lambdad: {exc.type}: {exc.message}" + (f" {extra}" if extra else ""), file=sys.stderr
+        )
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
@@ -108,9 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(daemon: Daemon) -> None:
         if examples:
-            import asyncio
-
-            asyncio.ensure_future(_deploy_examples(daemon, examples))
+            daemon._spawn_task(_deploy_examples(daemon, examples))
 
     loops.run(serve(cfg, ready))
     return 0
@@ -128,7 +144,10 @@ async def _deploy_examples(daemon: Any, directory: str) -> None:
         code = await asyncio.to_thread(zip_code, path)
         body = await daemon.op_deploy({"name": name, "code": code})
         state = "deployed" if body["created"] else "unchanged"
-        print(f"lambdad: example {name!r} {state} (version {body['function']['version']})", file=sys.stderr)
+        print(
+            f"lambdad: example {name!r} {state} (version {body['function']['version']})",
+            file=sys.stderr,
+        )
 
 
 def _client_verb(args: argparse.Namespace) -> int:
@@ -171,7 +190,7 @@ def _client_verb(args: argparse.Namespace) -> int:
             return 0
         if args.verb == "redrive":
             if not args.name and not args.event:
-                raise LambdadError("redrive needs a function name or --event ID")
+                raise InvalidRequest("redrive needs a function name or --event ID")
             print(f"re-queued {client.redrive(args.name, args.event)} event(s)")
             return 0
     raise AssertionError(args.verb)
@@ -180,7 +199,7 @@ def _client_verb(args: argparse.Namespace) -> int:
 def _parse_env(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise LambdadError(f"--env wants K=V, got {item!r}")
+        raise InvalidRequest(f"--env wants K=V, got {item!r}")
     return key, value
 
 
@@ -197,7 +216,7 @@ def _payload(args: argparse.Namespace) -> bytes:
     try:
         json.loads(raw)
     except ValueError as exc:
-        raise LambdadError(f"the payload is not valid JSON: {exc}") from None
+        raise InvalidRequest(f"the payload is not valid JSON: {exc}") from None
     return raw
 
 

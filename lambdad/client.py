@@ -15,6 +15,7 @@ exceptions of :mod:`lambdad.errors`; function errors are data on the returned
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import itertools
 import json
@@ -28,9 +29,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lambdad.config import default_socket_path
-from lambdad.errors import ConnectionLost, DaemonUnreachable, LambdadError, ProtocolError
+from lambdad.errors import (
+    ConnectionLost,
+    DaemonUnreachable,
+    LambdadError,
+    ProtocolError,
+    RequestTooLarge,
+)
 from lambdad.metering import Report
 from lambdad.protocol import (
+    DEFAULT_MAX_FRAME,
     NEED_DATA,
     Connection,
     ErrorResponse,
@@ -42,6 +50,7 @@ from lambdad.protocol import (
 )
 
 RECV_SIZE = 256 * 1024
+MAX_PAYLOAD_SENT = DEFAULT_MAX_FRAME - 64 * 1024  # room for the frame's other fields
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"})
 
 
@@ -127,10 +136,19 @@ def zip_code(code: str | os.PathLike[str]) -> bytes:
 
 
 def encode_payload(payload: Any) -> bytes:
-    """Python object -> JSON bytes; ``bytes`` are taken as already-encoded JSON."""
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return json.dumps(payload).encode()
+    """Python object -> JSON bytes; ``bytes`` are taken as already-encoded JSON.
+
+    Raises:
+        RequestTooLarge: beyond the daemon's frame limit it could not even read the request
+            (smaller payloads over the 6 MB / 256 KB limits are refused by the daemon).
+    """
+    raw = bytes(payload) if isinstance(payload, bytes | bytearray) else json.dumps(payload).encode()
+    if len(raw) > MAX_PAYLOAD_SENT:
+        raise RequestTooLarge(
+            f"payload of {len(raw)} bytes is over the {MAX_PAYLOAD_SENT} byte frame limit",
+            limit=MAX_PAYLOAD_SENT,
+        )
+    return raw
 
 
 def deploy_args(
@@ -301,8 +319,17 @@ class Client:
     ) -> dict[str, Any]:
         """Deploy (or update) a function from a directory or zip; returns its description."""
         args = deploy_args(
-            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
-            min_warm, **extra,
+            name,
+            code,
+            handler,
+            runtime,
+            memory_mb,
+            timeout_s,
+            env,
+            concurrency,
+            network,
+            min_warm,
+            **extra,
         )
         return self.call("deploy", **args)["function"]  # type: ignore[no-any-return]
 
@@ -314,9 +341,15 @@ class Client:
         type: str = "sync",
         log_tail: bool = False,
         qualifier: str | None = None,
+        force_cold: bool = False,
     ) -> Invocation:
-        """Invoke a function. ``payload`` is any JSON-serialisable value (or JSON bytes)."""
+        """Invoke a function. ``payload`` is any JSON-serialisable value (or JSON bytes).
+
+        ``force_cold`` makes the daemon use (and then retire) a fresh sandbox: for studying
+        cold starts."""
         args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
+        if force_cold:
+            args["force_cold"] = True
         if log_tail:
             args["log_tail"] = True
         if qualifier is not None:
@@ -341,7 +374,7 @@ class Client:
         body = self.call("logs", name=name, cursor=cursor)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
 
-    def dead_letters(self, name: str | None = None) -> list[dict[str, Any]]:
+    def dead_letters(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         args = {"name": name} if name is not None else {}
         return self.call("dead_letters", **args)["events"]  # type: ignore[no-any-return]
 
@@ -388,7 +421,9 @@ class AsyncClient:
             if self._writer is not None:
                 return
             try:
-                reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=RECV_SIZE)
+                reader, writer = await asyncio.open_unix_connection(
+                    self.socket_path, limit=RECV_SIZE
+                )
             except OSError as exc:
                 raise _unreachable(self.socket_path, exc) from None
             self._core = ClientCore()
@@ -460,8 +495,17 @@ class AsyncClient:
         **extra: Any,
     ) -> dict[str, Any]:
         args = deploy_args(
-            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
-            min_warm, **extra,
+            name,
+            code,
+            handler,
+            runtime,
+            memory_mb,
+            timeout_s,
+            env,
+            concurrency,
+            network,
+            min_warm,
+            **extra,
         )
         return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
 
@@ -473,8 +517,11 @@ class AsyncClient:
         type: str = "sync",
         log_tail: bool = False,
         qualifier: str | None = None,
+        force_cold: bool = False,
     ) -> Invocation:
         args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
+        if force_cold:
+            args["force_cold"] = True
         if log_tail:
             args["log_tail"] = True
         if qualifier is not None:

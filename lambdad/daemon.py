@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lambdad import __version__, config as config_mod
+from lambdad import __version__
+from lambdad import config as config_mod
 from lambdad.config import DaemonConfig
 from lambdad.errors import (
     AccessDenied,
@@ -319,7 +320,9 @@ class Daemon:
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}", ops=sorted(self._ops))
         if op in ("deploy", "delete", "redrive") and not self._is_admin(peer):
-            raise AccessDenied(f"{op} needs root or membership of group {self.config.admin_group!r}")
+            raise AccessDenied(
+                f"{op} needs root or membership of group {self.config.admin_group!r}"
+            )
         return await handler(self, args)
 
     def _is_admin(self, peer: Peer | None) -> bool:
@@ -446,7 +449,12 @@ class Daemon:
             event_id = await self.events.put(name, qualifier, payload)
             self._spawn_task(self._async_kick())
             return {"status": 202, "event_id": event_id}
-        return await self.run(version, payload, log_tail=bool(args.get("log_tail")))
+        return await self.run(
+            version,
+            payload,
+            log_tail=bool(args.get("log_tail")),
+            force_cold=bool(args.get("force_cold")),
+        )
 
     async def op_dead_letters(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args.get("name")
@@ -496,9 +504,18 @@ class Daemon:
     # -- invocations -----------------------------------------------------------------------
 
     async def run(
-        self, version: Version, payload: bytes, log_tail: bool = False, request_id: str = ""
+        self,
+        version: Version,
+        payload: bytes,
+        log_tail: bool = False,
+        request_id: str = "",
+        force_cold: bool = False,
     ) -> dict[str, Any]:
-        """Run one invocation: admission, a sandbox, the call, the report."""
+        """Run one invocation: admission, a sandbox, the call, the report.
+
+        ``force_cold`` (for benchmarks and cold-start studies) ignores warm sandboxes and
+        retires the one it used, so every such invocation pays a full cold start.
+        """
         name = version.config.name
         state = self._function_state(name)
         queued_at = time.monotonic_ns()
@@ -524,7 +541,13 @@ class Daemon:
         state.stats.max_concurrent = max(state.stats.max_concurrent, state.stats.concurrent)
         try:
             return await self._run_admitted(
-                state, version, payload, log_tail, queue_us, request_id or str(uuid.uuid4())
+                state,
+                version,
+                payload,
+                log_tail,
+                queue_us,
+                request_id or str(uuid.uuid4()),
+                force_cold,
             )
         finally:
             state.stats.concurrent -= 1
@@ -544,10 +567,11 @@ class Daemon:
         log_tail: bool,
         queue_us: int,
         request_id: str,
+        force_cold: bool,
     ) -> dict[str, Any]:
         cfg = version.config
         try:
-            sandbox, cold = await self._sandbox_for(state, version)
+            sandbox, cold = await self._sandbox_for(state, version, force_cold)
         except InitFailed as exc:
             report = self._report(request_id, exc.cold.init_ms, version, None, exc.cold, queue_us)
             state.stats.record(report, error=True)
@@ -563,7 +587,9 @@ class Daemon:
         assert stream is not None
         stream.write(f"START RequestId: {request_id} Version: {version.number}\n".encode())
         if log_tail:
-            sandbox.log_tail = bytearray(f"START RequestId: {request_id} Version: {version.number}\n".encode())
+            sandbox.log_tail = bytearray(
+                f"START RequestId: {request_id} Version: {version.number}\n".encode()
+            )
         started = time.monotonic_ns()
         error: dict[str, Any] | None = None
         function_error: str | None = None
@@ -635,10 +661,11 @@ class Daemon:
             tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
             sandbox.log_tail = None
         state.stats.record(report, error=error is not None)
-        if sandbox.alive:
+        if sandbox.alive and not force_cold:
             self._release(state, sandbox, version)
         else:
             state.sandboxes.discard(sandbox)
+            sandbox.retire()
         body: dict[str, Any] = {
             "request_id": request_id,
             "result": result,
@@ -693,15 +720,15 @@ class Daemon:
         sandbox.kill()
         try:
             info = await asyncio.wait_for(asyncio.shield(sandbox.exit_info), EXIT_INFO_WAIT_S)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return "signal: killed", 0, 0
         description = info.describe()
         return description, info.memory_peak, info.oom_kills
 
     async def _sandbox_for(
-        self, state: FunctionState, version: Version
+        self, state: FunctionState, version: Version, force_cold: bool = False
     ) -> tuple[Sandbox, ColdStart | None]:
-        while state.idle:
+        while state.idle and not force_cold:
             sandbox = state.idle.pop()
             if not sandbox.alive:
                 state.sandboxes.discard(sandbox)
@@ -723,25 +750,32 @@ class Daemon:
         sandbox.move(State.BUSY)
         return sandbox, cold
 
-    async def _cold_start(self, state: FunctionState, version: Version) -> tuple[Sandbox, ColdStart]:
+    async def _cold_start(
+        self, state: FunctionState, version: Version
+    ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self._make_room(cfg.memory_mb)
         pool = self.pools[cfg.runtime]
         sandbox, source = await pool.acquire()
         sandbox.move(State.SPECIALIZING)
-        sandbox.function, sandbox.version, sandbox.memory_mb = cfg.name, version.number, cfg.memory_mb
+        sandbox.function, sandbox.version, sandbox.memory_mb = (
+            cfg.name,
+            version.number,
+            cfg.memory_mb,
+        )
         state.sandboxes.add(sandbox)
         t0 = time.monotonic_ns()
         tree_fd = -1
         try:
             if sandbox.cgroup is not None:
-                sandbox.cgroup.set_limits(CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max))
+                sandbox.cgroup.set_limits(
+                    CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
+                )
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.registry.code_path(version)
             sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
-            sandbox.log_stream.write(
-                f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}\n".encode()
-            )
+            init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
+            sandbox.log_stream.write(init_line.encode() + b"\n")
             fds = []
             if os.geteuid() == 0 or sandbox.zygote.missing == []:
                 try:
@@ -801,7 +835,8 @@ class Daemon:
         if used + memory_mb <= self.memory_budget_mb:
             return
         idle = sorted(
-            ((s, st) for st in self.functions.values() for s in st.idle), key=lambda p: p[0].last_used
+            ((s, st) for st in self.functions.values() for s in st.idle),
+            key=lambda p: p[0].last_used,
         )
         for sandbox, st in idle:
             st.idle.remove(sandbox)
@@ -884,7 +919,9 @@ class Daemon:
     async def _async_worker(self) -> None:
         await self.events.run(self._run_event, self.config)
 
-    async def _run_event(self, name: str, qualifier: str | None, payload: bytes, event_id: str) -> dict[str, Any]:
+    async def _run_event(
+        self, name: str, qualifier: str | None, payload: bytes, event_id: str
+    ) -> dict[str, Any]:
         version = self.registry.get(name).version(qualifier)
         return await self.run(version, payload, request_id=event_id)
 
@@ -900,7 +937,9 @@ def _log_error(stream: Any, request_id: str, error: dict[str, Any]) -> None:
     import json
 
     line = json.dumps({k: error.get(k) for k in ("errorMessage", "errorType", "stackTrace")})
-    stream.write(f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{line}\n".encode())
+    stream.write(
+        f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{line}\n".encode()
+    )
 
 
 def _utc() -> str:

@@ -50,9 +50,12 @@ THROTTLE_RETRY_S = 1.0
 
 
 class RetryPolicy(Protocol):
-    async_retry_delays_s: tuple[float, ...]
-    async_max_age_s: float
-    async_workers: int
+    @property
+    def async_retry_delays_s(self) -> tuple[float, ...]: ...
+    @property
+    def async_max_age_s(self) -> float: ...
+    @property
+    def async_workers(self) -> int: ...
 
 
 RunEvent = Callable[[str, str | None, bytes, str], Awaitable[dict[str, Any]]]
@@ -66,6 +69,7 @@ class EventStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_puts: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
         self._flushing = False
+        self._flush_task: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self.running = 0
 
@@ -141,7 +145,7 @@ class EventStore:
         self._pending_puts.append(((event_id, function, qualifier, payload, now, now, now), done))
         if not self._flushing:
             self._flushing = True
-            asyncio.ensure_future(self._flush_puts())
+            self._flush_task = asyncio.ensure_future(self._flush_puts())
         await done
         return event_id
 
@@ -187,17 +191,18 @@ class EventStore:
     async def redrive(self, function: str | None, event_id: str | None) -> int:
         """Move dead letters back to pending (all of a function's, or one)."""
         now = time.time()
-        if event_id is not None:
-            sql = "UPDATE events SET state='pending', attempts=0, next_at=?, created=? WHERE state='dead' AND id=?"
-            params: tuple[Any, ...] = (now, now, event_id)
-        else:
-            sql = "UPDATE events SET state='pending', attempts=0, next_at=?, created=? WHERE state='dead' AND function=?"
-            params = (now, now, function)
+        sql = (
+            "UPDATE events SET state='pending', attempts=0, next_at=?, created=?"
+            " WHERE state='dead' AND " + ("id=?" if event_id is not None else "function=?")
+        )
+        params = (now, now, event_id if event_id is not None else function)
         changed: int = await self._run(self._db_exec, sql, params)
         self._wake.set()
         return changed
 
-    async def _finish(self, event_id: str, state: str, attempts: int, next_at: float, error: str | None) -> None:
+    async def _finish(
+        self, event_id: str, state: str, attempts: int, next_at: float, error: str | None
+    ) -> None:
         await self._run(
             self._db_call,
             "UPDATE events SET state=?, attempts=?, next_at=?, updated=?, last_error=? WHERE id=?",
@@ -219,10 +224,12 @@ class EventStore:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), 0.2)
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     pass
 
-    async def _attempt(self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]) -> None:
+    async def _attempt(
+        self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]
+    ) -> None:
         event_id, function, qualifier, payload, attempts, created = row
         now = time.time()
         if now - created > policy.async_max_age_s:
@@ -252,6 +259,8 @@ class EventStore:
         message = f"{error.get('errorType')}: {error.get('errorMessage')}"
         delays = policy.async_retry_delays_s
         if attempts <= len(delays):
-            await self._finish(event_id, "pending", attempts, time.time() + delays[attempts - 1], message)
+            await self._finish(
+                event_id, "pending", attempts, time.time() + delays[attempts - 1], message
+            )
         else:
             await self._finish(event_id, "dead", attempts, time.time(), message)

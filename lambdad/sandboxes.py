@@ -143,7 +143,7 @@ class Sandbox:
         transport, _ = await loop.create_unix_connection(
             lambda: _SandboxProtocol(self), sock=self._sock.dup()
         )
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -344,9 +344,11 @@ class Zygote:
         self.loop.add_reader(ours.fileno(), self._on_control)
         try:
             await asyncio.wait_for(self._ready, timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self.stop()
-            raise ServiceError(f"zygote for {self.runtime} did not start within {timeout:.0f} s") from None
+            raise ServiceError(
+                f"zygote for {self.runtime} did not start within {timeout:.0f} s"
+            ) from None
         self.up = True
 
     def spawn(self, count: int, source: str) -> None:
@@ -482,7 +484,7 @@ class GenericPool:
         self.replenish()
         try:
             return await asyncio.wait_for(waiter, timeout), "fork"
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ServiceError(
                 f"no {self.zygote.runtime} sandbox became ready within {timeout:.0f} s"
             ) from None

@@ -43,6 +43,7 @@ class ClientProtocol(asyncio.Protocol):
         self._paused_reading = False
         self._write_paused = False
         self._closing = False
+        self.tasks: set[asyncio.Future[None]] = set()  # strong references: see asyncio docs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         from lambdad.daemon import peer_credentials
@@ -103,7 +104,9 @@ class ClientProtocol(asyncio.Protocol):
                 self._write(ErrorResponse.of(event.id, event.error))
             elif isinstance(event, Request):
                 self.in_flight += 1
-                asyncio.ensure_future(self._handle(event))
+                task = asyncio.ensure_future(self._handle(event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
                 self._update_reading()
 
     async def _handle(self, request: Request) -> None:

@@ -134,7 +134,9 @@ def seccomp_load_bpf(program: bytes) -> None:
 
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
     """Close every fd in [first, last]; falls back to a loop on kernels before 5.9."""
-    ret = _libc.syscall(ctypes.c_long(_SYS_close_range), ctypes.c_uint(first), ctypes.c_uint(last), 0)
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_close_range), ctypes.c_uint(first), ctypes.c_uint(last), 0
+    )
     if ret < 0:
         os.closerange(first, min(last, os.sysconf("SC_OPEN_MAX")) + 1)
 
@@ -155,7 +157,9 @@ def open_tree_clone(path: str) -> int:
     :func:`move_mount`; a plain bind mount cannot cross mount namespaces.
     """
     flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
-    ret = _libc.syscall(ctypes.c_long(_SYS_open_tree), ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags))
+    ret = _libc.syscall(
+        ctypes.c_long(_SYS_open_tree), ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags)
+    )
     return _check(ret, f"open_tree({path!r}, OPEN_TREE_CLONE)")
 
 

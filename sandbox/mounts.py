@@ -98,7 +98,9 @@ def _build_dev(dev: str) -> None:
     ):
         os.symlink(target, f"{dev}/{name}")
     os.mkdir(f"{dev}/shm", 0o1777)
-    _libc.mount(None, dev, None, _libc.MS_REMOUNT | _libc.MS_RDONLY | _libc.MS_NOSUID | _libc.MS_NOEXEC)
+    _libc.mount(
+        None, dev, None, _libc.MS_REMOUNT | _libc.MS_RDONLY | _libc.MS_NOSUID | _libc.MS_NOEXEC
+    )
 
 
 def _build_etc(etc: str, files: Mapping[str, str], uid: int, gid: int) -> None:

@@ -23,7 +23,9 @@ MAX_MESSAGE: Final = 64 * 1024 * 1024
 # zygote <-> daemon
 SPAWN: Final = "spawn"  # daemon -> zygote: {"t", "count", "source"}
 SPAWNED: Final = "spawned"  # zygote -> daemon: {"t", "id", "pid", "uid", "cgroup", "source"} + fds
-EXITED: Final = "exited"  # zygote -> daemon: {"t", "id", "pid", "status", "memory_peak", "oom_kills"}
+EXITED: Final = (
+    "exited"  # zygote -> daemon: {"t", "id", "pid", "status", "memory_peak", "oom_kills"}
+)
 ZYGOTE_READY: Final = "zygote-ready"  # zygote -> daemon: {"t", "pid", "missing", "cgroup_version"}
 SPAWN_FAILED: Final = "spawn-failed"  # zygote -> daemon: {"t", "message"}
 # daemon <-> sandbox

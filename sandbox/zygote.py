@@ -62,7 +62,9 @@ class Zygote:
         self.forker = PidNamespaceForker() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
-        self.runtime_module = importlib.import_module(f"sandbox.runtimes.{_module_of(self.runtime)}")
+        self.runtime_module = importlib.import_module(
+            f"sandbox.runtimes.{_module_of(self.runtime)}"
+        )
         for name in self.runtime_module.PRELOAD:
             importlib.import_module(name)
 
@@ -183,9 +185,7 @@ class Zygote:
             chan_fd = fds.keep_only(sock.fileno(), log_w)
             chan = wire.StreamChannel(socket.socket(fileno=chan_fd))
             gc.enable()
-            phases = contain.prepare_generic(
-                self.isolation, self.root, cgroup, uid, gid, forked_at
-            )
+            phases = contain.prepare_generic(self.isolation, self.root, cgroup, uid, gid, forked_at)
             self.runtime_module.serve(chan, self.isolation, uid, gid, self.path_map, phases)
         except BaseException:
             traceback.print_exc()

@@ -9,8 +9,10 @@ serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportM
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -115,10 +117,16 @@ def load_handler(handler: str) -> Callable[[Any, Any], Any]:
 class _InitError(Exception):
     def __init__(self, error_type: str, message: str, cause: BaseException | None = None) -> None:
         super().__init__(message)
+        # Only the user's own frames: importlib's machinery is noise to them.
+        frames = [
+            f
+            for f in (traceback.extract_tb(cause.__traceback__) if cause else [])
+            if not f.filename.startswith("<frozen") and "/importlib/" not in f.filename
+        ]
         self.error: dict[str, Any] = {
             "errorMessage": message,
             "errorType": error_type,
-            "stackTrace": error_shape(cause)["stackTrace"] if cause else [],
+            "stackTrace": traceback.StackSummary.from_list(frames).format(),
         }
 
 
@@ -191,6 +199,10 @@ def serve(
         except OSError:
             pass
 
+    # print() from a handler should reach `lambdad logs -f` line by line, as on Lambda.
+    for stream_ in (sys.stdout, sys.stderr):
+        if isinstance(stream_, io.TextIOWrapper):
+            stream_.reconfigure(line_buffering=True)
     task_root = TASK_ROOT if isolation.namespaces else str(msg["code_path"])
     stream = str(msg["log_stream"])
     os.environ.clear()
@@ -261,6 +273,7 @@ def _invocation_loop(
                     "stackTrace": [],
                 }
         reply["duration_us"] = (end - start) / 1000
+        reply["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         sys.stdout.flush()
         sys.stderr.flush()
         chan.send(reply)

@@ -1,0 +1,162 @@
+"""Shared fixtures: a real daemon on a temporary socket and state directory.
+
+``daemon`` starts ``python -m lambdad serve`` as a subprocess (the real thing: zygote, sandboxes,
+isolation when run as root), waits until its socket answers, and stops it with SIGTERM after
+the test. Nothing here sleeps to "wait for" the daemon: it polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lambdad.client import Client
+from lambdad.errors import LambdadError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+START_DEADLINE_S = 60.0
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.01) -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(interval)
+
+
+@dataclass
+class DaemonProcess:
+    """A running ``lambdad serve`` and how to reach it."""
+
+    socket: str
+    state_dir: str
+    config: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+    extra_args: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        args = [sys.executable, "-m", "lambdad", "serve", "--socket", self.socket,
+                "--state-dir", self.state_dir, *self.extra_args]
+        if self.config:
+            args += ["--config", self.config]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
+        log.close()
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"lambdad exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with Client(self.socket, timeout=10) as c:
+                    c.call("ping")
+                return
+            except LambdadError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"lambdad did not start:\n{self.output()}")
+            time.sleep(0.02)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"lambdad did not stop on signal {sig}:\n{self.output()}") from None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def output(self) -> str:
+        try:
+            return Path(self.log_path).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def client(self, timeout: float | None = 60) -> Client:
+        return Client(self.socket, timeout=timeout)
+
+
+def make_daemon(tmp: str, config_text: str | None = None, extra_args: list[str] | None = None) -> DaemonProcess:
+    config = None
+    if config_text is not None:
+        config = os.path.join(tmp, "lambdad.toml")
+        Path(config).write_text(config_text)
+    return DaemonProcess(
+        socket=os.path.join(tmp, "lambdad.sock"),
+        state_dir=os.path.join(tmp, "state"),
+        config=config,
+        log_path=os.path.join(tmp, "daemon.log"),
+        extra_args=extra_args or [],
+    )
+
+
+# Fast retries and freezing so the async and idle tests take seconds, not minutes.
+TEST_CONFIG = """
+[daemon]
+pool_size = 2
+async_retry_delays_s = [0.05, 0.1]
+queue_timeout_s = 0.5
+"""
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    """A fresh daemon for one test (its own socket and state)."""
+    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
+        d = make_daemon(tmp, TEST_CONFIG)
+        d.start()
+        try:
+            yield d
+        finally:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_daemon() -> Iterator[DaemonProcess]:
+    """One daemon for a whole test module (tests must use their own function names)."""
+    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
+        d = make_daemon(tmp, TEST_CONFIG)
+        d.start()
+        try:
+            yield d
+        finally:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+
+
+def write_function(directory: Path, source: str, module: str = "app") -> Path:
+    """Write a one-file function into ``directory`` and return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{module}.py").write_text(source)
+    return directory
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (real namespaces, cgroups, seccomp)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
