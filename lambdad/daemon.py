@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import grp
+import hashlib
 import os
 import signal
 import socket
@@ -103,9 +104,10 @@ class Daemon:
         )
         self.events = EventStore(os.path.join(config.state_dir, "events.sqlite3"))
         self.cgroups: CgroupBackend | None = None
+        self.cgroup_parent = _cgroup_parent(config)
         if os.geteuid() == 0:
             try:
-                self.cgroups = cgroups.detect(config.cgroup_parent)
+                self.cgroups = cgroups.detect(self.cgroup_parent)
             except OSError as exc:
                 print(f"lambdad: cgroups unusable: {exc}", file=sys.stderr)
         budget = config.memory_budget_mb or int(_host_memory_mb() * 0.8)
@@ -143,7 +145,7 @@ class Daemon:
                 runtime,
                 rootfs,
                 self.cgroups,
-                self.config.cgroup_parent,
+                self.cgroup_parent,
                 self._on_sandbox,
                 self._on_zygote_down,
             )
@@ -214,8 +216,10 @@ class Daemon:
         deadline = time.monotonic() + self.config.shutdown_grace_s
         while self._busy_count() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        me = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not me:
+                task.cancel()
         await self._stop_zygotes()
         self.logs.flush_all()
         await self.events.close()
@@ -949,6 +953,16 @@ def _utc() -> str:
 def _expire_ticket(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
+
+
+def _cgroup_parent(config: DaemonConfig) -> str:
+    """The parent cgroup of this daemon's sandboxes: ``lambdad`` for the standard state dir,
+    ``lambdad-<hash>`` for any other, so that daemons with different state dirs (tests,
+    benchmarks, a second instance) never reap each other's sandboxes at start."""
+    if os.path.realpath(config.state_dir) == os.path.realpath(config_mod.default_state_dir()):
+        return config.cgroup_parent
+    digest = hashlib.sha256(os.path.realpath(config.state_dir).encode()).hexdigest()[:10]
+    return f"{config.cgroup_parent}-{digest}"
 
 
 def _host_memory_mb() -> int:

@@ -115,16 +115,15 @@ class ConnectionLost(LambdadError):
 
 
 def _all_subclasses(cls: type[LambdadError]) -> list[type[LambdadError]]:
-    out = []
+    out: list[type[LambdadError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
     return out
 
 
-ERROR_TYPES: dict[str, type[LambdadError]] = {
-    cls.type: cls for cls in [LambdadError, *_all_subclasses(LambdadError)]
-}
+_CLASSES: list[type[LambdadError]] = [LambdadError, *_all_subclasses(LambdadError)]
+ERROR_TYPES: dict[str, type[LambdadError]] = {cls.type: cls for cls in _CLASSES}
 
 
 def from_wire(error: Any) -> LambdadError:
@@ -134,7 +133,9 @@ def from_wire(error: Any) -> LambdadError:
     """
     if not isinstance(error, dict):
         return ProtocolError(f"malformed error object: {error!r}")
-    details = {k: v for k, v in error.items() if k not in ("type", "message") and isinstance(k, str)}
+    details = {
+        k: v for k, v in error.items() if isinstance(k, str) and k not in ("type", "message")
+    }
     type_name = str(error.get("type", "ServiceError"))
     message = str(error.get("message", ""))
     cls = ERROR_TYPES.get(type_name)

@@ -85,12 +85,12 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         InvalidParameterValue: with ``field`` set to the offending argument.
     """
     name = args.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidParameterValue(
             f"name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}", field="name"
         )
     handler = args.get("handler", "app.handler")
-    if not isinstance(handler, str) or not HANDLER_RE.match(handler) or len(handler) > 128:
+    if not isinstance(handler, str) or not HANDLER_RE.fullmatch(handler) or len(handler) > 128:
         raise InvalidParameterValue(
             f"handler must look like 'module.function', got {handler!r}", field="handler"
         )
@@ -110,17 +110,23 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
             f"timeout_s must be a number in (0, {TIMEOUT_MAX:g}], got {timeout!r}",
             field="timeout_s",
         )
-    env = args.get("env") or {}
+    env = args.get("env")
+    if env is None:
+        env = {}
     if not isinstance(env, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
     ):
         raise InvalidParameterValue("env must map strings to strings", field="env")
     for key in env:
-        if not ENV_KEY_RE.match(key):
+        if not ENV_KEY_RE.fullmatch(key):
             raise InvalidParameterValue(f"env key {key!r} is not a valid name", field="env")
         if key in RESERVED_ENV:
             raise InvalidParameterValue(f"env key {key!r} is reserved", field="env")
-    if sum(len(k) + len(v) for k, v in env.items()) > ENV_MAX_BYTES:
+        if "\0" in env[key]:  # execve() could not pass it
+            raise InvalidParameterValue(f"env value of {key!r} contains a NUL", field="env")
+    # Lambda's 4 KB counts bytes, not characters.
+    env_bytes = sum(len(f"{k}{v}".encode("utf-8", "surrogatepass")) for k, v in env.items())
+    if env_bytes > ENV_MAX_BYTES:
         raise InvalidParameterValue(
             f"env is larger than {ENV_MAX_BYTES} bytes in total", field="env"
         )

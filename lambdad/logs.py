@@ -53,7 +53,10 @@ class LogStream:
             older = f"{self.path}.{n}"
             if os.path.exists(older):
                 os.replace(older, f"{self.path}.{n + 1}")
-        os.replace(self.path, f"{self.path}.1")
+        if self.store.keep > 0:
+            os.replace(self.path, f"{self.path}.1")
+        else:  # keep no rotated file at all
+            os.unlink(self.path)
         self._file = open(self.path, "ab")  # noqa: SIM115
         self._size = 0
 

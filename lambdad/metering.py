@@ -102,7 +102,10 @@ class FunctionStats:
 
 
 def merge(stats: list[FunctionStats]) -> dict[str, Any]:
-    total = FunctionStats()
+    """Host-wide statistics: counters summed, percentiles over every function's durations."""
+    # Unbounded: a bounded deque would keep only the last functions' samples and skew the
+    # percentiles towards them.
+    total = FunctionStats(durations=deque())
     for s in stats:
         total.invocations += s.invocations
         total.errors += s.errors

@@ -143,6 +143,9 @@ TRANSITIONS: Final[dict[tuple[Role, State, str], State]] = {
     (Role.CLIENT, State.READY, "recv-eof"): State.CLOSED,
     (Role.SERVER, State.AWAIT_HELLO, "recv-eof"): State.CLOSED,
     (Role.SERVER, State.READY, "recv-eof"): State.CLOSED,
+    # CLOSED is sticky: asking again after the peer's EOF keeps answering CLOSED.
+    (Role.CLIENT, State.CLOSED, "recv-eof"): State.CLOSED,
+    (Role.SERVER, State.CLOSED, "recv-eof"): State.CLOSED,
     (Role.CLIENT, State.AWAIT_HELLO, "recv-garbage"): State.ERROR,
     (Role.CLIENT, State.READY, "recv-garbage"): State.ERROR,
     (Role.SERVER, State.AWAIT_HELLO, "recv-garbage"): State.ERROR,
@@ -173,6 +176,10 @@ class Connection:
             raw=False, max_buffer_size=max_frame_size, strict_map_key=False
         )
         self._fed = 0  # bytes handed to the unpacker so far
+        # Stream offset where the frame being decoded begins. The unpacker consumes a
+        # partly received map or array element by element, so its tell() moves inside a
+        # frame: only this offset says how big the current frame has grown so far.
+        self._frame_start = 0
         self._pending = bytearray()  # received but not yet fed (unpacker full)
         self._eof = False
         self._packer = msgpack.Packer(use_bin_type=True)
@@ -196,11 +203,15 @@ class Connection:
         if not data:
             self._eof = True
             return
+        if self._eof:
+            raise LocalProtocolError("received data after the end of the stream")
         self._pending += data
         self._fill()
 
     def _fill(self) -> None:
-        space = self.max_frame_size - (self._fed - self._unpacker.tell())
+        # The limit is per frame: every byte fed since the current frame began counts,
+        # including those already decoded into a partly built object.
+        space = self.max_frame_size - (self._fed - self._frame_start)
         if space <= 0 or not self._pending:
             return
         chunk = bytes(self._pending[:space])
@@ -233,7 +244,7 @@ class Connection:
                         )
                     )
                 if self._eof:
-                    if self._fed != self._unpacker.tell():
+                    if self._fed != self._frame_start:
                         self._fail(ProtocolError("connection closed in the middle of a frame"))
                     self._move("recv-eof")
                     return CLOSED
@@ -249,6 +260,7 @@ class Connection:
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc}"))
             except Exception as exc:  # msgpack raises a few odd types on garbage
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc!r}"))
+            self._frame_start = self._unpacker.tell()
             if not isinstance(frame, dict):
                 self._fail(
                     ProtocolError(f"a frame must be a msgpack map, got {type(frame).__name__}")
@@ -268,27 +280,46 @@ class Connection:
 
     def _parse_request(self, frame: dict[Any, Any], id: int | None) -> Event:
         if id is None:
-            return BadRequest(None, ProtocolError("'id' must be an integer in [0, 2**63)"))
-        op = frame.get("op")
+            if "id" not in frame:
+                return BadRequest(None, ProtocolError("request has no 'id'"))
+            return BadRequest(
+                None,
+                ProtocolError(
+                    f"'id' must be an integer in [0, 2**63), got {_describe(frame['id'])}"
+                ),
+            )
+        if "op" not in frame:
+            return BadRequest(id, ProtocolError("request has no 'op'"))
+        op = frame["op"]
         if not isinstance(op, str):
-            return BadRequest(id, ProtocolError("'op' must be a string"))
+            return BadRequest(id, ProtocolError(f"'op' must be a string, got {_kind(op)}"))
         args = frame.get("args", {})
-        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
-            return BadRequest(id, ProtocolError("'args' must be a map with string keys"))
+        if not isinstance(args, dict):
+            return BadRequest(id, ProtocolError(f"'args' must be a map, got {_kind(args)}"))
+        for key in args:
+            if not isinstance(key, str):
+                return BadRequest(
+                    id, ProtocolError(f"'args' keys must be strings, got {_describe(key)}")
+                )
         if op == "hello":
             version = args.get("version")
-            if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+            # An int check first: a list or map version is unhashable for the set lookup.
+            if (
+                not isinstance(version, int)
+                or isinstance(version, bool)
+                or version not in SUPPORTED_VERSIONS
+            ):
                 self._move("recv-hello-unsupported")
                 return BadRequest(
                     id,
                     UnsupportedVersion(
-                        f"protocol version {version!r} is not supported; "
+                        f"protocol version {version!r:.100} is not supported; "
                         f"this daemon speaks {sorted(SUPPORTED_VERSIONS)}",
                         supported=sorted(SUPPORTED_VERSIONS),
                     ),
                 )
             self._move("recv-hello-supported")
-            self.peer_version = int(version)
+            self.peer_version = version
         elif self.state is State.AWAIT_HELLO:
             return BadRequest(id, ProtocolError("the first request must be 'hello'"))
         return Request(id, op, args)
@@ -311,17 +342,51 @@ class Connection:
         if isinstance(event, Request):
             if self.role is not Role.CLIENT:
                 raise LocalProtocolError("only a client sends requests")
+            if self.state is State.AWAIT_HELLO and event.op != "hello":
+                raise LocalProtocolError("send 'hello' before any other request")
+            _check_id(event.id, "request")
+            data = self._pack({"id": event.id, "op": event.op, "args": dict(event.args)})
+            # Move only once the frame exists: a hello that cannot be packed was not sent.
             if event.op == "hello" and self.state is State.AWAIT_HELLO:
                 self._move("send-hello")
-            elif self.state is State.AWAIT_HELLO:
-                raise LocalProtocolError("send 'hello' before any other request")
-            return self._packer.pack({"id": event.id, "op": event.op, "args": dict(event.args)})
+            return data
         if self.role is not Role.SERVER:
             raise LocalProtocolError("only the daemon sends responses")
         if isinstance(event, Response):
-            return self._packer.pack({"id": event.id, "ok": dict(event.body)})
+            _check_id(event.id, "response")
+            return self._pack({"id": event.id, "ok": dict(event.body)})
         if isinstance(event, ErrorResponse):
-            return self._packer.pack({"id": event.id, "error": dict(event.error)})
+            if event.id is not None:
+                _check_id(event.id, "error response")
+            return self._pack({"id": event.id, "error": dict(event.error)})
         if isinstance(event, BadRequest):
-            return self._packer.pack({"id": event.id, "error": event.error.to_wire()})
+            if event.id is not None:
+                _check_id(event.id, "error response")
+            return self._pack({"id": event.id, "error": event.error.to_wire()})
         raise LocalProtocolError(f"cannot send {event!r}")
+
+    def _pack(self, frame: dict[str, Any]) -> bytes:
+        # A value msgpack cannot encode raises TypeError here (the caller's bug, reported as
+        # such); the packer resets itself, so the connection stays usable.
+        data: bytes = self._packer.pack(frame)
+        return data
+
+
+def _check_id(id: object, what: str) -> None:
+    if not isinstance(id, int) or isinstance(id, bool) or not 0 <= id <= MAX_ID:
+        raise LocalProtocolError(f"a {what} id must be an integer in [0, 2**63), got {id!r}")
+
+
+def _kind(value: object) -> str:
+    """The msgpack name of a decoded value's type, for error messages."""
+    if value is None:
+        return "nil"
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _describe(value: object) -> str:
+    return f"{_kind(value)} {value!r:.50}"

@@ -11,6 +11,7 @@ old or the new file, never a torn one. Everything is reloaded at start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,6 +30,58 @@ from lambdad.functions import FunctionConfig, Version, version_sha256
 
 MAX_UNZIPPED: Final = 250 * 1024 * 1024  # Lambda's unzipped deployment package limit
 MAX_ENTRIES: Final = 20_000
+
+
+def _code_files(infos: list[zipfile.ZipInfo]) -> list[tuple[str, zipfile.ZipInfo]]:
+    """The regular files of a zip as (safe relative path, entry), sorted by path.
+
+    Names are normalised ("./a//b" is "a/b"). Refused: absolute paths, "..", backslashes, NULs,
+    symlinks, encrypted entries, two entries for one path, a file where a directory must be.
+    """
+    files: dict[str, zipfile.ZipInfo] = {}
+    dirs: set[str] = set()
+    for info in infos:
+        raw = info.filename
+        if raw.startswith("/") or "\\" in raw or "\0" in raw:
+            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise InvalidParameterValue(f"symlinks are not allowed: {raw!r}", field="code")
+        if info.flag_bits & 0x1:
+            raise InvalidParameterValue(f"encrypted entries are not allowed: {raw!r}", field="code")
+        for i in range(1, len(parts)):
+            dirs.add("/".join(parts[:i]))
+        name = "/".join(parts)
+        if info.is_dir():
+            if name:
+                dirs.add(name)
+            continue
+        if not name:
+            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
+        if name in files:
+            raise InvalidParameterValue(f"duplicate entry in zip: {name!r}", field="code")
+        files[name] = info
+    conflicts = sorted(files.keys() & dirs)
+    if conflicts:
+        raise InvalidParameterValue(
+            f"zip has both a file and a directory at {conflicts[0]!r}", field="code"
+        )
+    return sorted(files.items())
+
+
+def _executable(info: zipfile.ZipInfo) -> bool:
+    return bool((info.external_attr >> 16) & 0o111)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return archive.read(info)
+    except Exception as exc:  # whatever a decompressor raises on damaged input (zlib, lzma, ...)
+        raise InvalidParameterValue(
+            f"code zip entry {info.filename!r} is damaged: {exc}", field="code"
+        ) from exc
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -89,6 +142,10 @@ class Registry:
             if entry.startswith(".tmp-"):  # an extraction a crash interrupted
                 shutil.rmtree(os.path.join(self.code_dir, entry), ignore_errors=True)
         for entry in sorted(os.listdir(self.functions_dir)):
+            if entry.startswith(".tmp-"):  # an atomic_write a crash interrupted
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.functions_dir, entry))
+                continue
             if not entry.endswith(".json") or entry.startswith("."):
                 continue
             path = os.path.join(self.functions_dir, entry)
@@ -98,6 +155,8 @@ class Registry:
                 fn = Function(raw["name"], [Version.from_dict(v) for v in raw["versions"]])
                 if not fn.versions:
                     raise ValueError("no versions")
+                if f"{fn.name}.json" != entry:  # delete() and _save() find it by its name
+                    raise ValueError(f"the file holds function {fn.name!r}")
                 if not os.path.isdir(self.code_path(fn.latest)):
                     raise ValueError(f"code {fn.latest.code_sha256} is missing")
             except Exception as exc:  # one bad file must not hide the other functions
@@ -120,35 +179,30 @@ class Registry:
     # Blocking (disk) work: the daemon runs these in a worker thread.
 
     def store_code(self, zip_bytes: bytes) -> str:
-        """Extract a zip into the content-addressed store; return its sha256."""
+        """Extract a zip into the content-addressed store; return its sha256.
+
+        Raises:
+            InvalidParameterValue: (``field="code"``) not a zip, a damaged or encrypted member,
+                an unsafe, duplicate or conflicting path, a symlink, or over the size limits.
+        """
         try:
             archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
             infos = archive.infolist()
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
-            raise InvalidParameterValue(f"code is not a valid zip file: {exc}", field="code") from exc
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+            raise InvalidParameterValue(
+                f"code is not a valid zip file: {exc}", field="code"
+            ) from exc
         if len(infos) > MAX_ENTRIES:
             raise InvalidParameterValue(f"code has more than {MAX_ENTRIES} files", field="code")
         if sum(i.file_size for i in infos) > MAX_UNZIPPED:
             raise InvalidParameterValue(
                 f"code is larger than {MAX_UNZIPPED // 2**20} MB unzipped", field="code"
             )
+        files = _code_files(infos)
         digest = hashlib.sha256()
-        files: list[tuple[str, zipfile.ZipInfo]] = []
-        for info in sorted(infos, key=lambda i: i.filename):
-            name = info.filename
-            parts = name.split("/")
-            if name.startswith("/") or ".." in parts or "\\" in name or "\0" in name:
-                raise InvalidParameterValue(f"unsafe path in zip: {name!r}", field="code")
-            mode = (info.external_attr >> 16) & 0o177777
-            if stat.S_ISLNK(mode):
-                raise InvalidParameterValue(f"symlinks are not allowed: {name!r}", field="code")
-            if info.is_dir():
-                continue
-            files.append((name, info))
         for name, info in files:
-            data = archive.read(info)
-            executable = bool((info.external_attr >> 16) & 0o111)
-            digest.update(f"{name}\0{int(executable)}\0{len(data)}\0".encode())
+            data = _read_member(archive, info)
+            digest.update(f"{name}\0{int(_executable(info))}\0{len(data)}\0".encode())
             digest.update(data)
         sha = digest.hexdigest()
         final = os.path.join(self.code_dir, sha)
@@ -160,13 +214,18 @@ class Registry:
                 dest = os.path.join(tmp, name)
                 os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
                 with open(dest, "wb") as out:
-                    out.write(archive.read(info))
+                    out.write(_read_member(archive, info))
                     os.fsync(out.fileno())
-                executable = (info.external_attr >> 16) & 0o111
-                os.chmod(dest, 0o755 if executable else 0o644)
+                os.chmod(dest, 0o755 if _executable(info) else 0o644)
             for dirpath, _dirs, _files in os.walk(tmp):
                 os.chmod(dirpath, 0o755)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                # A concurrent deploy of the same code won the race: its tree is ours too.
+                if not os.path.isdir(final):
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

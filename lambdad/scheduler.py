@@ -58,7 +58,15 @@ class Scheduler:
     # -- configuration -------------------------------------------------------------------
 
     def set_reserved(self, function: str, limit: int | None) -> list[Ticket]:
-        """Set or clear a function's reserved concurrency; returns newly admitted tickets."""
+        """Set or clear a function's reserved concurrency; returns newly admitted tickets.
+
+        Lowering a limit below what is busy admits nothing new until enough are released.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"reserved concurrency of {function!r} must be >= 0, got {limit}")
         was_reserved = function in self.reserved
         if was_reserved and limit is None:
             self.unreserved_busy += self.busy[function]
@@ -71,6 +79,10 @@ class Scheduler:
         return self._admit_waiting()
 
     def set_global_limit(self, limit: int) -> list[Ticket]:
+        """Change the host-wide limit; returns newly admitted tickets.
+
+        Lowering it below what is busy admits nothing new until enough are released.
+        """
         self.global_limit = limit
         return self._admit_waiting()
 
@@ -131,7 +143,7 @@ class Scheduler:
         ticket.reason = self.reason(ticket.function)
 
     def _admit_waiting(self) -> list[Ticket]:
-        admitted = []
+        admitted: list[Ticket] = []
         if not self.queue:
             return admitted
         for ticket in list(self.queue):

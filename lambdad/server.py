@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lambdad.daemon import Daemon, Peer
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
+LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -43,6 +44,7 @@ class ClientProtocol(asyncio.Protocol):
         self._paused_reading = False
         self._write_paused = False
         self._closing = False
+        self._discarding = False
         self.tasks: set[asyncio.Future[None]] = set()  # strong references: see asyncio docs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,10 +56,15 @@ class ClientProtocol(asyncio.Protocol):
             self.peer = peer_credentials(sock)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         self.conn.receive_data(data)
         self._process()
 
     def eof_received(self) -> bool:
+        if self._discarding:
+            self._close()
+            return False
         self.conn.receive_data(b"")
         self._process()
         # Keep our side open until in-flight responses are written (half-close).
@@ -94,7 +101,7 @@ class ClientProtocol(asyncio.Protocol):
                 event = self.conn.next_event()
             except RemoteProtocolError as exc:
                 self._write(ErrorResponse.of(None, exc.error))
-                self._close()
+                self._linger_close()
                 return
             if isinstance(event, _Sentinel):
                 if event.value == "CLOSED" and self.in_flight == 0:
@@ -129,6 +136,20 @@ class ClientProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(self.conn.send(event))
+
+    def _linger_close(self) -> None:
+        """Close after a fatal error without losing the error frame.
+
+        Closing a Unix socket that still has unread input resets the connection and the peer
+        never sees our last frame; so: send EOF, swallow whatever still arrives, and close at
+        the peer's EOF or after LINGER_S.
+        """
+        self._discarding = True
+        if self.transport is None:
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self._close)
 
     def _close(self) -> None:
         self._closing = True
