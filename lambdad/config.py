@@ -46,8 +46,10 @@ class DaemonConfig:
     async_payload_max: int = 256 * 1024  # Lambda's asynchronous payload limit
     pool_size: int = 4  # generic (unspecialized) sandboxes kept ready per runtime
     pool_max: int = 64  # the adaptive pool target never exceeds this
-    global_concurrency: int = 0  # busy sandboxes across all functions; 0 = from memory_budget
-    memory_budget_mb: int = 0  # memory for sandboxes; 0 = 80% of the host's RAM
+    global_concurrency: int = 0  # busy sandboxes across all functions; 0 = budget / 128 MB
+    # Sum of the memory *limits* of live sandboxes. Limits are caps, not reservations (most
+    # handlers use a fraction of theirs, as on Lambda), so the default overcommits: 3x RAM.
+    memory_budget_mb: int = 0
     queue_timeout_s: float = 0.5  # how long an over-limit request may wait before throttling
     queue_max: int = 1000  # requests waiting for concurrency at once, beyond that: throttle
     idle_ttl_s: float = 300.0  # reap a warm sandbox idle this long

@@ -110,7 +110,7 @@ class Daemon:
                 self.cgroups = cgroups.detect(self.cgroup_parent)
             except OSError as exc:
                 print(f"lambdad: cgroups unusable: {exc}", file=sys.stderr)
-        budget = config.memory_budget_mb or int(_host_memory_mb() * 0.8)
+        budget = config.memory_budget_mb or _host_memory_mb() * 3
         self.memory_budget_mb = budget
         limit = config.global_concurrency or max(1, budget // 128)
         self.scheduler = Scheduler(limit, config.queue_max)
@@ -401,7 +401,8 @@ class Daemon:
             state = self._function_state(str(name))
             body = state.stats.to_wire()
             body["sandboxes"] = {
-                "warm": len(state.sandboxes),
+                "warm": sum(1 for s in state.sandboxes if s.state in _INITIALIZED),
+                "initializing": sum(1 for s in state.sandboxes if s.state is State.SPECIALIZING),
                 "idle": len(state.idle),
                 "frozen": sum(1 for s in state.idle if s.state is State.FROZEN),
             }
@@ -611,7 +612,9 @@ class Daemon:
             )
             msg = await sandbox.receive(timeout=cfg.timeout_s)
         except TimeoutError:
-            duration_ms = (time.monotonic_ns() - started) / 1e6
+            # The loop's timer has millisecond granularity and may fire a hair early; a
+            # timed-out invocation ran for (at least) its whole timeout, as Lambda reports.
+            duration_ms = max((time.monotonic_ns() - started) / 1e6, cfg.timeout_s * 1000)
             peak = sandbox.memory_peak_mb()
             sandbox.kill()
             function_error = "Unhandled"
@@ -928,6 +931,9 @@ class Daemon:
     ) -> dict[str, Any]:
         version = self.registry.get(name).version(qualifier)
         return await self.run(version, payload, request_id=event_id)
+
+
+_INITIALIZED: Final = frozenset({State.IDLE, State.BUSY, State.FROZEN})
 
 
 def _name(args: dict[str, Any]) -> str:

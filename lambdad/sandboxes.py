@@ -351,13 +351,16 @@ class Zygote:
             ) from None
         self.up = True
 
-    def spawn(self, count: int, source: str) -> None:
+    def spawn(self, count: int, source: str) -> bool:
+        """Ask for ``count`` sandboxes; False when the zygote is down (nothing was asked)."""
         if not self.up or self.control is None or count <= 0:
-            return
+            return False
         try:
             self.control.send(wire.pack({"t": wire.SPAWN, "count": count, "source": source}))
         except OSError:
             self._down()
+            return False
+        return True
 
     def _on_control(self) -> None:
         assert self.control is not None
@@ -467,9 +470,8 @@ class GenericPool:
 
     def replenish(self) -> None:
         want = self.target + len(self.waiters) - len(self.ready) - self.starting
-        if want > 0:
+        if want > 0 and self.zygote.spawn(want, "pool"):
             self.starting += want
-            self.zygote.spawn(want, "pool")
 
     async def acquire(self, timeout: float = READY_TIMEOUT_S) -> tuple[Sandbox, str]:
         """A generic sandbox and where it came from: "pool" (was ready) or "fork" (waited)."""

@@ -187,6 +187,10 @@ class Zygote:
             gc.enable()
             phases = contain.prepare_generic(self.isolation, self.root, cgroup, uid, gid, forked_at)
             self.runtime_module.serve(chan, self.isolation, uid, gid, self.path_map, phases)
+        except SystemExit as exc:  # sys.exit() in a handler: its status, as a process would
+            sys.stderr.flush()
+            code = exc.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
         except BaseException:
             traceback.print_exc()
             sys.stderr.flush()

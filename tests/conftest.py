@@ -27,7 +27,9 @@ EXAMPLES = ROOT / "examples"
 START_DEADLINE_S = 60.0
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.01) -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.01
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -52,8 +54,17 @@ class DaemonProcess:
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        args = [sys.executable, "-m", "lambdad", "serve", "--socket", self.socket,
-                "--state-dir", self.state_dir, *self.extra_args]
+        args = [
+            sys.executable,
+            "-m",
+            "lambdad",
+            "serve",
+            "--socket",
+            self.socket,
+            "--state-dir",
+            self.state_dir,
+            *self.extra_args,
+        ]
         if self.config:
             args += ["--config", self.config]
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
@@ -61,7 +72,9 @@ class DaemonProcess:
         deadline = time.monotonic() + START_DEADLINE_S
         while True:
             if self.proc.poll() is not None:
-                raise AssertionError(f"lambdad exited with {self.proc.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"lambdad exited with {self.proc.returncode}:\n{self.output()}"
+                )
             try:
                 with Client(self.socket, timeout=10) as c:
                     c.call("ping")
@@ -81,7 +94,9 @@ class DaemonProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"lambdad did not stop on signal {sig}:\n{self.output()}") from None
+            raise AssertionError(
+                f"lambdad did not stop on signal {sig}:\n{self.output()}"
+            ) from None
 
     def restart(self) -> None:
         self.stop()
@@ -97,7 +112,9 @@ class DaemonProcess:
         return Client(self.socket, timeout=timeout)
 
 
-def make_daemon(tmp: str, config_text: str | None = None, extra_args: list[str] | None = None) -> DaemonProcess:
+def make_daemon(
+    tmp: str, config_text: str | None = None, extra_args: list[str] | None = None
+) -> DaemonProcess:
     config = None
     if config_text is not None:
         config = os.path.join(tmp, "lambdad.toml")

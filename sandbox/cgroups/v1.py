@@ -155,7 +155,7 @@ class V1Cgroup(Cgroup):
 
     def freeze(self) -> None:
         if self._freezer is not None:
-            write_file(self._freezer, "FROZEN")
+            pass
 
     def thaw(self) -> None:
         if self._freezer is not None:
@@ -165,7 +165,7 @@ class V1Cgroup(Cgroup):
         # A task frozen by the v1 freezer does not act on SIGKILL until it is thawed.
         if self._freezer is not None:
             try:
-                pass
+                write_file(self._freezer, "THAWED")
             except CgroupError as exc:
                 if exc.errno != errno.ENOENT:
                     raise

@@ -120,7 +120,11 @@ def test_handler_exception_is_handled_error(shared_daemon: DaemonProcess) -> Non
 @pytest.mark.parametrize(
     ("source", "error_type", "message"),
     [
-        ("import no_such_module\n", "Runtime.ImportModuleError", "No module named 'no_such_module'"),
+        (
+            "import no_such_module\n",
+            "Runtime.ImportModuleError",
+            "No module named 'no_such_module'",
+        ),
         ("x = 1\n", "Runtime.HandlerNotFound", "Handler 'handler' missing on module 'app'"),
         ("def handler(e, c) return 1\n", "Runtime.UserCodeSyntaxError", "Syntax error"),
     ],
@@ -286,7 +290,9 @@ def test_client_vanishing_mid_invocation(shared_daemon: DaemonProcess) -> None:
     s = _raw_connection(shared_daemon.socket)
     s.sendall(msgpack.packb({"id": 0, "op": "hello", "args": {"version": 1}}))
     payload = b'{"ms": 300}'
-    s.sendall(msgpack.packb({"id": 1, "op": "invoke", "args": {"name": "sleeper", "payload": payload}}))
+    s.sendall(
+        msgpack.packb({"id": 1, "op": "invoke", "args": {"name": "sleeper", "payload": payload}})
+    )
     s.close()  # gone before the answer
     with shared_daemon.client() as c:
         # The abandoned invocation finishes; the function and the daemon carry on.

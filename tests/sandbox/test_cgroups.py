@@ -487,6 +487,16 @@ def test_v2_cleanup_removes_leftovers(tmp_path: Path) -> None:
 # -- v1, real kernel -------------------------------------------------------------------------------
 
 
+def thaw_children(parent: str, freeze_file: str, thawed: str) -> None:
+    """Thaw every child cgroup by hand, so that a failing test (or a broken ``kill``) cannot
+    leave frozen processes behind on a shared machine."""
+    with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError), open(f"{entry.path}/{freeze_file}", "w") as f:
+                    f.write(thawed)
+
+
 @pytest.fixture
 def v1() -> Iterator[V1Backend]:
     if not os.path.isfile(f"{V1_ROOT}/memory/memory.limit_in_bytes"):
@@ -495,6 +505,8 @@ def v1() -> Iterator[V1Backend]:
     try:
         yield backend
     finally:
+        if "freezer" in backend.parents:
+            thaw_children(backend.parents["freezer"], "freezer.state", "THAWED")
         backend.cleanup()
         for path in dict.fromkeys(backend.parents.values()):
             rmdir_retry(path)
@@ -676,6 +688,7 @@ def v2() -> Iterator[V2Backend]:
     try:
         yield backend
     finally:
+        thaw_children(backend.root, "cgroup.freeze", "0")
         backend.cleanup()
         rmdir_retry(backend.root)
 
