@@ -155,7 +155,7 @@ class V1Cgroup(Cgroup):
 
     def freeze(self) -> None:
         if self._freezer is not None:
-            pass
+            write_file(self._freezer, "FROZEN")
 
     def thaw(self) -> None:
         if self._freezer is not None:

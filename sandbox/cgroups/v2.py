@@ -139,7 +139,7 @@ class V2Cgroup(Cgroup):
 
     def freeze(self) -> None:
         if self._freeze is not None:
-            pass
+            write_file(self._freeze, "1")
 
     def thaw(self) -> None:
         if self._freeze is not None:

@@ -99,8 +99,7 @@ def tmp_read(event):
 
 PROC_WRITES = ("/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern",
                "/proc/sys/kernel/modprobe", "/proc/sys/vm/drop_caches",
-               "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger", "/proc/self/uid_map",
-               "/proc/1/attr/current")
+               "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger", "/proc/self/uid_map")
 PROC_READS = ("/proc/kcore", "/proc/kmsg")
 
 
