@@ -123,7 +123,10 @@ class Cgroup(ABC):
 
     @abstractmethod
     def set_limits(self, limits: CgroupLimits) -> None:
-        """Apply memory (swap off), pids and CPU weight limits. On the cold-start path.
+        """Apply the memory, pids and CPU weight limits. On the cold-start path.
+
+        Swap is off from creation on v2 (``memory.swap.max`` = 0 is constant); on v1
+        ``memory.memsw.limit_in_bytes`` is set to the memory limit here.
 
         Raises:
             CgroupError: a limit file could not be written (e.g. EBUSY when the new memory

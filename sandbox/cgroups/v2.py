@@ -124,8 +124,6 @@ class V2Cgroup(Cgroup):
     def set_limits(self, limits: CgroupLimits) -> None:
         if self._memory_max is not None:
             write_file(self._memory_max, str(limits.memory_bytes))
-        if self._swap_max is not None:
-            write_file(self._swap_max, "0")
         if self._pids_max is not None:
             write_file(self._pids_max, str(limits.pids_max))
         if self._cpu_weight is not None:
@@ -164,6 +162,16 @@ class V2Cgroup(Cgroup):
     def destroy(self) -> None:
         self.kill()
         rmdir_retry(self.path)
+
+    def disable_swap(self) -> None:
+        """``memory.swap.max`` = 0, once at creation: it never changes, so it stays off the
+        ``set_limits`` path, and a pooled sandbox cannot swap even before it is specialised.
+
+        Raises:
+            CgroupError: the write failed.
+        """
+        if self._swap_max is not None:
+            write_file(self._swap_max, "0")
 
 
 def _opt(path: str, filename: str, files: frozenset[str]) -> str | None:
@@ -204,10 +212,11 @@ class V2Backend(CgroupBackend):
             mkdir(leaf)
             # "0" moves the writer's whole thread group, whatever pid namespace it is in.
             write_file(leaf + "/cgroup.procs", "0")
+        path = base + "/cgroup.controllers"
         try:
-            available = read_file(base + "/cgroup.controllers").decode().split()
+            available = read_file(path).decode().split()
         except OSError as exc:
-            raise CgroupError(exc.errno, f"read {base + '/cgroup.controllers'!r}") from exc
+            raise CgroupError(exc.errno, f"read {path!r}: {exc.strerror}") from exc
         wanted = [c for c in WANTED_CONTROLLERS if c in available]
         for ctrl in WANTED_CONTROLLERS:
             if ctrl not in available:
@@ -299,6 +308,7 @@ class V2Backend(CgroupBackend):
     def create(self, name: str) -> V2Cgroup:
         cgroup = self._cgroup(name)
         mkdir(cgroup.path)
+        cgroup.disable_swap()
         return cgroup
 
     def open(self, name: str) -> V2Cgroup:

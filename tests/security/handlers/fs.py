@@ -87,14 +87,17 @@ def tmp_write(event):
 
 
 def tmp_read(event):
-    found = {}
-    for d in ("/tmp", "/dev/shm"):
-        found[d] = sorted(os.listdir(d))
-        found[f"open {d}"] = attempt(_read, f"{d}/{event['name']}")
-    # The other sandbox's root through /proc: only this sandbox's own processes exist here.
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        found[f"/proc/{pid}/root/tmp"] = attempt(os.listdir, f"/proc/{pid}/root/tmp")
-    return found
+    listings, opens = {}, {}
+    # Through /proc/<pid>/root as well: only this sandbox's own processes exist here.
+    roots = ["/"] + [f"/proc/{p}/root/" for p in os.listdir("/proc") if p.isdigit()]
+    for root in roots:
+        for d in ("tmp", "dev/shm"):
+            try:
+                listings[root + d] = sorted(os.listdir(root + d))
+            except OSError as exc:
+                listings[root + d] = str(exc)
+            opens[f"open {root}{d}/{event['name']}"] = attempt(_read, f"{root}{d}/{event['name']}")
+    return {"listings": listings, "attempts": opens}
 
 
 PROC_WRITES = ("/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern",

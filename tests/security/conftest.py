@@ -1,0 +1,141 @@
+"""The escape battery's fixtures and helpers.
+
+Every attack is a real handler under ``handlers/`` (the whole directory is deployed as the
+function's code; each attack is its own function name) that *tries the forbidden thing* and
+returns what happened, as data. The tests assert that every attempt failed and that the
+daemon still serves an ordinary function afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambdad.client import Client, Invocation
+from tests.conftest import TEST_CONFIG, DaemonProcess, make_daemon
+
+HANDLERS = Path(__file__).resolve().parent / "handlers"
+CALL_TIMEOUT_S = 60.0  # no single request of the battery may hang longer than this
+
+
+@pytest.fixture(scope="module")
+def shared_daemon() -> Iterator[DaemonProcess]:
+    """``tests/conftest.py``'s module-wide daemon, with a cgroup parent of its own.
+
+    A daemon clears its cgroup parent at start (it assumes the sandboxes there are leftovers
+    of a previous run of itself), so two daemons sharing the default ``lambdad`` parent --
+    another test session on the same host, say -- would kill each other's sandboxes and
+    make a bomb's result depend on who else is running.
+    """
+    parent = f"lambdad-sec-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="lambdad-sec-") as tmp:
+        d = make_daemon(tmp, TEST_CONFIG + f'cgroup_parent = "{parent}"\n')
+        d.start()
+        try:
+            yield d
+        finally:
+            if d.proc is not None and d.proc.poll() is None:
+                d.stop()
+            _remove_cgroup_parent(parent)
+
+
+def _remove_cgroup_parent(parent: str) -> None:
+    # Deepest first: v1 has <controller>/<parent>, v2 may have <delegated>/<parent>.
+    for path in sorted(glob.glob(f"/sys/fs/cgroup/**/{parent}", recursive=True), reverse=True):
+        for child in sorted(glob.glob(f"{path}/*/"), reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(child)
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+@pytest.fixture(scope="module")
+def client(shared_daemon: DaemonProcess) -> Iterator[Client]:
+    with shared_daemon.client(timeout=CALL_TIMEOUT_S) as c:
+        yield c
+
+
+def deploy(c: Client, name: str, module: str, **config: Any) -> None:
+    """Deploy ``handlers/<module>.py`` as function ``name`` (same code and config: no-op)."""
+    config.setdefault("timeout_s", 10)
+    c.deploy(name, HANDLERS, handler=f"{module}.handler", **config)
+
+
+def attack(c: Client, name: str, module: str, event: Any, **config: Any) -> Any:
+    """Deploy and invoke an attack that is expected to *return* (its attempts as data)."""
+    deploy(c, name, module, **config)
+    inv = c.invoke(name, event)
+    assert inv.error is None, f"{name}: the attack itself crashed: {inv.error}"
+    return inv.result
+
+
+def succeeded(
+    attempts: Mapping[str, Mapping[str, Any] | None], allowed_errnos: Iterable[int] | None = None
+) -> dict[str, Any]:
+    """The attempts that worked (or failed with an errno outside ``allowed_errnos``)."""
+    allowed = set(allowed_errnos) if allowed_errnos is not None else None
+    bad = {}
+    for what, outcome in attempts.items():
+        if outcome is None:
+            continue
+        if outcome["ok"] or (allowed is not None and outcome["errno"] not in allowed):
+            bad[what] = outcome
+    return bad
+
+
+def assert_all_failed(
+    attempts: Mapping[str, Mapping[str, Any] | None], allowed_errnos: Iterable[int] | None = None
+) -> None:
+    bad = succeeded(attempts, allowed_errnos)
+    assert not bad, "escape attempts that did not fail as they must:\n" + "\n".join(
+        f"  {what}: {outcome}" for what, outcome in bad.items()
+    )
+
+
+def assert_daemon_serves(c: Client) -> None:
+    """The daemon still runs an ordinary function, correctly, after the attack."""
+    deploy(c, "healthcheck", "echo", timeout_s=5)
+    token = uuid.uuid4().hex
+    inv: Invocation = c.invoke("healthcheck", {"token": token})
+    assert inv.error is None, f"the daemon no longer serves: {inv.error}"
+    assert inv.result["echo"] == {"token": token}
+    assert inv.result["pid"] == 1 and inv.result["uid"] != 0
+
+
+# -- the host's view ---------------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads), from /proc."""
+    out: list[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError), open(path) as f:
+            out += [int(p) for p in f.read().split()]
+    return out
+
+
+def processes_in_pidns(inode: int) -> list[int]:
+    """Host pids of every process whose pid namespace is ``pid:[inode]``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == f"pid:[{inode}]":
+                    found.append(int(entry))
+    return found
+
+
+def pidns_from_logs(c: Client, name: str) -> int:
+    """The pid-namespace inode a bomb printed (``PIDNS <n>``) before it went off."""
+    text, _ = c.logs(name)
+    lines = [line for line in text.splitlines() if line.startswith("PIDNS ")]
+    assert lines, f"{name} printed no PIDNS line:\n{text[-2000:]}"
+    return int(lines[-1].split()[1])
