@@ -62,6 +62,9 @@ class DaemonConfig:
     async_workers: int = 16  # async events run at once
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
+    # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
+    # what each costs or to debug. Each is reported as missing; --strict refuses to start.
+    disable_isolation: tuple[str, ...] = ()
 
     def resolved(self) -> DaemonConfig:
         return dataclasses.replace(
@@ -84,6 +87,14 @@ def load(path: str | None, **overrides: Any) -> DaemonConfig:
                 raise InvalidParameterValue(f"{path}: unknown setting {key!r}", field=key)
             if key == "async_retry_delays_s":
                 value = tuple(float(v) for v in value)
+            if key == "disable_isolation":
+                value = tuple(str(v) for v in value)
+                unknown = set(value) - {"namespaces", "cgroups", "credentials", "seccomp"}
+                if unknown:
+                    raise InvalidParameterValue(
+                        f"{path}: disable_isolation: unknown mechanism(s) {sorted(unknown)}",
+                        field=key,
+                    )
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DaemonConfig(**values).resolved()

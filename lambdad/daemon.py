@@ -144,8 +144,9 @@ class Daemon:
                 self.loop,
                 runtime,
                 rootfs,
-                self.cgroups,
+                None if "cgroups" in self.config.disable_isolation else self.cgroups,
                 self.cgroup_parent,
+                self.config.disable_isolation,
                 self._on_sandbox,
                 self._on_zygote_down,
             )
@@ -412,7 +413,8 @@ class Daemon:
         body["global_concurrency_limit"] = self.scheduler.global_limit
         body["memory_budget_mb"] = self.memory_budget_mb
         body["async"] = await self.events.counts()
-        return {"stats": body, "missing": self.missing}
+        body["missing"] = self.missing
+        return {"stats": body}
 
     async def op_logs(self, args: dict[str, Any]) -> dict[str, Any]:
         name = _name(args)

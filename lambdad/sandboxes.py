@@ -296,6 +296,7 @@ class Zygote:
         rootfs: str,
         cgroups: CgroupBackend | None,
         cgroup_parent: str,
+        disable: tuple[str, ...],
         on_sandbox: Callable[[Sandbox, str], None],
         on_down: Callable[[Zygote], None],
     ) -> None:
@@ -304,6 +305,7 @@ class Zygote:
         self.rootfs = rootfs
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
+        self.disable = disable
         self.on_sandbox = on_sandbox
         self.on_down = on_down
         self.proc: subprocess.Popen[bytes] | None = None
@@ -322,7 +324,12 @@ class Zygote:
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = json.dumps(
-            {"runtime": self.runtime, "rootfs": self.rootfs, "cgroup_parent": self.cgroup_parent}
+            {
+                "runtime": self.runtime,
+                "rootfs": self.rootfs,
+                "cgroup_parent": self.cgroup_parent,
+                "disable": list(self.disable),
+            }
         )
         self.proc = subprocess.Popen(
             [

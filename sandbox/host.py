@@ -22,12 +22,19 @@ class HostSupport:
     missing: list[str] = field(default_factory=list)
 
 
-def probe(cgroup_parent: str = "lambdad", *, strict_cgroups: bool = False) -> HostSupport:
-    """Find out which mechanisms work here. Never raises for a missing feature."""
-    missing: list[str] = []
+MECHANISMS = ("namespaces", "cgroups", "credentials", "seccomp")
+
+
+def probe(cgroup_parent: str = "lambdad", disable: tuple[str, ...] = ()) -> HostSupport:
+    """Find out which mechanisms work here. Never raises for a missing feature.
+
+    ``disable`` turns mechanisms off on purpose (to measure what each costs, or to debug); each
+    one is reported as missing like a mechanism the host lacks.
+    """
+    missing: list[str] = [f"{name}: disabled by configuration" for name in disable]
     root = os.geteuid() == 0
-    use_ns = True
-    if not root:
+    use_ns = "namespaces" not in disable
+    if not root and use_ns:
         try:
             namespaces.become_userns_root()
             missing.append(
@@ -40,7 +47,7 @@ def probe(cgroup_parent: str = "lambdad", *, strict_cgroups: bool = False) -> Ho
                 "no pid/mount/network namespaces, no private root — handlers see the host"
             )
     backend: cgroups.CgroupBackend | None = None
-    if root:
+    if root and "cgroups" not in disable:
         try:
             backend = cgroups.detect(cgroup_parent)
         except OSError as exc:
@@ -50,17 +57,19 @@ def probe(cgroup_parent: str = "lambdad", *, strict_cgroups: bool = False) -> Ho
                 missing.append("no usable cgroup hierarchy: no memory, cpu or pids limit")
             else:
                 missing.extend(backend.missing())
-    else:
+    elif not root:
         missing.append("not root: no cgroups: no memory, cpu or pids limit per sandbox")
     program: bytes | None = None
-    try:
-        from sandbox import seccomp
+    if "seccomp" not in disable:
+        try:
+            from sandbox import seccomp
 
-        program = seccomp.compile_filter()
-    except Exception as exc:
-        missing.append(f"seccomp unavailable ({exc}): dangerous syscalls are not filtered")
+            program = seccomp.compile_filter()
+        except Exception as exc:
+            missing.append(f"seccomp unavailable ({exc}): dangerous syscalls are not filtered")
+    credentials = root and "credentials" not in disable
     return HostSupport(
-        isolation=Isolation(namespaces=use_ns, credentials=root, seccomp_program=program),
+        isolation=Isolation(namespaces=use_ns, credentials=credentials, seccomp_program=program),
         cgroups=backend,
         missing=missing,
     )

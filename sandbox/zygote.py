@@ -50,7 +50,9 @@ class Zygote:
     def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
         self.control = control
         self.runtime = str(config["runtime"])
-        self.support = host.probe(config.get("cgroup_parent", "lambdad"), strict_cgroups=False)
+        self.support = host.probe(
+            str(config.get("cgroup_parent", "lambdad")), tuple(config.get("disable", ()))
+        )
         self.cgroups: CgroupBackend | None = self.support.cgroups
         self.isolation = self.support.isolation
         self.path_map = host.runtime_path_map()

@@ -46,9 +46,7 @@ def test_stream_names_follow_lambda(store: LogStore) -> None:
     stream = store.open_stream("fn", "3", "ab12")
 
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[3\]ab12", stream.name)
-    assert stream.path == os.path.join(
-        store.root, "fn", stream.name.replace("/", "-") + ".log"
-    )
+    assert stream.path == os.path.join(store.root, "fn", stream.name.replace("/", "-") + ".log")
     assert os.path.exists(stream.path)
     assert stream in store.streams
 

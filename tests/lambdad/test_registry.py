@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -223,7 +224,8 @@ def test_a_damaged_member_is_refused(reg: Registry) -> None:
     # Flip a byte inside the deflated data (after the 30-byte local header and the name).
     data[30 + len("app.py") + 5] ^= 0xFF
 
-    with pytest.raises(InvalidParameterValue, match="code zip entry 'app.py' is damaged") as info:
+    damaged = re.escape("code zip entry 'app.py' is damaged")
+    with pytest.raises(InvalidParameterValue, match=damaged) as info:
         reg.store_code(bytes(data))
     assert field_of(info) == "code"
     assert os.listdir(reg.code_dir) == []
@@ -252,7 +254,7 @@ def test_duplicate_entries_are_refused(reg: Registry) -> None:
         archive.writestr("app.py", APP)
         archive.writestr("app.py", b"other")
 
-    with pytest.raises(InvalidParameterValue, match="duplicate entry in zip: 'app.py'"):
+    with pytest.raises(InvalidParameterValue, match=re.escape("duplicate entry in zip: 'app.py'")):
         reg.store_code(buf.getvalue())
 
 

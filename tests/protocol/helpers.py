@@ -6,6 +6,7 @@ other's ``receive_data``, so a test reads like a conversation and fails on the e
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import msgpack
@@ -36,13 +37,17 @@ def drain(conn: Connection) -> list[Event]:
         events.append(event)
 
 
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the byte offsets ``cuts`` (in any order, repeats allowed), no empties."""
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    return [data[start:end] for start, end in itertools.pairwise(bounds) if end > start]
+
+
 def feed_in_chunks(conn: Connection, data: bytes, cuts: list[int]) -> list[Event]:
     """Feed ``data`` split at the byte offsets ``cuts``, draining events after every chunk."""
-    events: list[Event] = []
-    bounds = [0, *sorted(set(cuts)), len(data)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
-        if end > start:
-            conn.receive_data(data[start:end])
+    events = drain(conn)
+    for chunk in split(data, cuts):
+        conn.receive_data(chunk)
         events.extend(drain(conn))
     return events
 

@@ -34,7 +34,7 @@ from lambdad.protocol import (
     State,
     hello_request,
 )
-from tests.protocol.helpers import ConnectionPair, drain, feed_in_chunks, frame
+from tests.protocol.helpers import ConnectionPair, drain, feed_in_chunks, frame, split
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -59,9 +59,7 @@ def test_hello_moves_both_ends_to_ready() -> None:
 
     received = pair.send(pair.client, hello_request(7, client="test-suite"))
 
-    assert received == [
-        Request(7, "hello", {"version": PROTOCOL_VERSION, "client": "test-suite"})
-    ]
+    assert received == [Request(7, "hello", {"version": PROTOCOL_VERSION, "client": "test-suite"})]
     assert pair.client.state is State.READY
     assert pair.server.state is State.READY
     assert pair.server.peer_version == PROTOCOL_VERSION
@@ -235,8 +233,10 @@ def msgpack_values() -> st.SearchStrategy[Any]:
     )
     return st.recursive(
         scalars,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.text(max_size=8) | st.integers(0, 100), children, max_size=4),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=8) | st.integers(0, 100), children, max_size=4)
+        ),
         max_leaves=12,
     )
 
@@ -248,8 +248,10 @@ requests = st.builds(Request, ids, ops, args_maps)
 
 bodies = st.dictionaries(st.text(max_size=10), msgpack_values(), max_size=5)
 errors = st.fixed_dictionaries(
-    {"type": st.sampled_from(["TooManyRequests", "ServiceError", "SomethingNew"]),
-     "message": st.text(max_size=30)},
+    {
+        "type": st.sampled_from(["TooManyRequests", "ServiceError", "SomethingNew"]),
+        "message": st.text(max_size=30),
+    },
     optional={"reason": st.text(max_size=10), "limit": st.integers(0, 2**40)},
 )
 server_events = st.one_of(
@@ -273,8 +275,10 @@ def test_requests_split_anywhere_decode_to_the_same_events(
     sent: list[Request], data: st.DataObject
 ) -> None:
     client = Connection(Role.CLIENT)
-    stream = client.send(hello_request(0)) + b"".join(client.send(r) for r in sent)
-    server = Connection(Role.SERVER)
+    frames = [client.send(hello_request(0)), *(client.send(r) for r in sent)]
+    stream = b"".join(frames)
+    # The limit is exactly the largest frame: every frame fits, the stream may not.
+    server = Connection(Role.SERVER, max_frame_size=max(map(len, frames)))
 
     received = feed_in_chunks(server, stream, cut_points(data, len(stream)))
 
@@ -289,8 +293,9 @@ def test_responses_split_anywhere_decode_to_the_same_events(
     sent: list[Response | ErrorResponse | BadRequest], data: st.DataObject
 ) -> None:
     server = Connection(Role.SERVER)
-    stream = b"".join(server.send(e) for e in sent)
-    client = Connection(Role.CLIENT)
+    frames = [server.send(e) for e in sent]
+    stream = b"".join(frames)
+    client = Connection(Role.CLIENT, max_frame_size=max(map(len, frames), default=1))
     client.send(hello_request())
 
     received = feed_in_chunks(client, stream, cut_points(data, len(stream)))
@@ -354,9 +359,7 @@ def test_arbitrary_msgpack_values_are_events_or_remote_errors(
 ) -> None:
     stream = b"".join(frame(v) for v in values)
     server = ready_server()
-    cuts = cut_points(data, len(stream))
-    chunks = [stream[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(stream)])]
-    assert_only_remote_errors(server, [c for c in chunks if c])
+    assert_only_remote_errors(server, split(stream, cut_points(data, len(stream))))
 
 
 def test_garbage_is_fatal_and_sticky() -> None:

@@ -3,7 +3,8 @@
 Every attack is a real handler under ``handlers/`` (the whole directory is deployed as the
 function's code; each attack is its own function name) that *tries the forbidden thing* and
 returns what happened, as data. The tests assert that every attempt failed and that the
-daemon still serves an ordinary function afterwards.
+daemon still serves an ordinary function afterwards. One daemon per module
+(``shared_daemon``); each attack is deployed under its own function name.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -20,41 +20,10 @@ from typing import Any
 import pytest
 
 from lambdad.client import Client, Invocation
-from tests.conftest import TEST_CONFIG, DaemonProcess, make_daemon
+from tests.conftest import DaemonProcess
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 CALL_TIMEOUT_S = 60.0  # no single request of the battery may hang longer than this
-
-
-@pytest.fixture(scope="module")
-def shared_daemon() -> Iterator[DaemonProcess]:
-    """``tests/conftest.py``'s module-wide daemon, with a cgroup parent of its own.
-
-    A daemon clears its cgroup parent at start (it assumes the sandboxes there are leftovers
-    of a previous run of itself), so two daemons sharing the default ``lambdad`` parent --
-    another test session on the same host, say -- would kill each other's sandboxes and
-    make a bomb's result depend on who else is running.
-    """
-    parent = f"lambdad-sec-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory(prefix="lambdad-sec-") as tmp:
-        d = make_daemon(tmp, TEST_CONFIG + f'cgroup_parent = "{parent}"\n')
-        d.start()
-        try:
-            yield d
-        finally:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
-            _remove_cgroup_parent(parent)
-
-
-def _remove_cgroup_parent(parent: str) -> None:
-    # Deepest first: v1 has <controller>/<parent>, v2 may have <delegated>/<parent>.
-    for path in sorted(glob.glob(f"/sys/fs/cgroup/**/{parent}", recursive=True), reverse=True):
-        for child in sorted(glob.glob(f"{path}/*/"), reverse=True):
-            with contextlib.suppress(OSError):
-                os.rmdir(child)
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
 
 
 @pytest.fixture(scope="module")

@@ -174,9 +174,10 @@ def test_sandboxes_cannot_reach_each_other(
         assert inv.result["interfaces"] == [[1, "lo"]]
     assert listener.result["accepted"] == []
     # Nor can the host reach into a sandbox's abstract socket.
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        with pytest.raises(ConnectionRefusedError):
-            s.connect("\0" + abstract)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, pytest.raises(
+        ConnectionRefusedError
+    ):
+        s.connect("\0" + abstract)
     assert_daemon_serves(client)
 
 
@@ -328,7 +329,8 @@ def _host_block_devices() -> list[str]:
 
 
 def test_no_device_but_the_harmless_ones(client: Client) -> None:
-    out = attack(client, "sec-dev", "fs", {"mode": "devices", "host_devices": _host_block_devices()})
+    event = {"mode": "devices", "host_devices": _host_block_devices()}
+    out = attack(client, "sec-dev", "fs", event)
     assert out["control"], "/dev/null and /dev/urandom must work"
     assert_all_failed(out["attempts"], {errno.ENOENT})
     assert out["dev"] == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout",
@@ -349,7 +351,7 @@ def test_daemon_is_healthy_after_the_battery(
         try:
             with shared_daemon.client(timeout=CALL_TIMEOUT_S) as c:
                 assert_daemon_serves(c)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
 
     workers = [threading.Thread(target=check) for _ in range(4)]

@@ -24,7 +24,7 @@ def _prctl(*args):
 
 
 def _raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard * 2, hard * 2))
     except ValueError as exc:  # Python's wording for EPERM here
