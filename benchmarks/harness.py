@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -280,7 +281,7 @@ class BenchDaemon:
         self.stop()
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         args = [
             sys.executable, "-m", "lambdad", "serve", "--socket", self.socket,
             "--state-dir", self.state_dir, "--config", str(self.config_path),
@@ -321,14 +322,25 @@ class BenchDaemon:
         """Every sandbox process: the zygotes' children (each is PID 1 of its pid namespace)."""
         return [p for z in self.zygote_pids() for p in children_of(z)]
 
-    def cgroup_dirs(self, controller: str) -> list[str]:
-        parent = f"{CGROUP_ROOT}/{controller}/{self.cgroup_parent}"
-        if not os.path.isdir(parent):
-            parent = f"{CGROUP_ROOT}/{self.cgroup_parent}"  # cgroup v2
-        try:
-            return sorted(e.path for e in os.scandir(parent) if e.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            return []
+    def cgroup_parents(self) -> list[str]:
+        """Our parent cgroup in every hierarchy. The daemon may suffix the configured name
+        with a digest of its state directory (``<name>-<10 hex>``): both forms are ours."""
+        pattern = re.compile(re.escape(self.cgroup_parent) + r"(-[0-9a-f]{10})?")
+        roots = [CGROUP_ROOT] + [
+            e.path for e in os.scandir(CGROUP_ROOT) if e.is_dir(follow_symlinks=False)
+        ]
+        found = []
+        for root in roots:
+            try:
+                entries = list(os.scandir(root))
+            except OSError:
+                continue
+            found += [
+                e.path
+                for e in entries
+                if e.is_dir(follow_symlinks=False) and pattern.fullmatch(e.name)
+            ]
+        return sorted(found)
 
     def log_tail(self, size: int = 3000) -> str:
         try:
@@ -366,9 +378,7 @@ class BenchDaemon:
 
     def _clean_cgroups(self) -> None:
         """Thaw (a frozen task never dies), kill and remove every cgroup under our parent."""
-        parents = [f"{CGROUP_ROOT}/{c}/{self.cgroup_parent}" for c in os.listdir(CGROUP_ROOT)]
-        parents.append(f"{CGROUP_ROOT}/{self.cgroup_parent}")
-        parents = [p for p in parents if os.path.isdir(p)]
+        parents = self.cgroup_parents()
         for parent in parents:
             for entry in os.scandir(parent):
                 if not entry.is_dir(follow_symlinks=False):

@@ -197,7 +197,11 @@ class Connection:
     # -- input ----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the peer. ``b""`` means the peer closed its end."""
+        """Feed bytes received from the peer. ``b""`` means the peer closed its end.
+
+        Raises:
+            LocalProtocolError: bytes fed after ``b""`` (the caller mixed up its streams).
+        """
         if self.state is State.ERROR:
             return
         if not data:

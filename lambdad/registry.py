@@ -12,6 +12,7 @@ old or the new file, never a torn one. Everything is reloaded at start.
 from __future__ import annotations
 
 import contextlib
+import compileall
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ from lambdad.functions import FunctionConfig, Version, version_sha256
 
 MAX_UNZIPPED: Final = 250 * 1024 * 1024  # Lambda's unzipped deployment package limit
 MAX_ENTRIES: Final = 20_000
+TASK_ROOT: Final = "/var/task"  # where the code appears inside a sandbox
 
 
 def _code_files(infos: list[zipfile.ZipInfo]) -> list[tuple[str, zipfile.ZipInfo]]:
@@ -217,8 +219,15 @@ class Registry:
                     out.write(_read_member(archive, info))
                     os.fsync(out.fileno())
                 os.chmod(dest, 0o755 if _executable(info) else 0o644)
-            for dirpath, _dirs, _files in os.walk(tmp):
+            # Byte-compile now: /var/task is read-only in the sandbox, so otherwise every cold
+            # start would compile the handler module again. ddir makes tracebacks name the
+            # path the sandbox sees.
+            compileall.compile_dir(tmp, ddir=TASK_ROOT, quiet=2, workers=1)
+            for dirpath, _dirs, filenames in os.walk(tmp):
                 os.chmod(dirpath, 0o755)
+                for name in filenames:
+                    if name.endswith(".pyc"):
+                        os.chmod(os.path.join(dirpath, name), 0o644)
             try:
                 os.rename(tmp, final)
             except OSError:

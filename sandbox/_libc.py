@@ -174,3 +174,47 @@ def move_mount(tree_fd: int, target: str) -> None:
         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
     )
     _check(ret, f"move_mount(fd {tree_fd} -> {target!r})")
+
+
+PR_CAPBSET_DROP: Final = 24
+PR_CAP_AMBIENT: Final = 47
+PR_CAP_AMBIENT_CLEAR_ALL: Final = 4
+_SYS_capset: Final = 126
+_LINUX_CAPABILITY_VERSION_3: Final = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def cap_last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+# Built once at import (in the zygote): a sandbox only passes them to the kernel.
+_CAP_HEADER = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+_CAP_EMPTY = (_CapData * 2)()
+
+
+def capset_empty() -> None:
+    """Empty the effective, permitted and inheritable sets of the calling thread."""
+    ret = _libc.syscall(ctypes.c_long(_SYS_capset), ctypes.byref(_CAP_HEADER), _CAP_EMPTY)
+    _check(ret, "capset(0)")
+
+
+# Resolve every foreign function now, in the zygote, so that forked sandboxes inherit the
+# bound objects instead of each building them (ctypes does that lazily, at first use).
+for _name in ("unshare", "setns", "mount", "umount2", "syscall", "sethostname", "prctl"):
+    getattr(_libc, _name)

@@ -147,6 +147,19 @@ def test_client_must_send_hello_first() -> None:
     assert client.send(Request(1, "ping")) == frame({"id": 1, "op": "ping", "args": {}})
 
 
+def test_a_hello_that_cannot_be_encoded_was_not_sent() -> None:
+    client = Connection(Role.CLIENT)
+
+    with pytest.raises(TypeError):
+        client.send(Request(0, "hello", {"version": 1, "bad": object()}))
+
+    assert client.state is State.AWAIT_HELLO
+    # The packer reset itself: the next frame carries no leftovers of the failed one.
+    assert client.send(Request(0, "hello", {"version": 1})) == frame(
+        {"id": 0, "op": "hello", "args": {"version": 1}}
+    )
+
+
 def test_client_may_pipeline_requests_behind_hello() -> None:
     pair = ConnectionPair()
     received = pair.send(
