@@ -31,9 +31,7 @@ WARMUP = 5
 POOL_TIME_PHASES = ("fork", "cgroup", "namespaces", "network", "mounts")
 
 
-def measure(
-    client: Client, n: int, wait_pool: int | None, settle_s: float
-) -> dict[str, Any]:
+def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> dict[str, Any]:
     """``n`` force-cold no-op invocations. ``wait_pool``: wait for that many ready generic
     sandboxes before each one."""
     latencies: list[float] = []
@@ -91,19 +89,18 @@ def measure(
 def run(settings: Settings) -> dict[str, Any]:
     results: dict[str, Any] = {}
     common = {"idle_ttl_s": 3600.0}
-    with BenchDaemon("cold", settings.work_dir, {"pool_size": POOL_SIZE, **common}) as daemon:
-        with daemon.client() as c:
-            c.deploy("noop", EXAMPLES / "noop")
-            results["pool_ready"] = measure(c, settings.cold_n, POOL_SIZE, SETTLE_S)
-            _print("pool ready", results["pool_ready"])
-            results["force_cold"] = measure(c, settings.cold_n, None, 0.0)
-            _print("force cold", results["force_cold"])
+    ready = {"pool_size": POOL_SIZE, **common}
+    with BenchDaemon("cold", settings.work_dir, ready) as daemon, daemon.client() as c:
+        c.deploy("noop", EXAMPLES / "noop")
+        results["pool_ready"] = measure(c, settings.cold_n, POOL_SIZE, SETTLE_S)
+        _print("pool ready", results["pool_ready"])
+        results["force_cold"] = measure(c, settings.cold_n, None, 0.0)
+        _print("force cold", results["force_cold"])
     empty = {"pool_size": 0, "pool_max": 0, **common}
-    with BenchDaemon("cold-empty", settings.work_dir, empty) as daemon:
-        with daemon.client() as c:
-            c.deploy("noop", EXAMPLES / "noop")
-            results["pool_empty"] = measure(c, settings.cold_n, None, SETTLE_S)
-            _print("pool empty", results["pool_empty"])
+    with BenchDaemon("fork", settings.work_dir, empty) as daemon, daemon.client() as c:
+        c.deploy("noop", EXAMPLES / "noop")
+        results["pool_empty"] = measure(c, settings.cold_n, None, SETTLE_S)
+        _print("pool empty", results["pool_empty"])
     for mode, result in results.items():
         if result["errors"]:
             note_problem(
@@ -112,8 +109,7 @@ def run(settings: Settings) -> dict[str, Any]:
             )
         if result["not_cold"]:
             note_problem(
-                f"cold start ({mode}): {result['not_cold']} force_cold invocations were served "
-                "warm"
+                f"cold start ({mode}): {result['not_cold']} force_cold invocations were served warm"
             )
     if set(results["pool_empty"]["sources"]) - {"fork"}:
         note_problem(

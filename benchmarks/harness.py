@@ -287,7 +287,9 @@ class BenchDaemon:
             "--state-dir", self.state_dir, "--config", str(self.config_path),
         ]  # fmt: skip
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
+        # A crash of the daemon should say where: faulthandler prints the Python stack.
+        env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT, env=env)
         log.close()
         deadline = t0 + START_DEADLINE_S
         while True:

@@ -30,51 +30,51 @@ def run(settings: Settings) -> dict[str, Any]:
     cases = []
     all_abs: list[float] = []
     mismatches: list[dict[str, Any]] = []
-    with BenchDaemon("metering", settings.work_dir, {"idle_ttl_s": 3600.0}) as daemon:
-        with daemon.client() as c:
-            c.deploy("sleeper", EXAMPLES / "sleeper", timeout_s=10)
-            c.invoke("sleeper", {"ms": 1})
-            for label, event in CASES:
-                errors_ms: list[float] = []
-                durations: list[float] = []
-                failures = 0
-                for _ in range(settings.metering_n):
-                    inv = c.invoke("sleeper", event)
-                    if inv.error is not None or inv.report is None:
-                        failures += 1
-                        continue
-                    report = inv.report
-                    own = float(inv.result["slept_ms"])
-                    errors_ms.append(report.duration_ms - own)
-                    durations.append(report.duration_ms)
-                    if report.billed_ms != expected_billed(report.duration_ms):
-                        mismatches.append(
-                            {
-                                "case": label,
-                                "duration_ms": report.duration_ms,
-                                "billed_ms": report.billed_ms,
-                                "expected_billed_ms": expected_billed(report.duration_ms),
-                            }
-                        )
-                abs_err = [abs(e) for e in errors_ms]
-                all_abs += abs_err
-                case = {
-                    "case": label,
-                    "event": event,
-                    "error_ms": summarize(errors_ms),
-                    "abs_error_ms": summarize(abs_err),
-                    "duration_ms": summarize(durations),
-                    "failures": failures,
-                }
-                cases.append(case)
-                print(
-                    f"    {label:13s} |reported - own| p50 {case['abs_error_ms']['p50']:.3f} ms "
-                    f"p99 {case['abs_error_ms']['p99']:.3f} ms max "
-                    f"{case['abs_error_ms']['max']:.3f} ms",
-                    flush=True,
-                )
-                if failures:
-                    note_problem(f"metering: {failures} invocations of {label} failed")
+    config = {"idle_ttl_s": 3600.0}
+    with BenchDaemon("metering", settings.work_dir, config) as daemon, daemon.client() as c:
+        c.deploy("sleeper", EXAMPLES / "sleeper", timeout_s=10)
+        c.invoke("sleeper", {"ms": 1})
+        for label, event in CASES:
+            errors_ms: list[float] = []
+            durations: list[float] = []
+            failures = 0
+            for _ in range(settings.metering_n):
+                inv = c.invoke("sleeper", event)
+                if inv.error is not None or inv.report is None:
+                    failures += 1
+                    continue
+                report = inv.report
+                own = float(inv.result["slept_ms"])
+                errors_ms.append(report.duration_ms - own)
+                durations.append(report.duration_ms)
+                if report.billed_ms != expected_billed(report.duration_ms):
+                    mismatches.append(
+                        {
+                            "case": label,
+                            "duration_ms": report.duration_ms,
+                            "billed_ms": report.billed_ms,
+                            "expected_billed_ms": expected_billed(report.duration_ms),
+                        }
+                    )
+            abs_err = [abs(e) for e in errors_ms]
+            all_abs += abs_err
+            case = {
+                "case": label,
+                "event": event,
+                "error_ms": summarize(errors_ms),
+                "abs_error_ms": summarize(abs_err),
+                "duration_ms": summarize(durations),
+                "failures": failures,
+            }
+            cases.append(case)
+            print(
+                f"    {label:13s} |reported - own| p50 {case['abs_error_ms']['p50']:.3f} ms "
+                f"p99 {case['abs_error_ms']['p99']:.3f} ms max "
+                f"{case['abs_error_ms']['max']:.3f} ms",
+                flush=True,
+            )
+            if failures:
+                note_problem(f"metering: {failures} invocations of {label} failed")
     if mismatches:
         note_problem(
             f"metering: billed_ms != ceil(duration_ms) on {len(mismatches)} invocations, "

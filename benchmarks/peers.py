@@ -232,7 +232,13 @@ def measure(peer: Peer, settings: Settings) -> dict[str, Any]:
             return {**base, "status": f"failed: {error}", "argv": argv}
         if n >= 2:
             samples.append(elapsed)
-    return {**base, "status": "ok", "argv": argv, "latency_ms": summarize(samples)}
+    return {
+        **base,
+        "status": "ok",
+        "argv": argv,
+        "latency_ms": summarize(samples),
+        "samples_ms": samples,
+    }
 
 
 def run(settings: Settings) -> dict[str, Any]:

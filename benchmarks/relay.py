@@ -73,10 +73,11 @@ class RelayProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
         self.pending: list[bytes] = []
+        self.connecting: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        asyncio.ensure_future(self._connect())
+        self.connecting = asyncio.ensure_future(self._connect())
 
     async def _connect(self) -> None:
         assert self.transport is not None

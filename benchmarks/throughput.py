@@ -48,13 +48,14 @@ def load_point(
     processes = min(LOAD_PROCESSES, connections)
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     start_at = time.monotonic() + START_LEAD_S
+    common = [
+        sys.executable, "-m", "benchmarks.loadgen", "--socket", socket_path,
+        "--function", function, "--depth", str(depth),
+        "--start-at", repr(start_at), "--warmup", repr(warmup), "--window", repr(window),
+    ]  # fmt: skip
     procs = [
         subprocess.Popen(
-            [
-                sys.executable, "-m", "benchmarks.loadgen", "--socket", socket_path,
-                "--function", function, "--connections", str(share), "--depth", str(depth),
-                "--start-at", repr(start_at), "--warmup", repr(warmup), "--window", repr(window),
-            ],  # fmt: skip
+            [*common, "--connections", str(share)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=Path(__file__).resolve().parent.parent,

@@ -35,22 +35,22 @@ def _timed(client: Client, n: int, sink: list[float]) -> int:
 def run(settings: Settings) -> dict[str, Any]:
     lambdad_us: list[float] = []
     relay_us: list[float] = []
-    with BenchDaemon("warm", settings.work_dir, {"idle_ttl_s": 3600.0}) as daemon:
-        with daemon.client() as c:
-            c.deploy("noop", EXAMPLES / "noop")
-            c.invoke("noop")
-            body = c.call("invoke", name="noop", payload=b"null", type="sync")
-            with EchoRelay(settings.work_dir, body) as relay, Client(relay.path, 60) as rc:
-                _timed(c, WARMUP, [])
-                _timed(rc, WARMUP, [])
-                cold = 0
-                remaining = settings.warm_n
-                while remaining > 0:
-                    block = min(BLOCK, remaining)
-                    cold += _timed(c, block, lambdad_us)
-                    _timed(rc, block, relay_us)
-                    remaining -= block
-            stats = c.stats("noop")
+    config = {"idle_ttl_s": 3600.0}
+    with BenchDaemon("warm", settings.work_dir, config) as daemon, daemon.client() as c:
+        c.deploy("noop", EXAMPLES / "noop")
+        c.invoke("noop")
+        body = c.call("invoke", name="noop", payload=b"null", type="sync")
+        with EchoRelay(settings.work_dir, body) as relay, Client(relay.path, 60) as rc:
+            _timed(c, WARMUP, [])
+            _timed(rc, WARMUP, [])
+            cold = 0
+            remaining = settings.warm_n
+            while remaining > 0:
+                block = min(BLOCK, remaining)
+                cold += _timed(c, block, lambdad_us)
+                _timed(rc, block, relay_us)
+                remaining -= block
+        stats = c.stats("noop")
     if cold:
         note_problem(f"warm latency: {cold} of {settings.warm_n} sequential invocations were cold")
     lam = summarize(lambdad_us)

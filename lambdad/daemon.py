@@ -52,6 +52,7 @@ from lambdad.sandboxes import (
 from lambdad.scheduler import ACCOUNT_EXCEEDED, Scheduler, Ticket, TicketState
 from sandbox import _libc, cgroups, wire
 from sandbox.cgroups import CgroupBackend, CgroupLimits
+from sandbox.zygote import POOL_LIMITS
 
 RUNTIMES: Final = ("python3",)
 INIT_TIMEOUT_S: Final = 10.0  # Lambda's init phase limit
@@ -776,10 +777,9 @@ class Daemon:
         t0 = time.monotonic_ns()
         tree_fd = -1
         try:
-            if sandbox.cgroup is not None:
-                sandbox.cgroup.set_limits(
-                    CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
-                )
+            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
+            if sandbox.cgroup is not None and limits != POOL_LIMITS:
+                sandbox.cgroup.set_limits(limits)
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.registry.code_path(version)
             sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)

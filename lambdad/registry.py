@@ -11,8 +11,8 @@ old or the new file, never a torn one. Everything is reloaded at start.
 
 from __future__ import annotations
 
-import contextlib
 import compileall
+import contextlib
 import hashlib
 import io
 import json

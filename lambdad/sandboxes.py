@@ -467,6 +467,7 @@ class GenericPool:
         self.starting = 0  # spawns asked for and not yet ready
         self.waiters: collections.deque[asyncio.Future[Sandbox]] = collections.deque()
         self._taken: collections.deque[float] = collections.deque()
+        self.failures = 0  # consecutive sandboxes that died before ready
 
     @property
     def target(self) -> int:
@@ -504,6 +505,7 @@ class GenericPool:
     def offer(self, sandbox: Sandbox) -> None:
         """A freshly started sandbox finished its generic set-up."""
         self.starting = max(0, self.starting - 1)
+        self.failures = 0
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -512,8 +514,12 @@ class GenericPool:
         self.ready.append(sandbox)
 
     def failed(self) -> None:
+        """A sandbox died before it was ready. Retry with exponential backoff, so that a
+        broken runtime does not become a fork loop."""
         self.starting = max(0, self.starting - 1)
-        self.replenish()
+        self.failures += 1
+        delay = min(5.0, 0.01 * 2**self.failures)
+        self.zygote.loop.call_later(delay, self.replenish)
 
     def reset(self) -> None:
         """The zygote went down: its sandboxes are gone."""

@@ -32,12 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import _libc, contain, fds, host, mounts, wire
-from sandbox.cgroups import Cgroup, CgroupBackend
+from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
 from sandbox.namespaces import PidNamespaceForker
 
 ZYGOTE_BOOT_ERROR = 3  # exit status: the zygote could not start; the daemon must not respawn it
 UID_BASE = 200_000  # sandbox uids are UID_BASE + n: distinct per sandbox, never a host user
 UID_SPAN = 60_000
+POOL_NICE = 10
+POOL_LIMITS = CgroupLimits(memory_mb=128, pids_max=64)  # = FunctionConfig's defaults
 
 
 @dataclass
@@ -133,6 +135,10 @@ class Zygote:
         gid = uid if self.isolation.credentials else os.getgid()
         try:
             cgroup = self.cgroups.create(sandbox_id) if self.cgroups else None
+            if cgroup is not None:
+                # The common case's limits, now: specializing a function that uses the
+                # defaults then writes no cgroup file on the request path.
+                cgroup.set_limits(POOL_LIMITS)
         except OSError as exc:
             self._send({"t": wire.SPAWN_FAILED, "message": f"cgroup: {exc}"}, [])
             return
@@ -153,7 +159,7 @@ class Zygote:
             self._send({"t": wire.SPAWN_FAILED, "message": f"fork: {exc}"}, [])
             return
         if pid == 0:
-            self._child(child_sock, log_w, cgroup, uid, gid, forked_at)
+            self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source)
         child_sock.close()
         os.close(log_w)
         self.children[pid] = _Child(sandbox_id, cgroup)
@@ -177,6 +183,7 @@ class Zygote:
         uid: int,
         gid: int,
         forked_at: int,
+        source: str,
     ) -> None:
         status = 1
         try:
@@ -187,6 +194,10 @@ class Zygote:
             chan_fd = fds.keep_only(sock.fileno(), log_w)
             chan = wire.StreamChannel(socket.socket(fileno=chan_fd))
             gc.enable()
+            if source == "pool" and self.isolation.credentials:
+                # Refilling the pool must not compete with cold starts in progress; the
+                # sandbox returns to normal priority when it is specialized.
+                os.setpriority(os.PRIO_PROCESS, 0, POOL_NICE)
             phases = contain.prepare_generic(self.isolation, self.root, cgroup, uid, gid, forked_at)
             self.runtime_module.serve(chan, self.isolation, uid, gid, self.path_map, phases)
         except SystemExit as exc:  # sys.exit() in a handler: its status, as a process would

@@ -9,6 +9,7 @@ serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportM
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import io
 import json
 import os
@@ -130,6 +131,37 @@ class _InitError(Exception):
         }
 
 
+def _warm_up() -> None:
+    """Run the invocation machinery once, at pool time.
+
+    A sandbox is a fork of the zygote: the first time any code path runs in it, every page it
+    writes (reference counts, caches) is copied. Doing that here, before the sandbox is ready,
+    moves ~1 ms of page faults from the first invocation to the pool."""
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+    event = json.loads(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
+    function = {
+        "name": "warm-up",
+        "version": "0",
+        "memory_mb": 128,
+        "timeout_s": 3,
+        "env": {},
+        "handler": "app.handler",
+    }
+    context = LambdaContext("00000000-0000-0000-0000-000000000000", function, 0, "warm-up")
+    context.get_remaining_time_in_millis()
+    dumps({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]}).encode()
+    try:
+        raise ValueError("warm-up")
+    except ValueError as exc:
+        error_shape(exc)
+    wire.pack({"t": wire.RESULT, "result": b"null", "duration_us": 1.0, "maxrss_kb": 1})
+    resource.getrusage(resource.RUSAGE_SELF)
+    importlib.machinery.PathFinder.find_spec("lambdad_warm_up_no_such_module", ["/"])
+    lambda_environment(function, "warm-up", TASK_ROOT)
+    _reap_orphans()
+    time.monotonic_ns()
+
+
 def _reap_orphans() -> None:
     # We are PID 1 of the sandbox: every orphaned grandchild is ours to reap.
     while True:
@@ -166,12 +198,18 @@ def serve(
     """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
     if isolation.namespaces:
         _rewrite_paths(path_map)
+    _warm_up()
     chan.send({"t": wire.READY, "phases": generic_phases})
     msg, fds = chan.recv()
     if msg is None or msg.get("t") != wire.INIT:
         os._exit(0)
     function: dict[str, Any] = msg["function"]
     t_init = time.monotonic_ns()
+    if os.getpriority(os.PRIO_PROCESS, 0) > 0:  # a pool refill ran niced: back to normal
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except OSError:
+            pass
     try:
         spec = contain.Specialization(
             tmp_mb=int(function["tmp_mb"]),

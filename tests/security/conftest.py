@@ -24,6 +24,10 @@ from tests.conftest import DaemonProcess
 
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 CALL_TIMEOUT_S = 60.0  # no single request of the battery may hang longer than this
+# The reason prefix of a test marked xfail(strict=True) because it found a real hole that
+# must be fixed outside the sandbox modules: the marker goes when the fix lands (strict:
+# the test then fails as XPASS until it is removed).
+HOLE = "known hole, not fixed yet: "
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,620 @@
+"""Turning results into the three outputs: the SPEC §10 target table, markdown, plots, JSON.
+
+:func:`targets` is the one place that maps measurements onto SPEC §10's figures: each row has
+the target, the measured value, the baseline measured in the same run, and met / missed
+(``None`` when the scenario could not measure it). Everything here reads the results dict that
+the scenarios produced; nothing here measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+GIB = 2**30
+MIB = 2**20
+DENSITY_TARGET_N = 1000
+
+# Bulky per-sample arrays: plotted, then left out of latest.json.
+SAMPLE_KEYS = frozenset(
+    {"latencies_ms", "lambdad_samples_us", "relay_samples_us", "start_curve_ms", "samples_ms"}
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    figure: str
+    target: str
+    measured: str
+    baseline: str
+    met: bool | None  # None: not measured (the scenario failed or was skipped)
+
+
+def _fmt_ms(x: float) -> str:
+    return f"{x:.2f} ms" if x < 100 else f"{x:.0f} ms"
+
+
+def _fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _peer_p(results: dict[str, Any], name: str, q: str) -> str:
+    peer = _get(results, "peers", name)
+    if not peer or peer.get("status") != "ok":
+        return f"{name} {peer.get('status', 'not run') if peer else 'not run'}"
+    return f"{name} {_fmt_ms(peer['latency_ms'][q])}"
+
+
+def _scenario_error(results: dict[str, Any], scenario: str) -> str | None:
+    node = results.get(scenario)
+    if node is None:
+        return "not run"
+    if isinstance(node, dict) and "error" in node:
+        return "error: " + str(node["error"]).strip().splitlines()[-1][:120]
+    return None
+
+
+def _row(
+    results: dict[str, Any],
+    scenario: str,
+    figure: str,
+    target: str,
+    build: Callable[[], tuple[str, str, bool]],
+) -> Target:
+    error = _scenario_error(results, scenario)
+    if error is not None:
+        return Target(figure, target, error, "-", None)
+    try:
+        measured, baseline, met = build()
+    except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:
+        return Target(figure, target, f"not measured ({type(exc).__name__}: {exc})", "-", None)
+    return Target(figure, target, measured, baseline, met)
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    """Every SPEC §10 target (plus the billing rule of §6), measured vs baseline."""
+    rows: list[Target] = []
+
+    def cold(mode: str, q: str, limit_ms: float) -> tuple[str, str, bool]:
+        lat = results["cold"][mode]["latency_ms"]
+        baseline = f"{_peer_p(results, 'python3', q)}; {_peer_p(results, 'bwrap', q)}"
+        return _fmt_ms(lat[q]), baseline, lat[q] <= limit_ms
+
+    rows.append(_row(results, "cold", "cold invoke, generic pool ready: p50",
+                     "<= 2 ms", lambda: cold("pool_ready", "p50", 2.0)))  # fmt: skip
+    rows.append(_row(results, "cold", "cold invoke, generic pool ready: p99",
+                     "<= 8 ms", lambda: cold("pool_ready", "p99", 8.0)))  # fmt: skip
+    rows.append(_row(results, "cold", "cold invoke, pool empty (fork on demand): p50",
+                     "<= 6 ms", lambda: cold("pool_empty", "p50", 6.0)))  # fmt: skip
+
+    def warm(q: str, limit_us: float) -> tuple[str, str, bool]:
+        w = results["warm"]
+        return (
+            f"{w['lambdad_us'][q]:.0f} us",
+            f"echo via relay {w['relay_us'][q]:.0f} us",
+            w["lambdad_us"][q] <= limit_us,
+        )
+
+    rows.append(_row(results, "warm", "warm invoke, no-op: p50", "<= 100 us",
+                     lambda: warm("p50", 100)))  # fmt: skip
+    rows.append(_row(results, "warm", "warm invoke, no-op: p99", "<= 500 us",
+                     lambda: warm("p99", 500)))  # fmt: skip
+
+    def ratio() -> tuple[str, str, bool]:
+        w = results["warm"]
+        return (
+            f"{w['ratio_p50']:.2f}x (p50)",
+            f"echo via relay p50 {w['relay_us']['p50']:.0f} us",
+            w["ratio_p50"] <= 3.0,
+        )
+
+    rows.append(_row(results, "warm", "warm invoke vs raw msgpack echo, 2 Unix-socket hops",
+                     "<= 3x", ratio))  # fmt: skip
+
+    def throughput() -> tuple[str, str, bool]:
+        t = results["throughput"]
+        best, relay = t["best"], t["relay_best"]
+        return (
+            f"{_fmt_int(best['invocations_per_s'])}/s "
+            f"({best['connections']} conn x {best['depth']} in flight)",
+            f"echo via relay {_fmt_int(relay['invocations_per_s'])}/s "
+            f"({relay['connections']} conn x {relay['depth']})",
+            best["invocations_per_s"] >= 20_000,
+        )
+
+    rows.append(_row(results, "throughput", "throughput, no-op, pipelined clients",
+                     ">= 20,000/s", throughput))  # fmt: skip
+
+    def scale_out() -> tuple[str, str, bool]:
+        s = results["scale"]
+        run = max(s["runs"], key=lambda r: r["n"])
+        base = s["spawn_baseline"]
+        failed = sum(run["errors"].values())
+        note = f", {failed} failed" if failed else ""
+        return (
+            f"{_fmt_int(run['sandboxes_per_s'])}/s (N={run['n']}: {run['bring_up_s']:.2f} s{note})",
+            f"bare python3 x{base['n']} at once: {_fmt_int(base['per_s'])}/s",
+            run["sandboxes_per_s"] >= 500 and not failed,
+        )
+
+    rows.append(_row(results, "scale", "scale-out: new sandboxes per second",
+                     ">= 500/s", scale_out))  # fmt: skip
+
+    def density() -> tuple[str, str, bool]:
+        d = results["scale"]["density"]
+        count = d["warm_sandboxes"]
+        cg, pss = d["cgroup_total_bytes"], d["pss_total_bytes"]
+        scale = DENSITY_TARGET_N / count if count else math.nan
+        measured = f"cgroups {cg / GIB:.2f} GiB, PSS {pss / GIB:.2f} GiB ({count} sandboxes)"
+        if count != DENSITY_TARGET_N:
+            cg, pss = cg * scale, pss * scale
+            measured += f"; x{scale:.1f} = {cg / GIB:.2f} / {pss / GIB:.2f} GiB for 1,000"
+        base = results["scale"]["memory_baseline"]
+        return (
+            measured,
+            f"1,000 idle python3: {base['estimate_bytes'] / GIB:.2f} GiB (est.)",
+            max(cg, pss) <= 2 * GIB,
+        )
+
+    rows.append(_row(results, "scale", "1,000 idle warm sandboxes: total memory",
+                     "<= 2 GiB", density))  # fmt: skip
+
+    def metering() -> tuple[str, str, bool]:
+        m = results["metering"]["abs_error_ms"]
+        return (
+            f"max {m['max']:.3f} ms (p99 {m['p99']:.3f}, p50 {m['p50']:.3f})",
+            "handler's own monotonic clock",
+            m["max"] <= 0.2,
+        )
+
+    rows.append(_row(results, "metering", "metering: |reported - handler's own| duration",
+                     "<= 0.2 ms", metering))  # fmt: skip
+
+    def billing() -> tuple[str, str, bool]:
+        m = results["metering"]
+        bad = m["billing_mismatch_count"]
+        return (
+            f"{bad} of {m['billing_checked']} wrong",
+            "ceil(duration_ms)",
+            bad == 0,
+        )
+
+    rows.append(_row(results, "metering", "billed duration = ceil(duration) (SPEC §6)",
+                     "all", billing))  # fmt: skip
+    return rows
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: "n/a"}[met]
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def summary_text(rows: list[Target], results: dict[str, Any]) -> str:
+    """The fixed-width table printed at the end of a run."""
+    header = ("figure", "target", "measured", "same-run baseline", "")
+    table = [header] + [(r.figure, r.target, r.measured, r.baseline, _verdict(r.met)) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("peers (same no-op handler, spawn -> JSON on stdout -> exit):")
+    for name, peer in (results.get("peers") or {}).items():
+        if isinstance(peer, dict) and peer.get("status") == "ok":
+            lat = peer["latency_ms"]
+            lines.append(
+                f"  {name:9s} p50 {_fmt_ms(lat['p50']):>9s}  p99 {_fmt_ms(lat['p99']):>9s}"
+            )
+        elif isinstance(peer, dict):
+            lines.append(f"  {name:9s} {peer.get('status')}")
+    return "\n".join(lines)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return out
+
+
+def markdown(results: dict[str, Any], rows: list[Target], plots: list[str]) -> str:
+    meta = results["meta"]
+    machine = meta["machine"]
+    lines = [
+        f"# lambdad benchmark — {meta['date']}{' (quick)' if meta['quick'] else ''}",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"kernel {machine['kernel']}, {machine['os']}, Python {machine['python']}, "
+        f"cgroups {machine['cgroups']}. Commit {meta['commit']}. Run took "
+        f"{meta['runtime_s']:.0f} s; load average before/after "
+        f"{meta['loadavg_before'][0]:.2f} / {meta['loadavg_after'][0]:.2f}.",
+        "",
+        "## SPEC §10 targets",
+        "",
+    ]
+    lines += _md_table(
+        ["figure", "target", "measured", "same-run baseline", "verdict"],
+        [[r.figure, r.target, r.measured, r.baseline, _verdict(r.met)] for r in rows],
+    )
+    lines += ["", "## Peers: the same no-op handler, end to end", ""]
+    lines += _peers_md(results)
+    lines += _cold_md(results)
+    lines += _warm_md(results)
+    lines += _throughput_md(results)
+    lines += _scale_md(results)
+    lines += _metering_md(results)
+    problems = results.get("problems") or []
+    lines += ["", "## Daemon problems seen in this run", ""]
+    lines += [f"* {p}" for p in problems] or ["None."]
+    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    if errors:
+        lines += ["", "## Scenarios that failed", ""]
+        for name, error in errors.items():
+            lines += [f"* **{name}**:", "", "```", str(error).strip()[-1500:], "```"]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _peers_md(results: dict[str, Any]) -> list[str]:
+    peers = results.get("peers")
+    if not isinstance(peers, dict) or "error" in peers:
+        return [f"Not measured: {_scenario_error(results, 'peers')}"]
+    ref = _get(results, "cold", "pool_ready", "latency_ms", "p50")
+    rows = []
+    for name, peer in peers.items():
+        if peer.get("status") == "ok":
+            lat = peer["latency_ms"]
+            rows.append([
+                name, peer["description"], "ok", _fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]),
+                _fmt_ms(lat["p99"]), _fmt_ms(lat["max"]), str(lat["n"]),
+                f"{lat['p50'] / ref:.1f}x" if ref else "-",
+            ])  # fmt: skip
+        else:
+            rows.append([name, peer["description"], peer["status"], "-", "-", "-", "-", "0", "-"])
+    if ref:
+        cold = results["cold"]
+        for mode, label in (("pool_ready", "lambdad, pool ready"),
+                            ("pool_empty", "lambdad, pool empty"),
+                            ("force_cold", "lambdad, back-to-back cold")):  # fmt: skip
+            lat = cold[mode]["latency_ms"]
+            if lat.get("n"):
+                rows.append([
+                    f"**{label}**", "client-observed cold invoke, full isolation", "ok",
+                    _fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]), _fmt_ms(lat["p99"]),
+                    _fmt_ms(lat["max"]), str(lat["n"]), f"{lat['p50'] / ref:.1f}x",
+                ])  # fmt: skip
+    return _md_table(
+        ["peer", "what", "status", "p50", "p90", "p99", "max", "n", "p50 / lambdad pool-ready"],
+        rows,
+    )
+
+
+def _cold_md(results: dict[str, Any]) -> list[str]:
+    cold = results.get("cold")
+    if not isinstance(cold, dict) or "error" in cold:
+        return []
+    lines = ["", "## Cold start", ""]
+    modes = [m for m in ("pool_ready", "pool_empty", "force_cold") if m in cold]
+    rows = []
+    for mode in modes:
+        r = cold[mode]
+        lat, init = r["latency_ms"], r["init_ms"]
+        if not lat.get("n"):
+            rows.append([mode, "0", "-", "-", "-", "-", "-", str(r["sources"]), str(r["errors"])])
+            continue
+        rows.append([
+            mode, str(lat["n"]), _fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]), _fmt_ms(lat["p99"]),
+            _fmt_ms(lat["max"]), _fmt_ms(init["p50"]),
+            ", ".join(f"{k} {v}" for k, v in r["sources"].items()), str(r["errors"]),
+        ])  # fmt: skip
+    lines += _md_table(
+        ["mode", "n", "p50", "p90", "p99", "max", "init p50 (report)", "source", "errors"], rows
+    )
+    # Phase breakdown: mean µs per phase, by mode and source.
+    columns = [(m, s) for m in modes for s in sorted(cold[m]["phases_us"])]
+    phases: list[str] = []
+    for mode, source in columns:
+        for phase in cold[mode]["phases_us"][source]:
+            if phase not in phases:
+                phases.append(phase)
+    if columns:
+        pool_time = set(cold.get("pool_time_phases", []))
+        lines += [
+            "",
+            "Mean phase times from the reports' `phases_us` (µs). Phases marked * run at pool "
+            "time, off the request path, when the source is `pool`.",
+            "",
+        ]
+        rows = []
+        for phase in phases:
+            rows.append(
+                [phase + (" *" if phase in pool_time else "")]
+                + [f"{cold[m]['phases_us'][s].get(phase, 0):.0f}" for m, s in columns]
+            )
+        rows.append(
+            ["**request path** (non-* phases)"]
+            + [
+                f"{sum(v for k, v in cold[m]['phases_us'][s].items() if k not in pool_time):.0f}"
+                for m, s in columns
+            ]
+        )
+        lines += _md_table(["phase"] + [f"{m} ({s})" for m, s in columns], rows)
+    return lines
+
+
+def _warm_md(results: dict[str, Any]) -> list[str]:
+    w = results.get("warm")
+    if not isinstance(w, dict) or "error" in w:
+        return []
+    rows = []
+    for label, key in (("lambdad warm invoke", "lambdad_us"), ("echo via relay", "relay_us")):
+        s = w[key]
+        rows.append([label, str(s["n"])] + [f"{s[q]:.0f}" for q in ("p50", "p90", "p99", "max")])
+    lines = ["", "## Warm latency (one client, sequential, µs)", ""]
+    lines += _md_table(["path", "n", "p50", "p90", "p99", "max"], rows)
+    lines += ["", f"Ratio lambdad / relay: p50 {w['ratio_p50']:.2f}x, p99 {w['ratio_p99']:.2f}x."]
+    return lines
+
+
+def _throughput_md(results: dict[str, Any]) -> list[str]:
+    t = results.get("throughput")
+    if not isinstance(t, dict) or "error" in t:
+        return []
+    depths = sorted({p["depth"] for p in t["points"]})
+    conns = sorted({p["connections"] for p in t["points"]})
+    by = {(p["connections"], p["depth"]): p for p in t["points"]}
+    rows = []
+    for c in conns:
+        row = [str(c)]
+        for d in depths:
+            p = by.get((c, d))
+            if p is None:
+                row.append("-")
+            else:
+                err = f" ({p['errors']} err)" if p["errors"] else ""
+                row.append(f"{_fmt_int(p['invocations_per_s'])}{err}")
+        rows.append(row)
+    relay = ", ".join(
+        f"{p['connections']} conn x {p['depth']}: {_fmt_int(p['invocations_per_s'])}/s"
+        for p in t["relay_points"]
+    )
+    lines = [
+        "",
+        "## Throughput (no-op invocations/s; rows: connections, columns: in flight per connection)",
+        "",
+        f"Load from {t['load_processes']} separate processes; {t['warmup_s']} s warm-up, "
+        f"{t['window_s']} s window per point; the function's reserved concurrency is "
+        f"{t['function_concurrency']} (requests beyond it wait in the daemon's queue).",
+        "",
+    ]
+    lines += _md_table(["connections", *(f"{d} in flight" for d in depths)], rows)
+    lines += ["", f"Echo via relay, same load generator: {relay}."]
+    return lines
+
+
+def _scale_md(results: dict[str, Any]) -> list[str]:
+    s = results.get("scale")
+    if not isinstance(s, dict) or "error" in s:
+        return []
+    rows = []
+    for r in s["runs"]:
+        t = r["time_to_start_ms"]
+        rows.append([
+            str(r["n"]), str(r["started"]), f"{r['bring_up_s']:.3f} s",
+            _fmt_int(r["sandboxes_per_s"]), _fmt_ms(t.get("p50", math.nan)),
+            ", ".join(f"{k} {v}" for k, v in r["sources"].items()),
+            str(sum(r["errors"].values())), str(r["warm"]),
+        ])  # fmt: skip
+    lines = ["", "## Scale-out", ""]
+    lines += _md_table(
+        ["N", "up", "all up after", "sandboxes/s", "median start", "source", "failed", "reused"],
+        rows,
+    )
+    base = s["spawn_baseline"]
+    lines += [
+        "",
+        f"Baseline: {base['n']} bare python3 no-op processes started at once finished in "
+        f"{base['seconds']:.2f} s ({_fmt_int(base['per_s'])}/s).",
+    ]
+    d = s.get("density")
+    if d:
+        mb = s["memory_baseline"]
+        count = d["warm_sandboxes"] or 1
+        lines += ["", "## Density (idle warm sandboxes)", ""]
+        lines += _md_table(
+            ["measure", "total", "per sandbox"],
+            [
+                ["warm sandboxes", str(d["warm_sandboxes"]), "-"],
+                ["cgroup memory.usage (sum over their cgroups)",
+                 f"{d['cgroup_total_bytes'] / MIB:.0f} MiB",
+                 f"{d['cgroup_per_sandbox_bytes'] / MIB:.2f} MiB"],
+                ["PSS (smaps_rollup)", f"{d['pss_total_bytes'] / MIB:.0f} MiB",
+                 f"{d['pss_per_sandbox_bytes'] / MIB:.2f} MiB"],
+                ["private (USS)", f"{d['private_total_bytes'] / MIB:.0f} MiB",
+                 f"{d['private_total_bytes'] / count / MIB:.2f} MiB"],
+                ["daemon PSS", f"{d['daemon_pss_bytes'] / MIB:.0f} MiB", "-"],
+                ["zygote PSS", f"{d['zygote_pss_bytes'] / MIB:.1f} MiB", "-"],
+                [f"generic pool ({d['generic_sandboxes']} sandboxes) PSS",
+                 f"{d['generic_pss_bytes'] / MIB:.0f} MiB", "-"],
+                ["baseline: idle python3 with the handler imported",
+                 f"{mb['estimate_bytes'] / MIB:.0f} MiB for 1,000 (est.)",
+                 f"{mb['private_per_process_bytes'] / MIB:.2f} MiB private"],
+            ],
+        )  # fmt: skip
+        if d.get("topped_up"):
+            lines += ["", f"Note: {d['topped_up']} sandboxes were added by a top-up burst "
+                      "(see daemon problems)."]  # fmt: skip
+    return lines
+
+
+def _metering_md(results: dict[str, Any]) -> list[str]:
+    m = results.get("metering")
+    if not isinstance(m, dict) or "error" in m:
+        return []
+    rows = []
+    for c in m["cases"]:
+        e, a = c["error_ms"], c["abs_error_ms"]
+        if not e.get("n"):
+            rows.append([c["case"], "0", "-", "-", "-", "-"])
+            continue
+        rows.append([
+            c["case"], str(e["n"]), f"{e['mean']:+.3f}", f"{a['p50']:.3f}", f"{a['p99']:.3f}",
+            f"{a['max']:.3f}",
+        ])  # fmt: skip
+    lines = ["", "## Metering (reported duration - handler's own measurement, ms)", ""]
+    lines += _md_table(["case", "n", "mean", "|err| p50", "|err| p99", "|err| max"], rows)
+    lines += [
+        "",
+        f"Billing: {m['billing_mismatch_count']} of {m['billing_checked']} invocations had "
+        "billed_ms != max(1, ceil(duration_ms)).",
+    ]
+    return lines
+
+
+# -- plots -----------------------------------------------------------------------------------
+
+
+def _cdf(ax: Any, values: list[float], label: str, **kw: Any) -> None:
+    data = sorted(values)
+    if not data:
+        return
+    n = len(data)
+    ax.plot(data, [(i + 1) / n for i in range(n)], label=label, **kw)
+
+
+def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
+    """Write the PNGs; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
+
+    cold = results.get("cold")
+    peers = results.get("peers")
+    if isinstance(cold, dict) and "error" not in cold:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for mode, label in (("pool_ready", "lambdad: pool ready"),
+                            ("pool_empty", "lambdad: pool empty (fork)"),
+                            ("force_cold", "lambdad: back-to-back cold")):  # fmt: skip
+            if mode in cold:
+                _cdf(ax, cold[mode].get("latencies_ms", []), label, linewidth=2)
+        if isinstance(peers, dict) and "error" not in peers:
+            for name, peer in peers.items():
+                if peer.get("status") == "ok":
+                    _cdf(ax, peer.get("samples_ms", []), name, linestyle="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("client-observed cold invocation, no-op handler (ms, log scale)")
+        ax.set_ylabel("fraction of invocations")
+        ax.set_title("Cold start: lambdad vs peers (same run)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        save(fig, "cold_latency.png")
+
+    warm = results.get("warm")
+    if isinstance(warm, dict) and "error" not in warm:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        _cdf(ax, warm.get("lambdad_samples_us", []), "lambdad warm invoke", linewidth=2)
+        _cdf(ax, warm.get("relay_samples_us", []), "raw msgpack echo via relay (2 hops)")
+        ax.axvline(100, color="grey", linestyle=":", label="target p50 100 µs")
+        ax.axvline(500, color="grey", linestyle="--", label="target p99 500 µs")
+        ax.set_xscale("log")
+        ax.set_xlabel("client-observed round trip (µs, log scale)")
+        ax.set_ylabel("fraction of invocations")
+        ax.set_title("Warm latency: one client, sequential")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        save(fig, "warm_latency.png")
+
+    tp = results.get("throughput")
+    if isinstance(tp, dict) and "error" not in tp:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for depth in sorted({p["depth"] for p in tp["points"]}):
+            pts = sorted((p for p in tp["points"] if p["depth"] == depth),
+                         key=lambda p: p["connections"])  # fmt: skip
+            ax.plot([p["connections"] for p in pts], [p["invocations_per_s"] for p in pts],
+                    marker="o", label=f"lambdad, {depth} in flight per connection")  # fmt: skip
+        relay = sorted(tp["relay_points"], key=lambda p: p["connections"])
+        ax.plot([p["connections"] for p in relay], [p["invocations_per_s"] for p in relay],
+                marker="s", linestyle="--", color="grey",
+                label=f"echo via relay, {relay[0]['depth']} in flight")  # fmt: skip
+        ax.axhline(20_000, color="red", linestyle=":", label="target 20,000/s")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("client connections (load from separate processes)")
+        ax.set_ylabel("no-op invocations / s (log scale)")
+        ax.set_title("Throughput vs concurrency")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "throughput.png")
+
+    scale = results.get("scale")
+    if isinstance(scale, dict) and "error" not in scale:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        longest = 0.0
+        for run in scale["runs"]:
+            curve = [x / 1000 for x in run.get("start_curve_ms", [])]
+            if curve:
+                ax.step(curve, range(1, len(curve) + 1), where="post",
+                        label=f"N = {run['n']}: {run['sandboxes_per_s']:.0f}/s")  # fmt: skip
+                longest = max(longest, curve[-1])
+        if longest:
+            ax.plot([0, longest], [0, 500 * longest], color="red", linestyle=":",
+                    label="target 500 sandboxes/s")  # fmt: skip
+        ax.set_xlabel("seconds since the burst was sent")
+        ax.set_ylabel("sandboxes running their handler")
+        ax.set_title("Scale-out: concurrent invocations, each in a new sandbox")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "scale_out.png")
+    return written
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def strip_samples(node: Any) -> Any:
+    """A copy of ``node`` without the bulky per-sample arrays."""
+    if isinstance(node, dict):
+        return {k: strip_samples(v) for k, v in node.items() if k not in SAMPLE_KEYS}
+    if isinstance(node, list):
+        return [strip_samples(v) for v in node]
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    return node
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[list[Target], list[str]]:
+    """Write latest.json, latest.md and the PNGs into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = targets(results)
+    written = plots(results, out_dir)
+    document = strip_samples(results)
+    document["targets"] = [asdict(r) for r in rows]
+    document["plots"] = [Path(p).name for p in written]
+    (out_dir / "latest.json").write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+    (out_dir / "latest.md").write_text(markdown(results, rows, written))
+    return rows, written
