@@ -105,15 +105,22 @@ class LogStore:
         chunks: list[bytes] = []
         for path in paths:
             name = os.path.basename(path)
-            size = os.stat(path).st_size
+            st = os.stat(path)
             start = 0 if cursor is None else cursor.get(name, 0)
-            if start > size:  # rotated since: start over
+            seen_inode = None if cursor is None else cursor.get(name + INODE_SUFFIX)
+            if seen_inode is not None and seen_inode != st.st_ino:
+                # Rotated since the last read: first the rest of the file we were reading,
+                # now renamed to <name>.1 (if that is still the same file), then the new one.
+                chunks.append(_read_rest(path + ".1", start, seen_inode))
                 start = 0
-            if size > start:
+            elif start > st.st_size:
+                start = 0
+            if st.st_size > start:
                 with open(path, "rb") as f:
                     f.seek(start)
-                    chunks.append(f.read(size - start))
-            new_cursor[name] = size
+                    chunks.append(f.read(st.st_size - start))
+            new_cursor[name] = st.st_size
+            new_cursor[name + INODE_SUFFIX] = st.st_ino
         data = b"".join(chunks)
         if cursor is None and len(data) > tail_bytes:
             data = data[-tail_bytes:]
@@ -121,6 +128,20 @@ class LogStore:
             if 0 <= cut < len(data) - 1:
                 data = data[cut + 1 :]
         return data, new_cursor
+
+
+INODE_SUFFIX = "@inode"  # cursor keys: "<stream>.log" -> offset, "<stream>.log@inode" -> inode
+
+
+def _read_rest(path: str, start: int, inode: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_ino != inode:
+                return b""  # rotated more than once since: that part is gone
+            f.seek(start)
+            return f.read()
+    except FileNotFoundError:
+        return b""
 
 
 def wire_cursor(raw: Any) -> dict[str, int] | None:

@@ -78,7 +78,7 @@ def test_read_flushes_and_returns_the_tail_with_a_cursor(store: LogStore) -> Non
     data, cursor = store.read("fn", None)
 
     assert data == b"one\ntwo\n"
-    assert cursor == {os.path.basename(stream.path): 8}
+    assert _offsets(cursor) == {os.path.basename(stream.path): 8}
     assert not stream.dirty
 
 
@@ -98,7 +98,7 @@ def test_cursor_reads_return_only_new_data(store: LogStore) -> None:
     stream.write(b"new 2\n")
     data, cursor = store.read("fn", cursor)
     assert data == b"new 2\n"
-    assert cursor == {os.path.basename(stream.path): 16}
+    assert _offsets(cursor) == {os.path.basename(stream.path): 16}
 
 
 def test_a_cursor_picks_up_a_stream_it_has_not_seen(store: LogStore) -> None:
@@ -111,7 +111,7 @@ def test_a_cursor_picks_up_a_stream_it_has_not_seen(store: LogStore) -> None:
     data, cursor = store.read("fn", cursor)
 
     assert data == b"b\n"
-    assert set(cursor) == {os.path.basename(first.path), os.path.basename(second.path)}
+    assert set(_offsets(cursor)) == {os.path.basename(first.path), os.path.basename(second.path)}
 
 
 def test_tail_is_cut_at_a_line_boundary(store: LogStore) -> None:
@@ -200,19 +200,22 @@ def test_rotation_counts_what_the_file_already_held(small_store: LogStore) -> No
     assert Path(f"{reopened.path}.1").read_bytes() == b"x" * 40 + b"y" * 20
 
 
-def test_a_cursor_on_a_rotated_stream_restarts_from_zero(small_store: LogStore) -> None:
+def test_a_cursor_follows_a_stream_across_rotation(small_store: LogStore) -> None:
     store = small_store
     stream = store.open_stream("fn", "1", "a")
+    name = os.path.basename(stream.path)
     stream.write(b"a" * 29 + b"\n")
     _, cursor = store.read("fn", None)
-    assert cursor == {os.path.basename(stream.path): 30}
+    assert cursor[name] == 30
 
-    stream.write(b"b" * 29 + b"\n")  # 60 > 50: rotated away
+    stream.write(b"b" * 29 + b"\n")  # 60 > 50: rotated away, after the cursor
     stream.write(b"fresh\n")
     data, cursor = store.read("fn", cursor)
 
-    assert data == b"fresh\n"
-    assert cursor == {os.path.basename(stream.path): 6}
+    # Nothing is lost: the rest of the rotated file, then the new one.
+    assert data == b"b" * 29 + b"\n" + b"fresh\n"
+    assert cursor[name] == 6
+    assert cursor[name + "@inode"] == os.stat(stream.path).st_ino
 
 
 def test_rotated_files_are_not_read_as_streams(small_store: LogStore) -> None:
@@ -224,7 +227,7 @@ def test_rotated_files_are_not_read_as_streams(small_store: LogStore) -> None:
     data, cursor = store.read("fn", None)
 
     assert data == b"live\n"
-    assert list(cursor) == [os.path.basename(stream.path)]
+    assert list(_offsets(cursor)) == [os.path.basename(stream.path)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,3 +280,8 @@ def test_wire_cursor() -> None:
         wire_cursor([1])
     with pytest.raises(ValueError):
         wire_cursor({"a.log": "x"})
+
+
+def _offsets(cursor: dict[str, int]) -> dict[str, int]:
+    """The offset entries of a cursor (it also records each stream's inode)."""
+    return {k: v for k, v in cursor.items() if not k.endswith("@inode")}
