@@ -158,6 +158,19 @@ def hello_request(id: int = 0, client: str = "lambdad-python") -> Request:
     return Request(id, "hello", {"version": PROTOCOL_VERSION, "client": client})
 
 
+_UNPACKERS: dict[int, list[msgpack.Unpacker]] = {}  # idle unpackers, by frame limit
+_UNPACKER_POOL_MAX = 256
+
+
+def _new_unpacker(max_frame_size: int) -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        raw=False,
+        max_buffer_size=max_frame_size,
+        strict_map_key=False,
+        read_size=min(4096, max_frame_size),
+    )
+
+
 class Connection:
     """One end of a lambdad connection.
 
@@ -172,9 +185,11 @@ class Connection:
         self.max_frame_size = max_frame_size
         self.state = State.AWAIT_HELLO
         self.peer_version: int | None = None
-        self._unpacker = msgpack.Unpacker(
-            raw=False, max_buffer_size=max_frame_size, strict_map_key=False
-        )
+        # Borrowed from a shared pool only while bytes are buffered: an Unpacker carries a
+        # ~44 KB decoding stack, and an idle connection should not (10,000 idle connections
+        # would hold 440 MB). See _acquire_unpacker / _release_unpacker.
+        self._unpacker: msgpack.Unpacker | None = None
+        self._tell_offset = 0  # our stream offset minus the borrowed unpacker's tell()
         self._fed = 0  # bytes handed to the unpacker so far
         # Stream offset where the frame being decoded begins. The unpacker consumes a
         # partly received map or array element by element, so its tell() moves inside a
@@ -212,6 +227,21 @@ class Connection:
         self._pending += data
         self._fill()
 
+    def _acquire_unpacker(self) -> msgpack.Unpacker:
+        if self._unpacker is None:
+            pool = _UNPACKERS.setdefault(self.max_frame_size, [])
+            self._unpacker = pool.pop() if pool else _new_unpacker(self.max_frame_size)
+            self._tell_offset = self._fed - self._unpacker.tell()
+        return self._unpacker
+
+    def _release_unpacker(self) -> None:
+        """Give the unpacker back once it holds nothing of ours (between frames)."""
+        if self._unpacker is not None and self._fed == self._frame_start and not self._pending:
+            pool = _UNPACKERS.setdefault(self.max_frame_size, [])
+            if len(pool) < _UNPACKER_POOL_MAX:
+                pool.append(self._unpacker)
+            self._unpacker = None
+
     def _fill(self) -> None:
         # The limit is per frame: every byte fed since the current frame began counts,
         # including those already decoded into a partly built object.
@@ -220,7 +250,7 @@ class Connection:
             return
         chunk = bytes(self._pending[:space])
         del self._pending[:space]
-        self._unpacker.feed(chunk)
+        self._acquire_unpacker().feed(chunk)
         self._fed += len(chunk)
 
     def next_event(self) -> Event | _Sentinel:
@@ -233,6 +263,13 @@ class Connection:
         if self.state is State.ERROR:
             raise RemoteProtocolError(ProtocolError("connection is in the error state"))
         while True:
+            if self._unpacker is None and self._pending:
+                self._fill()
+            if self._unpacker is None:  # nothing buffered at all
+                if self._eof:
+                    self._move("recv-eof")
+                    return CLOSED
+                return NEED_DATA
             try:
                 frame = self._unpacker.unpack()
             except msgpack.OutOfData:
@@ -250,8 +287,10 @@ class Connection:
                 if self._eof:
                     if self._fed != self._frame_start:
                         self._fail(ProtocolError("connection closed in the middle of a frame"))
+                    self._release_unpacker()
                     self._move("recv-eof")
                     return CLOSED
+                self._release_unpacker()
                 return NEED_DATA
             except ValueError as exc:  # includes ExtraData, FormatError, StackError, UTF-8
                 if "exceeds max" in str(exc):
@@ -264,7 +303,8 @@ class Connection:
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc}"))
             except Exception as exc:  # msgpack raises a few odd types on garbage
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc!r}"))
-            self._frame_start = self._unpacker.tell()
+            self._frame_start = self._unpacker.tell() + self._tell_offset
+            self._release_unpacker()
             if not isinstance(frame, dict):
                 self._fail(
                     ProtocolError(f"a frame must be a msgpack map, got {type(frame).__name__}")
@@ -272,6 +312,7 @@ class Connection:
             return self._parse(frame)
 
     def _fail(self, error: LambdadError) -> NoReturn:
+        self._unpacker = None  # its state is unknown now: never back to the pool
         self._move("recv-garbage")
         raise RemoteProtocolError(error)
 
