@@ -121,3 +121,29 @@ def test_python_dash_m_and_version() -> None:
         [sys.executable, "-m", "lambdad", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("lambdad ")
+
+
+def test_logs_follow(shared_daemon: DaemonProcess) -> None:
+    s = shared_daemon.socket
+    lambdad(s, "deploy", "hello", "--code", str(EXAMPLES / "hello"))
+    env = {**os.environ, "LAMBDAD_SOCKET": s}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "lambdad", "logs", "hello", "-f"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert follower.stdout is not None
+        lambdad(s, "invoke", "hello", "--payload", '{"name": "Followed"}')
+        # Read lines until the new invocation's output shows up (bounded by the pipe: the
+        # follower prints it within a poll interval; pytest-timeout bounds the worst case).
+        for line in follower.stdout:
+            if "saying hello to Followed" in line:
+                break
+        else:
+            raise AssertionError("logs -f ended without showing the new invocation")
+    finally:
+        follower.terminate()
+        follower.wait(10)
