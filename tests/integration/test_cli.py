@@ -147,3 +147,5 @@ def test_logs_follow(shared_daemon: DaemonProcess) -> None:
     finally:
         follower.terminate()
         follower.wait(10)
+        if follower.stdout is not None:
+            follower.stdout.close()
