@@ -181,6 +181,25 @@ def deploy_args(
     return args
 
 
+def invoke_args(
+    name: str,
+    payload: Any,
+    type: str,
+    log_tail: bool,
+    qualifier: str | None,
+    force_cold: bool = False,
+) -> dict[str, Any]:
+    """The ``invoke`` request's arguments (shared by every client flavour)."""
+    args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
+    if log_tail:
+        args["log_tail"] = True
+    if qualifier is not None:
+        args["qualifier"] = qualifier
+    if force_cold:
+        args["force_cold"] = True
+    return args
+
+
 class ClientCore:
     """Request ids and response matching on top of the sans-IO connection (no I/O)."""
 
@@ -319,18 +338,9 @@ class Client:
     ) -> dict[str, Any]:
         """Deploy (or update) a function from a directory or zip; returns its description."""
         args = deploy_args(
-            name,
-            code,
-            handler,
-            runtime,
-            memory_mb,
-            timeout_s,
-            env,
-            concurrency,
-            network,
-            min_warm,
-            **extra,
-        )
+            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
+            min_warm, **extra,
+        )  # fmt: skip
         return self.call("deploy", **args)["function"]  # type: ignore[no-any-return]
 
     def invoke(
@@ -347,13 +357,7 @@ class Client:
 
         ``force_cold`` makes the daemon use (and then retire) a fresh sandbox: for studying
         cold starts."""
-        args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
-        if force_cold:
-            args["force_cold"] = True
-        if log_tail:
-            args["log_tail"] = True
-        if qualifier is not None:
-            args["qualifier"] = qualifier
+        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
         return invocation_from_wire(self.call("invoke", **args))
 
     def get(self, name: str) -> dict[str, Any]:
@@ -495,18 +499,9 @@ class AsyncClient:
         **extra: Any,
     ) -> dict[str, Any]:
         args = deploy_args(
-            name,
-            code,
-            handler,
-            runtime,
-            memory_mb,
-            timeout_s,
-            env,
-            concurrency,
-            network,
-            min_warm,
-            **extra,
-        )
+            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
+            min_warm, **extra,
+        )  # fmt: skip
         return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
 
     async def invoke(
@@ -519,13 +514,7 @@ class AsyncClient:
         qualifier: str | None = None,
         force_cold: bool = False,
     ) -> Invocation:
-        args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
-        if force_cold:
-            args["force_cold"] = True
-        if log_tail:
-            args["log_tail"] = True
-        if qualifier is not None:
-            args["qualifier"] = qualifier
+        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
         return invocation_from_wire(await self.call("invoke", **args))
 
     async def get(self, name: str) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from lambdad.client import (
     Invocation,
     _unreachable,
     deploy_args,
-    encode_payload,
     invocation_from_wire,
+    invoke_args,
 )
 from lambdad.config import default_socket_path
 from lambdad.errors import ConnectionLost, LambdadError
@@ -133,12 +133,9 @@ class TrioClient:
         type: str = "sync",
         log_tail: bool = False,
         qualifier: str | None = None,
+        force_cold: bool = False,
     ) -> Invocation:
-        args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
-        if log_tail:
-            args["log_tail"] = True
-        if qualifier is not None:
-            args["qualifier"] = qualifier
+        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
         return invocation_from_wire(await self.call("invoke", **args))
 
     async def get(self, name: str) -> dict[str, Any]:
