@@ -86,6 +86,10 @@ class Peer:
     gid: int
 
 
+class _EgressUnavailable(Exception):
+    pass
+
+
 class InitFailed(Exception):
     def __init__(self, error: dict[str, Any], cold: ColdStart) -> None:
         super().__init__(error.get("errorMessage", ""))
@@ -127,6 +131,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._admin_gid = _group_id(config.admin_group)
         self._restart_delay: dict[str, float] = {}
+        self.egress: Any = None  # sandbox.egress.Egress once set up
         for fn in self.registry:
             self._function_state(fn.name)
             self.scheduler.set_reserved(fn.name, fn.latest.config.concurrency)
@@ -162,6 +167,7 @@ class Daemon:
             raise ServiceError(
                 "--strict: refusing to start without every protection: " + "; ".join(self.missing)
             )
+        await self._setup_egress()
         self.server = await self._listen()
         for pool in self.pools.values():
             pool.replenish()
@@ -175,6 +181,22 @@ class Daemon:
             file=sys.stderr,
             flush=True,
         )
+
+    async def _setup_egress(self) -> None:
+        """Host half of ``network = "egress"`` (NAT, filters), in a worker thread: pyroute2
+        must not run inside the event loop."""
+        if os.geteuid() != 0 or "namespaces" in self.config.disable_isolation:
+            self.missing.append("egress: needs root: network = 'egress' functions cannot run")
+            return
+        try:
+            from sandbox.egress import Egress
+
+            egress = Egress()
+            await asyncio.to_thread(egress.setup_host)
+        except Exception as exc:
+            self.missing.append(f"egress unavailable ({exc}): network = 'egress' cannot run")
+            return
+        self.egress = egress
 
     async def _listen(self) -> asyncio.AbstractServer:
         from lambdad.server import ClientProtocol
@@ -223,6 +245,10 @@ class Daemon:
             if task is not me:
                 task.cancel()
         await self._stop_zygotes()
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.remove)
+        if self.egress is not None:
+            await asyncio.to_thread(self.egress.teardown_host)
         self.logs.flush_all()
         await self.events.close()
         try:
@@ -577,7 +603,6 @@ class Daemon:
         request_id: str,
         force_cold: bool,
     ) -> dict[str, Any]:
-        cfg = version.config
         try:
             sandbox, cold = await self._sandbox_for(state, version, force_cold)
         except InitFailed as exc:
@@ -591,6 +616,31 @@ class Daemon:
                 "report": report.to_wire(),
                 **({"log_tail": ""} if log_tail else {}),
             }
+        try:
+            return await self._call_sandbox(
+                state, sandbox, cold, version, payload, log_tail, queue_us, request_id, force_cold
+            )
+        except BaseException:
+            # Whatever went wrong (a bug, a cancellation), a sandbox is never left BUSY and
+            # counted against the budget: it is condemned and forgotten.
+            if sandbox.state is State.BUSY:
+                sandbox.kill()
+            state.sandboxes.discard(sandbox)
+            raise
+
+    async def _call_sandbox(
+        self,
+        state: FunctionState,
+        sandbox: Sandbox,
+        cold: ColdStart | None,
+        version: Version,
+        payload: bytes,
+        log_tail: bool,
+        queue_us: int,
+        request_id: str,
+        force_cold: bool,
+    ) -> dict[str, Any]:
+        cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
         stream.write(f"START RequestId: {request_id} Version: {version.number}\n".encode())
@@ -649,17 +699,29 @@ class Daemon:
             if "bad_payload" in msg:
                 sandbox.log_tail = None
                 self._release(state, sandbox, version)
-                raise InvalidRequest(str(msg["bad_payload"]))
-            duration_ms = float(msg.get("duration_us", 0)) / 1000
-            if "error" in msg:
-                error = dict(msg["error"])
-                function_error = (
-                    "Unhandled" if error.get("errorType") == "Runtime.MarshalError" else "Handled"
+                raise InvalidRequest(str(msg.get("bad_payload"))[:1000])
+            try:
+                result, error, duration_ms, maxrss_kb = _parse_result(
+                    msg, self.config.sync_payload_max
                 )
-                _log_error(stream, request_id, error)
+            except ValueError as exc:
+                # The sandbox runs untrusted code: a malformed answer condemns it.
+                sandbox.violation(f"malformed result ({exc})")
+                duration_ms = (time.monotonic_ns() - started) / 1e6
+                error = {
+                    "errorType": "Runtime.InvalidResponse",
+                    "errorMessage": f"RequestId: {request_id} Error: the runtime sent a "
+                    f"malformed result ({exc})",
+                }
+                result, maxrss_kb = None, 0
+                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                function_error = "Unhandled"
             else:
-                result = msg.get("result")
-            maxrss_kb = int(msg.get("maxrss_kb", 0))
+                if error is not None:
+                    function_error = (
+                        "Handled" if error["errorType"] not in _UNHANDLED_TYPES else "Unhandled"
+                    )
+                    _log_error(stream, request_id, error)
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
@@ -785,6 +847,15 @@ class Daemon:
             sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
             init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
             sandbox.log_stream.write(init_line.encode() + b"\n")
+            egress = None
+            if cfg.network == "egress":
+                if self.egress is None:
+                    raise _EgressUnavailable("network = 'egress' is not available on this host")
+                egress = await asyncio.to_thread(self.egress.attach, sandbox.id, sandbox.pid)
+                egress_off = self.egress.detach
+                sandbox.on_close = lambda: self._spawn_task(
+                    asyncio.to_thread(egress_off, sandbox.id)
+                )
             fds = []
             if os.geteuid() == 0 or sandbox.zygote.missing == []:
                 try:
@@ -799,6 +870,7 @@ class Daemon:
                     "code_path": code_path,
                     "log_stream": sandbox.log_stream.name,
                     "pids_max": cfg.pids_max,
+                    "egress": egress,
                 },
                 fds,
             )
@@ -806,9 +878,12 @@ class Daemon:
                 os.close(tree_fd)
                 tree_fd = -1
             msg = await sandbox.receive(timeout=INIT_TIMEOUT_S)
-        except (SandboxDied, TimeoutError, OSError) as exc:
+        except (SandboxDied, TimeoutError, OSError, _EgressUnavailable) as exc:
             state.sandboxes.discard(sandbox)
-            if isinstance(exc, SandboxDied):
+            if isinstance(exc, _EgressUnavailable):
+                sandbox.kill()
+                description = str(exc)
+            elif isinstance(exc, SandboxDied):
                 description = (await self._exit_info(sandbox))[0]
             else:
                 sandbox.kill()
@@ -936,6 +1011,45 @@ class Daemon:
 
 
 _INITIALIZED: Final = frozenset({State.IDLE, State.BUSY, State.FROZEN})
+# Errors the runtime reports that are the platform's verdict, not the handler's exception.
+_UNHANDLED_TYPES: Final = frozenset({"Runtime.MarshalError", "Function.ResponseSizeTooLarge"})
+
+
+def _parse_result(
+    msg: dict[str, Any], max_result: int
+) -> tuple[bytes | None, dict[str, Any] | None, float, int]:
+    """(result, error, duration_ms, maxrss_kb) from a sandbox's result message.
+
+    Raises:
+        ValueError: the message is not what the runtime sends (wrong types, sizes).
+    """
+    duration_us = msg.get("duration_us", 0)
+    maxrss_kb = msg.get("maxrss_kb", 0)
+    if not isinstance(duration_us, int | float) or isinstance(duration_us, bool):
+        raise ValueError("duration_us is not a number")
+    if not 0 <= duration_us < 1e12 or duration_us != duration_us:
+        raise ValueError(f"duration_us {duration_us!r} out of range")
+    if not isinstance(maxrss_kb, int) or isinstance(maxrss_kb, bool) or maxrss_kb < 0:
+        raise ValueError("maxrss_kb is not a non-negative integer")
+    raw_error = msg.get("error")
+    if raw_error is not None:
+        if not isinstance(raw_error, dict):
+            raise ValueError("error is not a map")
+        trace = raw_error.get("stackTrace", [])
+        if not isinstance(trace, list) or not all(isinstance(t, str) for t in trace):
+            raise ValueError("stackTrace is not a list of strings")
+        error = {
+            "errorMessage": str(raw_error.get("errorMessage", ""))[: 64 * 1024],
+            "errorType": str(raw_error.get("errorType", "Error"))[:256],
+            "stackTrace": [t[:4096] for t in trace[:256]],
+        }
+        return None, error, duration_us / 1000, maxrss_kb
+    result = msg.get("result")
+    if not isinstance(result, bytes):
+        raise ValueError("result is not bytes")
+    if len(result) > max_result:
+        raise ValueError(f"result of {len(result)} bytes is over {max_result}")
+    return result, None, duration_us / 1000, maxrss_kb
 
 
 def _name(args: dict[str, Any]) -> str:

@@ -138,11 +138,6 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         raise InvalidParameterValue(
             f"network must be 'none' or 'egress', got {network!r}", field="network"
         )
-    if network == "egress":
-        raise InvalidParameterValue(
-            "network='egress' is not available yet: sandboxes have loopback only",
-            field="network",
-        )
     tmp_mb = _int(args, "tmp_mb", 512, *TMP_RANGE)
     min_warm = _int(args, "min_warm", 0, 0, 1000)
     pids_max = _int(args, "pids_max", 64, 8, 4096)

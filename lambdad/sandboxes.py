@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import json
 import os
 import signal
 import socket
@@ -34,6 +33,10 @@ from sandbox.cgroups import Cgroup, CgroupBackend
 
 READY_TIMEOUT_S: Final = 30.0  # a sandbox that is not ready by then is broken
 ZYGOTE_BOOT_ERROR: Final = 3  # the zygote's "do not respawn me" exit status
+# A result is at most 6 MB of JSON (Lambda's response limit) plus its envelope; nothing a
+# sandbox legitimately sends is bigger.
+MAX_SANDBOX_MESSAGE: Final = 7 * 1024 * 1024
+ZYGOTE_ENV: Final = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 class State(enum.Enum):
@@ -89,14 +92,26 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 
 
 class _SandboxProtocol(asyncio.Protocol):
+    """Reads a sandbox's messages. The sandbox runs untrusted code: anything it sends that is
+    not the one message the daemon is waiting for condemns it (see Sandbox._deliver)."""
+
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
-        self.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=wire.MAX_MESSAGE)
+        self.unpacker = msgpack.Unpacker(
+            raw=False, max_buffer_size=MAX_SANDBOX_MESSAGE, read_size=4096
+        )
 
     def data_received(self, data: bytes) -> None:
-        self.unpacker.feed(data)
-        for msg in self.unpacker:
-            self.sandbox._deliver(msg)
+        if not self.sandbox.alive:
+            return
+        try:
+            self.unpacker.feed(data)
+            for msg in self.unpacker:
+                self.sandbox._deliver(msg)
+                if not self.sandbox.alive:
+                    return
+        except (ValueError, msgpack.BufferFull) as exc:  # garbage, or more than any result
+            self.sandbox.violation(f"unreadable message ({exc})")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sandbox._lost()
@@ -129,6 +144,7 @@ class Sandbox:
         self.log_stream: LogStream | None = None
         self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
         self.exit_info: asyncio.Future[ExitInfo] = zygote.loop.create_future()
+        self.on_close: Callable[[], object] | None = None  # e.g. release its egress wiring
         self._sock = sock  # used only for sendmsg with fds; the transport owns reading
         self._transport: asyncio.Transport | None = None
         self._inbox: collections.deque[dict[str, Any]] = collections.deque()
@@ -192,6 +208,8 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        if self.cgroup is not None:
+            self.cgroup.close()
         if self._transport is not None:
             self._transport.close()
         self._sock.close()
@@ -204,17 +222,30 @@ class Sandbox:
             self.log_stream = None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(SandboxDied(self.id))
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
 
     # -- messages ----------------------------------------------------------------------
 
     def _deliver(self, msg: Any) -> None:
+        # One message at a time, and only when one is expected: the "ready" that may arrive
+        # before the daemon starts listening for it, or the answer to the daemon's last
+        # request. Anything else (a flood, a stray frame) is a protocol violation.
         if not isinstance(msg, dict):
-            self.kill()
-            return
-        if self._waiter is not None and not self._waiter.done():
+            self.violation(f"message is a {type(msg).__name__}, not a map")
+        elif self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(msg)
-        else:
+        elif self.state is State.STARTING and not self._inbox:
             self._inbox.append(msg)
+        else:
+            self.violation(f"unexpected message {str(msg.get('t'))[:40]!r}")
+
+    def violation(self, what: str) -> None:
+        """The sandbox broke the daemon<->sandbox protocol: kill it; the waiter gets
+        SandboxDied, so an invocation in progress fails as Unhandled."""
+        print(f"lambdad: sandbox {self.id}: {what}; killing it", file=sys.stderr, flush=True)
+        self.kill()
 
     def _lost(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -323,26 +354,24 @@ class Zygote:
         one kind of process creation that is safe with a running event loop.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = json.dumps(
-            {
-                "runtime": self.runtime,
-                "rootfs": self.rootfs,
-                "cgroup_parent": self.cgroup_parent,
-                "disable": list(self.disable),
-            }
-        )
+        config = {
+            "t": "config",
+            "runtime": self.runtime,
+            "rootfs": self.rootfs,
+            "cgroup_parent": self.cgroup_parent,
+            "disable": list(self.disable),
+        }
+        # Every sandbox is a fork of the zygote: its command line and the environment block
+        # it was exec'd with stay readable from inside (/proc/self/cmdline, and environ once
+        # a handler makes itself dumpable). So: no configuration on the command line (it goes
+        # over the control link), and a minimal environment, never the daemon's.
+        ours.send(wire.pack(config))
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandbox.zygote",
-                "--control-fd",
-                str(theirs.fileno()),
-                "--config",
-                config,
-            ],
+            [sys.executable, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            env=ZYGOTE_ENV,
+            cwd="/",
         )
         theirs.close()
         ours.setblocking(False)

@@ -75,12 +75,24 @@ class Specialization:
     limits: rlimits.Rlimits
 
 
-def specialize(isolation: Isolation, spec: Specialization, code_tree_fd: int) -> dict[str, int]:
-    """Child half, specialization. After this returns, untrusted code may run."""
+def specialize(
+    isolation: Isolation,
+    spec: Specialization,
+    code_tree_fd: int,
+    egress: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Child half, specialization. After this returns, untrusted code may run.
+
+    ``egress``: for ``network = "egress"`` functions, the addresses of the veth end the daemon
+    moved into this sandbox's network namespace (configured here, while we still hold
+    CAP_NET_ADMIN in it)."""
     clock = _Clock(time.monotonic_ns())
     if isolation.namespaces:
         mounts.mount_function(code_tree_fd, spec.tmp_mb, spec.uid, spec.gid)
         clock.lap("code_mount")
+    if egress:
+        netns.configure_egress(egress)
+        clock.lap("egress")
     rlimits.apply(spec.limits)
     clock.lap("rlimits")
     credentials.drop(spec.uid, spec.gid)

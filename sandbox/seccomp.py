@@ -208,7 +208,18 @@ def _argument_rules(*, allow_namespaces: bool) -> list[_Rule]:
             is_device = pyseccomp.Arg(mode_arg, pyseccomp.MASKED_EQ, _S_IFMT, kind)
             rules.append((name, errno.EPERM, (is_device,)))
 
+    # Socket families a network namespace does not confine. AF_VSOCK talks to the hypervisor
+    # (on a VM host, vsock is how the host's agents are reached); Docker's profile refuses it
+    # too. Only the family is checked: arg 0 of socket(domain, type, protocol).
+    for family in _UNCONFINED_FAMILIES:
+        is_family = pyseccomp.Arg(0, pyseccomp.EQ, family)
+        rules.append(("socket", errno.EPERM, (is_family,)))
+
     return rules
+
+
+_AF_VSOCK = 40
+_UNCONFINED_FAMILIES = (_AF_VSOCK,)
 
 
 def _syscall_number(name: str) -> int | None:

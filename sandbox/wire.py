@@ -83,8 +83,11 @@ class StreamChannel:
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.sendall(pack(msg))
 
-    def recv(self) -> tuple[dict[str, Any] | None, list[int]]:
-        """The next message and any fds that arrived with it; ``(None, [])`` on EOF."""
+    def recv(self, with_fds: bool = True) -> tuple[dict[str, Any] | None, list[int]]:
+        """The next message and any fds that arrived with it; ``(None, [])`` on EOF.
+
+        ``with_fds=False`` (the invocation loop: fds only ever come with ``init``) uses a plain
+        ``recv``, cheaper than ``recvmsg`` with an ancillary buffer."""
         while True:
             try:
                 msg = self._unpacker.unpack()
@@ -95,8 +98,11 @@ class StreamChannel:
                 if not isinstance(msg, dict):
                     raise ValueError(f"sandbox message is not a map: {msg!r:.100}")
                 return msg, fds
-            data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, MAX_FDS)
-            self._fds.extend(fds)
+            if with_fds:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, MAX_FDS)
+                self._fds.extend(fds)
+            else:
+                data = self.sock.recv(RECV_SIZE)
             if not data:
                 return None, []
             self._unpacker.feed(data)

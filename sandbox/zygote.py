@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import os
 import selectors
 import signal
@@ -257,13 +256,20 @@ def _module_of(runtime: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.zygote")
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--config", required=True, help="JSON: runtime, rootfs, cgroup_parent")
+    parser.add_argument(
+        "--control-fd",
+        type=int,
+        required=True,
+        help="SOCK_SEQPACKET link to the daemon; its first message is the configuration",
+    )
     args = parser.parse_args(argv)
     _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     control = socket.socket(fileno=args.control_fd)
     try:
-        zygote = Zygote(control, json.loads(args.config))
+        config, _ = wire.recv_datagram(control)
+        if config is None or config.get("t") != "config":
+            raise ValueError(f"expected the configuration first, got {config!r:.200}")
+        zygote = Zygote(control, config)
     except Exception:
         traceback.print_exc()
         sys.exit(ZYGOTE_BOOT_ERROR)

@@ -208,6 +208,23 @@ class CgroupBackend(ABC):
     def missing(self) -> list[str]:
         """One human line per protection this host's cgroups cannot provide."""
 
+    def remove(self) -> None:
+        """At daemon stop: destroy what is left below the lambdad parent, then the parent
+        itself, so a stopped daemon leaves no cgroup behind. Best effort: never raises."""
+        try:
+            self.cleanup()
+        except OSError:
+            pass
+        for path in self.parent_dirs():
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+    @abstractmethod
+    def parent_dirs(self) -> list[str]:
+        """The lambdad parent cgroup's directories (one per v1 hierarchy; one on v2)."""
+
     @abstractmethod
     def cleanup(self) -> None:
         """Destroy every leftover child cgroup of the lambdad parent (after a crash).

@@ -100,6 +100,9 @@ class V1Cgroup(Cgroup):
             None if mem is None else CachedIntFile(mem + "/memory.max_usage_in_bytes")
         )
         self._oom = None if mem is None else mem + "/memory.oom_control"
+        # v1 does not charge socket buffers to memory.limit_in_bytes: without this a 128 MB
+        # sandbox could park gigabytes in loopback TCP buffers (found by the escape battery).
+        self._tcp_limit = None if mem is None else mem + "/memory.kmem.tcp.limit_in_bytes"
         cpu = dirs.get("cpu")
         self._cpu: Any = None if cpu is None else _spy_controller(CpuController, cpu)
         pids = dirs.get("pids")
@@ -119,6 +122,13 @@ class V1Cgroup(Cgroup):
     def set_limits(self, limits: CgroupLimits) -> None:
         if self._memory is not None:
             self._set_memory(limits.memory_bytes)
+        if self._tcp_limit is not None:
+            try:
+                write_file(self._tcp_limit, str(limits.memory_bytes))
+            except CgroupError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                self._tcp_limit = None  # a kernel without kmem accounting: nothing to cap
         if self._cpu is not None:
             _spy_write(self._cpu, "shares", self._path("cpu", "cpu.shares"), limits.v1_cpu_shares())
         if self._pids_max is not None:
@@ -281,6 +291,9 @@ class V1Backend(CgroupBackend):
 
     def missing(self) -> list[str]:
         return list(self._missing)
+
+    def parent_dirs(self) -> list[str]:
+        return list(dict.fromkeys(self.parents.values()))
 
     def cleanup(self) -> None:
         names: dict[str, None] = {}

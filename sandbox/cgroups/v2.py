@@ -323,6 +323,9 @@ class V2Backend(CgroupBackend):
     def missing(self) -> list[str]:
         return list(self._missing)
 
+    def parent_dirs(self) -> list[str]:
+        return [self.root]
+
     def cleanup(self) -> None:
         try:
             entries = os.scandir(self.root)

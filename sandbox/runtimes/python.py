@@ -14,6 +14,7 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ from sandbox import contain, rlimits, wire
 PRELOAD = ("json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64")
 TASK_ROOT = "/var/task"
 ARN_PREFIX = "arn:aws:lambda:local:000000000000:function:"
+MAX_RESULT = 6 * 1024 * 1024  # Lambda's synchronous response limit
 
 
 class LambdaContext:
@@ -162,6 +164,13 @@ def _warm_up() -> None:
     time.monotonic_ns()
 
 
+_children_exited: list[bool] = []  # set by SIGCHLD: something for PID 1 to reap
+
+
+def _on_sigchld(signum: int, frame: object) -> None:
+    _children_exited.append(True)
+
+
 def _reap_orphans() -> None:
     # We are PID 1 of the sandbox: every orphaned grandchild is ours to reap.
     while True:
@@ -220,7 +229,7 @@ def serve(
                 nproc=int(msg.get("pids_max", 64)),
             ),
         )
-        phases = contain.specialize(isolation, spec, fds[0] if fds else -1)
+        phases = contain.specialize(isolation, spec, fds[0] if fds else -1, msg.get("egress"))
     except Exception as exc:
         chan.send(
             {
@@ -269,6 +278,7 @@ def serve(
     chan.send(
         {"t": wire.INIT_DONE, "phases": phases, "init_us": (time.monotonic_ns() - t_init) // 1000}
     )
+    signal.signal(signal.SIGCHLD, _on_sigchld)
     _invocation_loop(chan, handler, function, stream)
 
 
@@ -280,7 +290,7 @@ def _invocation_loop(
 ) -> NoReturn:
     dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
     while True:
-        msg, _ = chan.recv()
+        msg, _ = chan.recv(with_fds=False)
         if msg is None or msg.get("t") != wire.INVOKE:
             os._exit(0)
         request_id = str(msg["request_id"])
@@ -304,6 +314,14 @@ def _invocation_loop(
         else:
             try:
                 reply["result"] = dumps(result).encode()
+                if len(reply["result"]) > MAX_RESULT:
+                    del reply["result"]
+                    reply["error"] = {
+                        "errorMessage": "Response payload size exceeded maximum allowed "
+                        f"payload size ({MAX_RESULT} bytes).",
+                        "errorType": "Function.ResponseSizeTooLarge",
+                        "stackTrace": [],
+                    }
             except (TypeError, ValueError) as exc:
                 reply["error"] = {
                     "errorMessage": f"Unable to marshal response: {exc}",
@@ -315,4 +333,6 @@ def _invocation_loop(
         sys.stdout.flush()
         sys.stderr.flush()
         chan.send(reply)
-        _reap_orphans()
+        if _children_exited:
+            _children_exited.clear()
+            _reap_orphans()

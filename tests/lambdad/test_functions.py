@@ -266,10 +266,9 @@ def test_bad_concurrency(concurrency: Any) -> None:
     assert exc.message.startswith("concurrency must be an integer between 0 and 100000")
 
 
-def test_egress_is_refused_for_now_with_a_clear_message() -> None:
-    exc = refused({"network": "egress"})
-    assert exc.details == {"field": "network"}
-    assert exc.message == "network='egress' is not available yet: sandboxes have loopback only"
+def test_egress_is_accepted() -> None:
+    assert validate({"name": "f", "network": "egress"}).network == "egress"
+    assert validate({"name": "f"}).network == "none"
 
 
 @pytest.mark.parametrize("network", ["internet", "", None, 1], ids=repr)

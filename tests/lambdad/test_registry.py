@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import zipfile
 from pathlib import Path
@@ -51,8 +52,10 @@ def deploy(reg: Registry, cfg: FunctionConfig, files: dict[str, bytes]) -> tuple
 
 
 def tree(root: str) -> dict[str, bytes]:
+    """The files of an extracted code tree, without the bytecode the registry adds."""
     out = {}
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             path = os.path.join(dirpath, name)
             out[os.path.relpath(path, root)] = Path(path).read_bytes()
@@ -304,9 +307,7 @@ def test_a_damaged_record_is_skipped_and_reported(state: str) -> None:
     doc["name"] = "impostor"
     (functions / "impostor.json").write_text(json.dumps({**doc, "name": "other"}))
     gone_sha = reg.get("gone").latest.code_sha256
-    for path in sorted(Path(reg.code_dir, gone_sha).rglob("*"), reverse=True):
-        path.unlink()
-    Path(reg.code_dir, gone_sha).rmdir()
+    shutil.rmtree(Path(reg.code_dir, gone_sha))
 
     again = Registry(state)
 
@@ -442,3 +443,15 @@ def test_a_failed_extraction_leaves_nothing_behind(
     monkeypatch.undo()
 
     assert os.listdir(reg.code_dir) == []
+
+
+def test_python_modules_are_byte_compiled_for_the_sandbox_path(reg: Registry) -> None:
+    """/var/task is read-only in a sandbox: the .pyc must exist already, and name the path
+    the sandbox sees in tracebacks."""
+    import marshal
+
+    sha = reg.store_code(make_zip({"app.py": b"def handler(e, c):\n    return 1\n"}))
+    pyc = Path(reg.code_dir, sha, "__pycache__").glob("app.*.pyc")
+    data = next(pyc).read_bytes()
+    code = marshal.loads(data[16:])
+    assert code.co_filename == "/var/task/app.py"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -95,14 +96,33 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
-def processes_in_pidns(inode: int) -> list[int]:
-    """Host pids of every process whose pid namespace is ``pid:[inode]``."""
+def boot_ticks() -> int:
+    """Now, in the unit of a process's start time in /proc/<pid>/stat (clock ticks since boot)."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def processes_in_pidns(inode: int, started_by: int | None = None) -> list[int]:
+    """Host pids of the processes in pid namespace ``pid:[inode]`` (that started no later
+    than ``started_by``, in boot ticks).
+
+    The kernel reuses a freed namespace's inode number for the next namespace it creates --
+    typically the next pool sandbox's -- so "what is left of a killed sandbox" must also be
+    "started before it was killed".
+    """
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/ns/pid") == f"pid:[{inode}]":
-                    found.append(int(entry))
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if os.readlink(f"/proc/{entry}/ns/pid") != f"pid:[{inode}]":
+                continue
+            if started_by is not None:
+                with open(f"/proc/{entry}/stat") as f:
+                    # Field 22 (starttime); split after the ")" that ends the command name.
+                    start = int(f.read().rsplit(")", 1)[1].split()[19])
+                if start > started_by:
+                    continue
+            found.append(int(entry))
     return found
 
 

@@ -109,5 +109,43 @@ def fds(event):
             "emfile": error is not None and error["errno"] == errno.EMFILE}
 
 
+def sockets(event):
+    """Park data in loopback TCP buffers: connected pairs, each end told to keep large
+    buffers, the sender filling until the kernel says EAGAIN, nobody reading. The data lives
+    in kernel socket memory, outside the process; it must still count against the sandbox."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1024)
+    chunk = b"\0" * (1 << 20)
+    pairs, parked, error = [], 0, None
+    try:
+        while len(pairs) < event["max_pairs"] and parked < event["give_up_mb"] << 20:
+            a = socket.socket()
+            for s, opt in ((a, socket.SO_SNDBUF), (a, socket.SO_RCVBUF)):
+                s.setsockopt(socket.SOL_SOCKET, opt, 64 << 20)  # the kernel caps it
+            a.connect(server.getsockname())
+            b, _ = server.accept()
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+            pairs.append((a, b))
+            a.setblocking(False)
+            while parked < event["give_up_mb"] << 20:
+                try:
+                    parked += a.send(chunk)
+                except BlockingIOError:
+                    break
+    except OSError as exc:
+        error = failed(exc)
+    with open("/proc/net/sockstat") as f:
+        tcp = next(line.split() for line in f if line.startswith("TCP:"))
+    for a, b in pairs:
+        a.close()
+        b.close()
+    server.close()
+    return {"parked_mb": parked / (1 << 20), "pairs": len(pairs), "error": error,
+            "tcp_mem_pages": int(tcp[tcp.index("mem") + 1])}
+
+
 def handler(event, context):
     return globals()[event["mode"]](event)

@@ -57,5 +57,17 @@ def environment(event):
     return found
 
 
+def fds(event):
+    """Every open file descriptor and what it is."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    out = {}
+    for n in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            out[n] = os.readlink(f"/proc/self/fd/{n}")
+        except FileNotFoundError:  # the directory listing's own fd, closed by now
+            continue
+    return out
+
+
 def handler(event, context):
     return globals()[event["mode"]](event)

@@ -1,4 +1,5 @@
-"""Privilege attacks: become uid 0, regain a capability, use a setuid-root binary."""
+"""Privilege attacks: become uid 0, regain a capability, run a setuid-root binary or one
+with file capabilities."""
 
 import ctypes
 import os
@@ -55,9 +56,9 @@ def _setuid_root_binaries():
 
 
 def _credentials_at_exit(path):
-    """Run a setuid-root binary and read its credentials once it has exited but before it is
+    """Run a privileged binary and read its credentials once it has exited but before it is
     reaped (``waitid(WNOWAIT)``: the zombie's /proc/<pid>/status keeps them). Had the setuid
-    bit been honoured, its effective and saved uids would be 0."""
+    bit or a file capability been honoured, its uids would be 0 or its capabilities set."""
     try:
         proc = subprocess.Popen([path, "--version"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -68,12 +69,13 @@ def _credentials_at_exit(path):
     try:
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         with open(f"/proc/{proc.pid}/status") as f:
-            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
     finally:
         watchdog.cancel()
         proc.kill()
         proc.wait()
-    return [int(u) for u in uids]
+    return {"uids": [int(u) for u in status["Uid"].split()],
+            "CapPrm": int(status["CapPrm"], 16), "CapEff": int(status["CapEff"], 16)}
 
 
 def handler(event, context):
@@ -91,6 +93,7 @@ def handler(event, context):
         "raise RLIMIT_NOFILE hard limit": attempt(_raise_nofile),
     }
     setuid_bins = {path: _credentials_at_exit(path) for path in _setuid_root_binaries()}
+    file_cap_bins = {path: _credentials_at_exit(path) for path in event.get("file_caps", [])}
     # A real attacker's tool: util-linux unshare asking for a user namespace to be root in.
     unshare = subprocess.run(["/usr/bin/unshare", "-r", "id", "-u"], capture_output=True,
                              timeout=10)
@@ -103,6 +106,7 @@ def handler(event, context):
                                               "Seccomp")},
         "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
         "setuid_binaries": setuid_bins,
+        "file_capability_binaries": file_cap_bins,
         "unshare -r": [unshare.returncode, unshare.stdout.decode(), unshare.stderr.decode()],
         "usr_mount_options": usr_opts,
     }
