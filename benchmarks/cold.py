@@ -36,6 +36,7 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
     sandboxes before each one."""
     latencies: list[float] = []
     init_ms: list[float] = []
+    outside_ms: list[float] = []  # client-observed minus the report's init and duration
     sources: Counter[str] = Counter()
     phases: dict[str, dict[str, list[int]]] = {}
     errors: list[str] = []
@@ -67,6 +68,7 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
             continue
         latencies.append(elapsed_ms)
         init_ms.append(report.init_ms or 0.0)
+        outside_ms.append(elapsed_ms - (report.init_ms or 0.0) - report.duration_ms)
         sources[report.source] += 1
         by_phase = phases.setdefault(report.source, {})
         for phase, us in report.phases_us.items():
@@ -75,6 +77,7 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
         "latency_ms": summarize(latencies),
         "latencies_ms": latencies,
         "init_ms": summarize(init_ms),
+        "outside_init_ms": summarize(outside_ms),
         "sources": dict(sources),
         "phases_us": {
             source: {phase: sum(v) / len(v) for phase, v in by_phase.items()}

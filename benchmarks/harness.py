@@ -32,6 +32,7 @@ FUNCTIONS = Path(__file__).resolve().parent / "functions"
 CGROUP_ROOT = "/sys/fs/cgroup"
 START_DEADLINE_S = 60.0
 STOP_GRACE_S = 15.0
+CLEANUP_DEADLINE_S = 30.0
 
 # Daemon behaviour that got in a benchmark's way, in the words the report will use.
 PROBLEMS: list[str] = []
@@ -205,6 +206,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
@@ -356,7 +366,8 @@ class BenchDaemon:
         no process or cgroup of ours outlives the benchmark."""
         if self.proc is None:
             return
-        leftovers = self.zygote_pids() + self.sandbox_pids()
+        # (pid, start time): a pid is only killed later if it is still the same process.
+        leftovers = [(p, _start_time(p)) for p in self.zygote_pids() + self.sandbox_pids()]
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -371,11 +382,12 @@ class BenchDaemon:
         elif self.proc.returncode not in (0, -signal.SIGTERM):
             note_problem(f"lambdad exited with status {self.proc.returncode} during a benchmark")
         self._clean_cgroups()
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for pid, started in leftovers:
+            if started is not None and _start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.proc = None
 
     def _clean_cgroups(self) -> None:
@@ -399,20 +411,22 @@ class BenchDaemon:
                         os.kill(int(pid), signal.SIGKILL)
                     except (ProcessLookupError, ValueError):
                         pass
-        deadline = time.monotonic() + 5
+        # Dying sandboxes leave their cgroups busy for a moment: sweep until all are gone.
+        deadline = time.monotonic() + CLEANUP_DEADLINE_S
         for parent in parents:
-            for entry in os.scandir(parent):
-                if entry.is_dir(follow_symlinks=False):
-                    while True:
+            while True:
+                left = 0
+                for entry in os.scandir(parent):
+                    if entry.is_dir(follow_symlinks=False):
                         try:
                             os.rmdir(entry.path)
-                            break
                         except FileNotFoundError:
-                            break
+                            pass
                         except OSError:
-                            if time.monotonic() > deadline:
-                                break
-                            time.sleep(0.02)
+                            left += 1
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             try:
                 os.rmdir(parent)
             except OSError:

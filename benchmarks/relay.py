@@ -86,7 +86,7 @@ class RelayProtocol(asyncio.Protocol):
         upstream, _ = await loop.create_unix_connection(
             lambda: _Upstream(downstream), self.upstream_path
         )
-        self.upstream = cast(asyncio.Transport, upstream)
+        self.upstream = upstream
         if self.pending:
             self.upstream.write(b"".join(self.pending))
             self.pending.clear()

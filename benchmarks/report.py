@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -225,26 +226,33 @@ def summary_text(rows: list[Target], results: dict[str, Any]) -> str:
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return out
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "|".join("---" for _ in header) + "|", *map(line, rows)]
 
 
 def markdown(results: dict[str, Any], rows: list[Target], plots: list[str]) -> str:
     meta = results["meta"]
     machine = meta["machine"]
-    lines = [
-        f"# lambdad benchmark — {meta['date']}{' (quick)' if meta['quick'] else ''}",
-        "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"kernel {machine['kernel']}, {machine['os']}, Python {machine['python']}, "
-        f"cgroups {machine['cgroups']}. Commit {meta['commit']}. Run took "
-        f"{meta['runtime_s']:.0f} s; load average before/after "
-        f"{meta['loadavg_before'][0]:.2f} / {meta['loadavg_after'][0]:.2f}.",
-        "",
-        "## SPEC §10 targets",
-        "",
-    ]
+    lines = [f"# lambdad benchmark — {meta['date']}{' (quick)' if meta['quick'] else ''}", ""]
+    lines += _md_table(
+        ["machine", ""],
+        [
+            ["CPU", f"{machine['cpu']}, {machine['cores']} cores"],
+            ["memory", f"{machine['memory_gib']} GiB"],
+            ["kernel", f"{machine['kernel']} ({machine['os']})"],
+            ["Python", f"{machine['python']} ({machine['python_executable']})"],
+            ["cgroups", machine["cgroups"]],
+            ["commit", meta["commit"]],
+            ["run time", f"{meta['runtime_s']:.0f} s"],
+            [
+                "load average (1 min) before / after",
+                f"{meta['loadavg_before'][0]:.2f} / {meta['loadavg_after'][0]:.2f}",
+            ],
+        ],
+    )
+    lines += ["", "## SPEC §10 targets", ""]
     lines += _md_table(
         ["figure", "target", "measured", "same-run baseline", "verdict"],
         [[r.figure, r.target, r.measured, r.baseline, _verdict(r.met)] for r in rows],
@@ -315,16 +323,23 @@ def _cold_md(results: dict[str, Any]) -> list[str]:
         r = cold[mode]
         lat, init = r["latency_ms"], r["init_ms"]
         if not lat.get("n"):
-            rows.append([mode, "0", "-", "-", "-", "-", "-", str(r["sources"]), str(r["errors"])])
+            rows.append([mode, "0", *["-"] * 6, str(r["sources"]), str(r["errors"])])
             continue
         rows.append([
             mode, str(lat["n"]), _fmt_ms(lat["p50"]), _fmt_ms(lat["p90"]), _fmt_ms(lat["p99"]),
-            _fmt_ms(lat["max"]), _fmt_ms(init["p50"]),
+            _fmt_ms(lat["max"]), _fmt_ms(init["p50"]), _fmt_ms(r["outside_init_ms"]["p50"]),
             ", ".join(f"{k} {v}" for k, v in r["sources"].items()), str(r["errors"]),
         ])  # fmt: skip
     lines += _md_table(
-        ["mode", "n", "p50", "p90", "p99", "max", "init p50 (report)", "source", "errors"], rows
-    )
+        ["mode", "n", "p50", "p90", "p99", "max", "init p50 (report)",
+         "client - init p50", "source", "errors"],
+        rows,
+    )  # fmt: skip
+    lines += [
+        "",
+        "*client - init*: the client-observed time minus the report's Init Duration and "
+        "Duration — the daemon's request path, both socket hops and the client library.",
+    ]
     # Phase breakdown: mean µs per phase, by mode and source.
     columns = [(m, s) for m in modes for s in sorted(cold[m]["phases_us"])]
     phases: list[str] = []
@@ -347,7 +362,7 @@ def _cold_md(results: dict[str, Any]) -> list[str]:
                 + [f"{cold[m]['phases_us'][s].get(phase, 0):.0f}" for m, s in columns]
             )
         rows.append(
-            ["**request path** (non-* phases)"]
+            ["**specialization** (sum of phases without *)"]
             + [
                 f"{sum(v for k, v in cold[m]['phases_us'][s].items() if k not in pool_time):.0f}"
                 for m, s in columns
@@ -489,6 +504,16 @@ def _metering_md(results: dict[str, Any]) -> list[str]:
 # -- plots -----------------------------------------------------------------------------------
 
 
+def _plain_log_axis(ax: Any) -> None:
+    """Log-scale x axis labelled 2, 5, 10, 20 ... instead of 2x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
+
+
 def _cdf(ax: Any, values: list[float], label: str, **kw: Any) -> None:
     data = sorted(values)
     if not data:
@@ -526,7 +551,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
             for name, peer in peers.items():
                 if peer.get("status") == "ok":
                     _cdf(ax, peer.get("samples_ms", []), name, linestyle="--")
-        ax.set_xscale("log")
+        _plain_log_axis(ax)
         ax.set_xlabel("client-observed cold invocation, no-op handler (ms, log scale)")
         ax.set_ylabel("fraction of invocations")
         ax.set_title("Cold start: lambdad vs peers (same run)")
@@ -541,7 +566,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         _cdf(ax, warm.get("relay_samples_us", []), "raw msgpack echo via relay (2 hops)")
         ax.axvline(100, color="grey", linestyle=":", label="target p50 100 µs")
         ax.axvline(500, color="grey", linestyle="--", label="target p99 500 µs")
-        ax.set_xscale("log")
+        _plain_log_axis(ax)
         ax.set_xlabel("client-observed round trip (µs, log scale)")
         ax.set_ylabel("fraction of invocations")
         ax.set_title("Warm latency: one client, sequential")
@@ -562,8 +587,14 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
                 marker="s", linestyle="--", color="grey",
                 label=f"echo via relay, {relay[0]['depth']} in flight")  # fmt: skip
         ax.axhline(20_000, color="red", linestyle=":", label="target 20,000/s")
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({p["connections"] for p in tp["points"]}))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("client connections (load from separate processes)")
         ax.set_ylabel("no-op invocations / s (log scale)")
         ax.set_title("Throughput vs concurrency")
@@ -575,6 +606,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
     if isinstance(scale, dict) and "error" not in scale:
         fig, ax = plt.subplots(figsize=(8, 4.8))
         longest = 0.0
+        largest = max((run["n"] for run in scale["runs"]), default=0)
         for run in scale["runs"]:
             curve = [x / 1000 for x in run.get("start_curve_ms", [])]
             if curve:
@@ -582,7 +614,8 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
                         label=f"N = {run['n']}: {run['sandboxes_per_s']:.0f}/s")  # fmt: skip
                 longest = max(longest, curve[-1])
         if longest:
-            ax.plot([0, longest], [0, 500 * longest], color="red", linestyle=":",
+            reach = min(longest, largest / 500)
+            ax.plot([0, reach], [0, 500 * reach], color="red", linestyle=":",
                     label="target 500 sandboxes/s")  # fmt: skip
         ax.set_xlabel("seconds since the burst was sent")
         ax.set_ylabel("sandboxes running their handler")
@@ -618,3 +651,26 @@ def write(results: dict[str, Any], out_dir: Path) -> tuple[list[Target], list[st
     (out_dir / "latest.json").write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
     (out_dir / "latest.md").write_text(markdown(results, rows, written))
     return rows, written
+
+
+# -- docs ------------------------------------------------------------------------------------
+
+DOCS_BEGIN = "<!-- benchmark-results:begin (written by `python -m benchmarks`) -->"
+DOCS_END = "<!-- benchmark-results:end -->"
+
+
+def update_docs(docs: Path, latest_md: str, plot_prefix: str) -> bool:
+    """Put ``latest_md`` (headings one level down, plot links re-rooted) between the markers
+    in ``docs``. Returns False, changing nothing, when the markers are missing."""
+    try:
+        text = docs.read_text()
+    except FileNotFoundError:
+        return False
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        return False
+    body = re.sub(r"^(#+) ", r"#\1 ", latest_md, flags=re.MULTILINE)
+    body = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", rf"![\1]({plot_prefix}\2)", body)
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    docs.write_text(f"{head}{DOCS_BEGIN}\n\n{body.strip()}\n\n{DOCS_END}{tail}")
+    return True

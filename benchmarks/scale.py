@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import subprocess
 import sys
 import time
@@ -93,11 +94,11 @@ def scale_out(daemon: BenchDaemon, n: int) -> dict[str, Any]:
     warm = 0
     for outcome, _done in results:
         if isinstance(outcome, LambdadError):
-            errors[type(outcome).__name__ + ": " + outcome.message[:120]] += 1
+            errors[_error_kind(type(outcome).__name__, outcome.message)] += 1
             continue
         if outcome.error is not None:
-            errors[str(outcome.error.get("errorType")) + ": "
-                   + str(outcome.error.get("errorMessage"))[:120]] += 1  # fmt: skip
+            error = outcome.error
+            errors[_error_kind(str(error.get("errorType")), str(error.get("errorMessage")))] += 1
             continue
         report = outcome.report
         assert report is not None
@@ -132,6 +133,13 @@ def scale_out(daemon: BenchDaemon, n: int) -> dict[str, Any]:
             "(bring-up slower than the hold allows)"
         )
     return result
+
+
+def _error_kind(kind: str, message: str) -> str:
+    """Errors grouped by kind: sandbox and request ids taken out of the message."""
+    message = re.sub(r"python3-\d+-\d+", "<sandbox>", message)
+    message = re.sub(r"RequestId: [0-9a-f-]{36} ", "", message)
+    return f"{kind}: {message[:160]}"
 
 
 def _status_uid(pid: int) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.harness import EXAMPLES, BenchDaemon, Settings, note_problem, summarize
 
 LOAD_PROCESSES = 2  # load generator processes at most (the machine has 2 cores)
-SANDBOXES = 16  # reserved concurrency of the benchmarked function
+SANDBOXES = 32  # reserved concurrency of the benchmarked function
 START_LEAD_S = 0.6  # time for the load processes to start and connect before the common start
 DAEMON_SETTINGS = {
     "pool_size": 4,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import faulthandler
 import grp
 import hashlib
 import os
@@ -295,13 +296,17 @@ class Daemon:
     async def _bring_up(self, sandbox: Sandbox) -> None:
         pool = self.pools[sandbox.zygote.runtime]
         try:
+            if not sandbox.alive:  # its zygote went down before we got to it
+                raise SandboxDied(f"{sandbox.id}: gone before it was ready")
             await sandbox.attach()
             msg = await sandbox.receive(timeout=30.0)
             if msg.get("t") != wire.READY:
                 raise SandboxDied(f"{sandbox.id}: unexpected {msg.get('t')!r} before ready")
             sandbox.generic_phases = {k: int(v) for k, v in dict(msg.get("phases", {})).items()}
+            if not sandbox.alive:
+                raise SandboxDied(f"{sandbox.id}: died while starting")
             sandbox.move(State.GENERIC)
-        except (SandboxDied, TimeoutError, OSError) as exc:
+        except (SandboxDied, TimeoutError, OSError, ValueError, TypeError) as exc:
             print(f"lambdad: sandbox {sandbox.id} failed to start: {exc}", file=sys.stderr)
             sandbox.kill()
             pool.failed()
@@ -758,9 +763,10 @@ class Daemon:
         cold: ColdStart | None,
         queue_us: int,
     ) -> Report:
+        duration_ms = round(duration_ms, 2)  # what the REPORT line shows is what is billed
         return Report(
             request_id=request_id,
-            duration_ms=round(duration_ms, 3),
+            duration_ms=duration_ms,
             billed_ms=billed(duration_ms),
             memory_mb=version.config.memory_mb,
             max_memory_used_mb=memory_used or 1,
@@ -819,6 +825,15 @@ class Daemon:
             sandbox.move(State.BUSY)
             return sandbox, None
         sandbox, cold = await self._cold_start(state, version)
+        if not sandbox.alive:  # died between its init-done and now (e.g. its zygote went down)
+            state.sandboxes.discard(sandbox)
+            raise InitFailed(
+                {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": "Runtime exited with error: signal: killed",
+                },
+                cold,
+            )
         sandbox.move(State.BUSY)
         return sandbox, cold
 
@@ -1124,6 +1139,7 @@ def raise_nofile_limit() -> None:
 
 async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = None) -> None:
     """Run the daemon until SIGTERM/SIGINT (graceful) — the body of ``lambdad serve``."""
+    faulthandler.enable()  # a crash in C code (uvloop, ctypes) leaves a Python stack trace
     raise_nofile_limit()
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()

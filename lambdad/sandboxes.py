@@ -346,6 +346,8 @@ class Zygote:
         self.cgroup_version: int | None = None
         self.up = False
         self._ready: asyncio.Future[None] | None = None
+        self._unsent: dict[str, int] = {}  # spawn requests not yet written, by source
+        self._flush_scheduled = False
 
     async def start(self, timeout: float = 60.0) -> None:
         """Fork+exec the zygote and wait for its hello.
@@ -388,15 +390,41 @@ class Zygote:
         self.up = True
 
     def spawn(self, count: int, source: str) -> bool:
-        """Ask for ``count`` sandboxes; False when the zygote is down (nothing was asked)."""
+        """Ask for ``count`` sandboxes; False when the zygote is down (nothing was asked).
+
+        Requests are coalesced and sent from the loop: a burst of a thousand cold starts is
+        one ``spawn`` message, not a thousand (which filled the control socket: EAGAIN).
+        """
         if not self.up or self.control is None or count <= 0:
             return False
-        try:
-            self.control.send(wire.pack({"t": wire.SPAWN, "count": count, "source": source}))
-        except OSError:
-            self._down()
-            return False
+        self._unsent[source] = self._unsent.get(source, 0) + count
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_spawns)
         return True
+
+    def _flush_spawns(self) -> None:
+        self._flush_scheduled = False
+        if self.control is None:
+            self._unsent.clear()
+            return
+        while self._unsent:
+            source, count = next(iter(self._unsent.items()))
+            try:
+                self.control.send(wire.pack({"t": wire.SPAWN, "count": count, "source": source}))
+            except BlockingIOError:
+                # The zygote is busy forking; it reads again soon. Retry when writable.
+                self.loop.add_writer(self.control.fileno(), self._writable)
+                return
+            except OSError:
+                self._down()
+                return
+            del self._unsent[source]
+
+    def _writable(self) -> None:
+        if self.control is not None:
+            self.loop.remove_writer(self.control.fileno())
+        self._flush_spawns()
 
     def _on_control(self) -> None:
         assert self.control is not None
@@ -452,6 +480,8 @@ class Zygote:
             return
         self.up = False
         self.loop.remove_reader(self.control.fileno())
+        self.loop.remove_writer(self.control.fileno())
+        self._unsent.clear()
         self.control.close()
         self.control = None
         for sandbox in list(self.sandboxes.values()):

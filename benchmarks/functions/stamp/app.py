@@ -5,9 +5,10 @@ Event: {"ms": 5000} holds for 5 s. Returns {"started_ns": ...}.
 """
 
 import time
+from typing import Any
 
 
-def handler(event, context):
+def handler(event: Any, context: Any) -> dict[str, int]:
     started = time.monotonic_ns()
     time.sleep(float((event or {}).get("ms", 1000)) / 1000)
     return {"started_ns": started}
