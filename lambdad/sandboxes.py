@@ -32,6 +32,7 @@ from sandbox import wire
 from sandbox.cgroups import Cgroup, CgroupBackend
 
 READY_TIMEOUT_S: Final = 30.0  # a sandbox that is not ready by then is broken
+REFILL_DELAY_S: Final = 0.02  # after taking from the pool, refill this much later
 ZYGOTE_BOOT_ERROR: Final = 3  # the zygote's "do not respawn me" exit status
 # A result is at most 6 MB of JSON (Lambda's response limit) plus its envelope; nothing a
 # sandbox legitimately sends is bigger.
@@ -497,8 +498,19 @@ class Zygote:
         return self.proc.poll() if self.proc is not None else None
 
     def stop(self) -> None:
-        """Close the control link (the zygote kills its sandboxes and exits) and reap it."""
+        """Close the control link (the zygote kills its sandboxes and exits) and reap it.
+
+        Blocking: run it in a worker thread, after :meth:`close_link` in the loop's thread."""
+        self.close_link()
+        self.reap()
+
+    def close_link(self) -> None:
+        """Loop thread: forget the sandboxes and close the control link; the zygote sees EOF,
+        kills its sandboxes and exits."""
         self._down_quietly()
+
+    def reap(self) -> None:
+        """Wait for the zygote process to exit (blocking, bounded)."""
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=5)
@@ -527,6 +539,7 @@ class GenericPool:
         self.waiters: collections.deque[asyncio.Future[Sandbox]] = collections.deque()
         self._taken: collections.deque[float] = collections.deque()
         self.failures = 0  # consecutive sandboxes that died before ready
+        self._refill: asyncio.TimerHandle | None = None
 
     @property
     def target(self) -> int:
@@ -546,7 +559,10 @@ class GenericPool:
         while self.ready:
             sandbox = self.ready.popleft()
             if sandbox.alive:
-                self.replenish()
+                # Refill a moment later: forking now (~1-2 ms of the zygote's CPU, on a
+                # 2-core host) would compete with the cold start this sandbox is for.
+                # An empty pool with waiters refills at once (below).
+                self._schedule_refill()
                 return sandbox, "pool"
         waiter: asyncio.Future[Sandbox] = self.zygote.loop.create_future()
         self.waiters.append(waiter)
@@ -560,6 +576,14 @@ class GenericPool:
         finally:
             if waiter in self.waiters:
                 self.waiters.remove(waiter)
+
+    def _schedule_refill(self) -> None:
+        if self._refill is None:
+            self._refill = self.zygote.loop.call_later(REFILL_DELAY_S, self._delayed_refill)
+
+    def _delayed_refill(self) -> None:
+        self._refill = None
+        self.replenish()
 
     def offer(self, sandbox: Sandbox) -> None:
         """A freshly started sandbox finished its generic set-up."""

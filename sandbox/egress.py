@@ -239,8 +239,11 @@ class Egress:
     def detach(self, sandbox_id: str) -> None:
         """Hand the sandbox's host veth end to the reaper thread, which deletes it if it still
         exists (it vanishes with the sandbox's network namespace, but that teardown is
-        deferred) and then frees its address block. Returns at once; never raises (it runs from
-        a sandbox's close callback); unknown ids are ignored."""
+        deferred) and then frees its address block.
+
+        Never blocks on netlink (it takes a lock held for microseconds and queues the work), so
+        it is safe from any thread, the event loop's included; never raises (it runs from a
+        sandbox's close callback); unknown ids are ignored."""
         with self._lock:
             att = self._attached.pop(sandbox_id, None)
         if att is None:

@@ -47,6 +47,9 @@ def test_stream_names_follow_lambda(store: LogStore) -> None:
 
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[3\]ab12", stream.name)
     assert stream.path == os.path.join(store.root, "fn", stream.name.replace("/", "-") + ".log")
+    assert not os.path.exists(stream.path)  # created by the first flush, off the request path
+    stream.write(b"x\n")
+    stream.flush()
     assert os.path.exists(stream.path)
     assert stream in store.streams
 
@@ -56,7 +59,7 @@ def test_writes_are_buffered_until_flushed(store: LogStore) -> None:
     stream.write(b"START RequestId: x\n")
 
     assert stream.dirty
-    assert os.path.getsize(stream.path) == 0  # still in the buffer
+    assert not os.path.exists(stream.path)  # still in the buffer
 
     stream.flush()
 
@@ -155,6 +158,7 @@ def test_rotation_keeps_keep_files(small_store: LogStore) -> None:
     base = os.path.basename(stream.path)
 
     stream.write(b"a" * 30)
+    stream.flush()
     assert files(stream) == [base]
     stream.write(b"b" * 30)  # 60 > 50: rotate
 
@@ -196,6 +200,7 @@ def test_rotation_counts_what_the_file_already_held(small_store: LogStore) -> No
     reopened = store.open_stream("fn", "1", "a")  # same day, same sandbox: same file
     assert reopened.path == first.path
     reopened.write(b"y" * 20)
+    reopened.flush()
 
     assert Path(f"{reopened.path}.1").read_bytes() == b"x" * 40 + b"y" * 20
 
