@@ -133,6 +133,7 @@ class Daemon:
         self._admin_gid = _group_id(config.admin_group)
         self._restart_delay: dict[str, float] = {}
         self.egress: Any = None  # sandbox.egress.Egress once set up
+        self.metrics: Any = None  # lambdad.metrics.MetricsServer when metrics_address is set
         for fn in self.registry:
             self._function_state(fn.name)
             self.scheduler.set_reserved(fn.name, fn.latest.config.concurrency)
@@ -169,6 +170,11 @@ class Daemon:
                 "--strict: refusing to start without every protection: " + "; ".join(self.missing)
             )
         await self._setup_egress()
+        if self.config.metrics_address:
+            from lambdad.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self)
+            await self.metrics.start(self.config.metrics_address)
         self.server = await self._listen()
         for pool in self.pools.values():
             pool.replenish()
@@ -238,6 +244,8 @@ class Daemon:
         self.draining = True
         if self.server is not None:
             self.server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         deadline = time.monotonic() + self.config.shutdown_grace_s
         while self._busy_count() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -447,6 +455,7 @@ class Daemon:
         body["memory_budget_mb"] = self.memory_budget_mb
         body["async"] = await self.events.counts()
         body["missing"] = self.missing
+        body["metrics_address"] = self.metrics.address if self.metrics is not None else None
         return {"stats": body}
 
     async def op_logs(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -427,3 +427,26 @@ def test_warm_sandbox_gets_frozen_and_thawed(daemon: DaemonProcess) -> None:
         inv = c.invoke("counter")
         assert time.monotonic() - started < 10
     assert inv.result["count"] == 2 and inv.report is not None and not inv.report.cold
+
+
+def test_prometheus_endpoint(tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.conftest import make_daemon
+
+    d = make_daemon(str(tmp_path), '[daemon]\nmetrics_address = "127.0.0.1:0"\n')
+    d.start()
+    try:
+        with d.client() as c:
+            c.deploy("hello", EXAMPLES / "hello")
+            c.invoke("hello", {"name": "scraped"})
+            address = c.stats()["metrics_address"]
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+            text = response.read().decode()
+            assert response.headers["Content-Type"].startswith("text/plain")
+    finally:
+        d.stop()
+    assert 'lambdad_invocations_total{function="hello"} 1.0' in text
+    assert 'lambdad_cold_starts_total{function="hello"} 1.0' in text
+    assert 'lambdad_duration_milliseconds{function="hello",quantile="0.99"}' in text
+    assert 'lambdad_generic_sandboxes{runtime="python3"}' in text
