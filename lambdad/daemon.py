@@ -752,7 +752,9 @@ class Daemon:
             self._release(state, sandbox, version)
         else:
             state.sandboxes.discard(sandbox)
-            sandbox.retire()
+            # After the response is written (it is, before this callback runs): tearing a
+            # sandbox down is not the caller's business.
+            self.loop.call_soon(sandbox.retire)
         body: dict[str, Any] = {
             "request_id": request_id,
             "result": result,
@@ -853,6 +855,7 @@ class Daemon:
         cfg = version.config
         self._make_room(cfg.memory_mb)
         pool = self.pools[cfg.runtime]
+        t_acquire = time.monotonic_ns()
         sandbox, source = await pool.acquire()
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb = (
@@ -901,6 +904,7 @@ class Daemon:
             if tree_fd >= 0:
                 os.close(tree_fd)
                 tree_fd = -1
+            t_sent = time.monotonic_ns()
             msg = await sandbox.receive(timeout=INIT_TIMEOUT_S)
         except (SandboxDied, TimeoutError, OSError, _EgressUnavailable) as exc:
             state.sandboxes.discard(sandbox)
@@ -927,7 +931,16 @@ class Daemon:
             if tree_fd >= 0:
                 os.close(tree_fd)
         sandbox.drain_log()
-        phases = {**sandbox.generic_phases, "set_limits": set_limits_us}
+        # The daemon's side of the cold start, so that nothing has to be guessed: waiting for
+        # a pooled (or forked) sandbox, preparing the init message, and the init round trip
+        # (the sandbox's own phases below are inside it).
+        phases = {
+            **sandbox.generic_phases,
+            "pool_wait": (t0 - t_acquire) // 1000,
+            "set_limits": set_limits_us,
+            "daemon_prepare": (t_sent - t0) // 1000,
+            "init_roundtrip": (time.monotonic_ns() - t_sent) // 1000,
+        }
         phases.update({k: int(v) for k, v in dict(msg.get("phases", {})).items()})
         init_ms = float(msg.get("init_us", 0)) / 1000 + set_limits_us / 1000
         cold = ColdStart(source, init_ms, phases)

@@ -57,10 +57,20 @@ class LogStream:
             self._rotate()
 
     def close(self) -> None:
-        if self._closed:
-            return
+        """No more writes; what is buffered goes to disk now."""
         self.flush()
         self._closed = True
+        self._release()
+
+    def close_later(self) -> None:
+        """No more writes; what is buffered goes to disk at the store's next flush (a read or
+        the sweeper). For a sandbox that ends on an invocation's path (force_cold, timeouts),
+        which must not wait for the file system."""
+        self._closed = True
+        if not self._buffer:
+            self._release()
+
+    def _release(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -101,9 +111,12 @@ class LogStore:
     def flush_all(self) -> None:
         for stream in list(self.streams):
             stream.flush()
+            if stream._closed:
+                stream._release()
 
     def delete_function(self, function: str) -> None:
         for stream in [s for s in self.streams if s.function == function]:
+            stream._buffer.clear()  # the function is gone: so is what it had not written yet
             stream.close()
         shutil.rmtree(self.function_dir(function), ignore_errors=True)
 

@@ -176,29 +176,31 @@ class Sandbox:
     def kill(self) -> None:
         """Condemn the sandbox: SIGKILL its PID 1 (the kernel kills the rest of its pid
         namespace) and everything left in its cgroup."""
-        if self.state is not State.DEAD:
-            self.state = State.DEAD
+        frozen = self.state is State.FROZEN
+        self.state = State.DEAD
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        if frozen:
+            self._thaw()  # a frozen task cannot act on its SIGKILL
+        self._close()
+
+    def _thaw(self) -> None:
         if self.cgroup is not None:
             try:
                 self.cgroup.thaw()
             except OSError:
                 pass
-        self._close()
 
     def retire(self) -> None:
         """Ask an idle sandbox to exit (graceful) and forget it."""
         if self.state is State.DEAD:
             return
+        frozen = self.state is State.FROZEN
         self.state = State.DEAD
-        if self.cgroup is not None:
-            try:
-                self.cgroup.thaw()
-            except OSError:
-                pass
+        if frozen:
+            self._thaw()  # it must run to read the retire message and exit
         try:
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.write(wire.pack({"t": wire.RETIRE}))
@@ -219,7 +221,7 @@ class Sandbox:
         os.close(self._log_fd)
         self._log_fd = -1
         if self.log_stream is not None:
-            self.log_stream.close()
+            self.log_stream.close_later()
             self.log_stream = None
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(SandboxDied(self.id))

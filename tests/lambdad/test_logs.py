@@ -290,3 +290,23 @@ def test_wire_cursor() -> None:
 def _offsets(cursor: dict[str, int]) -> dict[str, int]:
     """The offset entries of a cursor (it also records each stream's inode)."""
     return {k: v for k, v in cursor.items() if not k.endswith("@inode")}
+
+
+def test_close_later_writes_at_the_next_flush(store: LogStore) -> None:
+    stream = store.open_stream("fn", "1", "late")
+    stream.write(b"last words\n")
+    stream.close_later()
+    stream.write(b"ignored\n")  # closed: no more writes
+    assert not os.path.exists(stream.path)  # nothing on the file system yet
+    store.flush_all()
+    assert Path(stream.path).read_bytes() == b"last words\n"
+    assert stream not in store.streams
+
+
+def test_deleting_a_function_drops_what_it_had_not_written(store: LogStore) -> None:
+    stream = store.open_stream("fn", "1", "gone")
+    stream.write(b"unwritten\n")
+    stream.close_later()
+    store.delete_function("fn")
+    store.flush_all()
+    assert not os.path.exists(store.function_dir("fn"))
