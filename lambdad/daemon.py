@@ -60,6 +60,7 @@ INIT_TIMEOUT_S: Final = 10.0  # Lambda's init phase limit
 EXIT_INFO_WAIT_S: Final = 5.0  # how long to wait for the zygote's word on how a sandbox died
 SWEEP_INTERVAL_S: Final = 0.25
 LOG_TAIL_BYTES: Final = 4096
+GENERIC_RETRIES: Final = 3  # pooled sandboxes found dead before one is taken for good
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Peer:
 
 class _EgressUnavailable(Exception):
     pass
+
+
+class _GenericLost(Exception):
+    """A pooled sandbox was dead when its specialization began."""
 
 
 class InitFailed(Exception):
@@ -836,7 +841,13 @@ class Daemon:
                     continue
             sandbox.move(State.BUSY)
             return sandbox, None
-        sandbox, cold = await self._cold_start(state, version)
+        for attempt in range(GENERIC_RETRIES):
+            try:
+                sandbox, cold = await self._cold_start(state, version)
+                break
+            except _GenericLost:
+                if attempt == GENERIC_RETRIES - 1:
+                    raise ServiceError("no live sandbox could be had for this invocation") from None
         if not sandbox.alive:  # died between its init-done and now (e.g. its zygote went down)
             state.sandboxes.discard(sandbox)
             raise InitFailed(
@@ -890,17 +901,24 @@ class Daemon:
                     fds.append(tree_fd)
                 except OSError:
                     pass
-            sandbox.send_with_fds(
-                {
-                    "t": wire.INIT,
-                    "function": {**cfg.to_dict(), "version": str(version.number)},
-                    "code_path": code_path,
-                    "log_stream": sandbox.log_stream.name,
-                    "pids_max": cfg.pids_max,
-                    "egress": egress,
-                },
-                fds,
-            )
+            try:
+                sandbox.send_with_fds(
+                    {
+                        "t": wire.INIT,
+                        "function": {**cfg.to_dict(), "version": str(version.number)},
+                        "code_path": code_path,
+                        "log_stream": sandbox.log_stream.name,
+                        "pids_max": cfg.pids_max,
+                        "egress": egress,
+                    },
+                    fds,
+                )
+            except SandboxDied:
+                # A pooled sandbox that died before it was given anything (its EOF not yet
+                # seen): no code of the function ran. Not the function's failure: try another.
+                state.sandboxes.discard(sandbox)
+                sandbox.kill()
+                raise _GenericLost(sandbox.id) from None
             if tree_fd >= 0:
                 os.close(tree_fd)
                 tree_fd = -1

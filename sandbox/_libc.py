@@ -115,13 +115,27 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def seccomp_load_bpf(program: bytes) -> None:
-    """Install a compiled classic-BPF seccomp program (``struct sock_filter[]`` bytes)."""
+# program bytes -> (sock_fprog, the array it points to): built once, in the zygote, by
+# prepare_seccomp(); a forked sandbox then only makes the prctl call.
+_PREPARED: dict[bytes, tuple[_SockFprog, ctypes.Array[_SockFilter]]] = {}
+
+
+def prepare_seccomp(program: bytes) -> None:
+    """Build the ``struct sock_fprog`` for ``program`` now (in the zygote, before forking)."""
+    if program in _PREPARED:
+        return
     count = len(program) // ctypes.sizeof(_SockFilter)
     if count == 0 or len(program) % ctypes.sizeof(_SockFilter):
         raise ValueError(f"seccomp program of {len(program)} bytes is not a sock_filter array")
     array = (_SockFilter * count).from_buffer_copy(program)
     fprog = _SockFprog(count, ctypes.cast(array, ctypes.POINTER(_SockFilter)))
+    _PREPARED[program] = (fprog, array)
+
+
+def seccomp_load_bpf(program: bytes) -> None:
+    """Install a compiled classic-BPF seccomp program (``struct sock_filter[]`` bytes)."""
+    prepare_seccomp(program)
+    fprog = _PREPARED[program][0]
     ret = _libc.prctl(
         ctypes.c_int(PR_SET_SECCOMP),
         ctypes.c_ulong(SECCOMP_MODE_FILTER),

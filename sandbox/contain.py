@@ -3,6 +3,7 @@
 Pool time, in a freshly forked child that is PID 1 of its own pid namespace:
 
     cgroup attach -> namespaces (mnt, net, uts, ipc, cgroup) -> loopback up -> root + pivot_root
+    -> bounding set emptied + no_new_privs (the effective set, needed below, stays)
 
 Specialization, when the daemon hands the sandbox a function:
 
@@ -62,6 +63,8 @@ def prepare_generic(
         clock.lap("network")
         mounts.build_root(root, uid, gid)
         clock.lap("mounts")
+    credentials.drop_bounding()
+    clock.lap("bounding_set")
     return clock.phases
 
 

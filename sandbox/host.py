@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 import lambdad  # for the location of the project's own code (it must be visible inside)
-from sandbox import cgroups, namespaces
+from sandbox import _libc, cgroups, namespaces
 from sandbox.contain import Isolation
 
 
@@ -65,6 +65,7 @@ def probe(cgroup_parent: str = "lambdad", disable: tuple[str, ...] = ()) -> Host
             from sandbox import seccomp
 
             program = seccomp.compile_filter()
+            _libc.prepare_seccomp(program)  # sandboxes, forked later, only load it
         except Exception as exc:
             missing.append(f"seccomp unavailable ({exc}): dangerous syscalls are not filtered")
     credentials = root and "credentials" not in disable

@@ -159,7 +159,17 @@ def _warm_up() -> None:
     wire.pack({"t": wire.RESULT, "result": b"null", "duration_us": 1.0, "maxrss_kb": 1})
     resource.getrusage(resource.RUSAGE_SELF)
     importlib.machinery.PathFinder.find_spec("lambdad_warm_up_no_such_module", ["/"])
-    lambda_environment(function, "warm-up", TASK_ROOT)
+    # A real import from a directory, through the whole path finder / pyc loader machinery,
+    # as the handler's import at specialization will be: colorsys is tiny and pure Python.
+    importlib.import_module("colorsys")
+    # The environment is replaced at specialization; do it once now, so that those dict and
+    # environ writes are already this process's own pages.
+    os.environ.clear()
+    os.environ.update(lambda_environment(function, "warm-up", TASK_ROOT))
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            # print() from a handler should reach `lambdad logs -f` line by line, as on Lambda.
+            stream.reconfigure(line_buffering=True)
     _reap_orphans()
     time.monotonic_ns()
 
@@ -246,10 +256,7 @@ def serve(
         except OSError:
             pass
 
-    # print() from a handler should reach `lambdad logs -f` line by line, as on Lambda.
-    for stream_ in (sys.stdout, sys.stderr):
-        if isinstance(stream_, io.TextIOWrapper):
-            stream_.reconfigure(line_buffering=True)
+    t_env = time.monotonic_ns()
     task_root = TASK_ROOT if isolation.namespaces else str(msg["code_path"])
     stream = str(msg["log_stream"])
     os.environ.clear()
@@ -257,6 +264,7 @@ def serve(
     sys.path[:0] = [task_root, "/opt/python"]
     os.chdir(task_root)
     t_import = time.monotonic_ns()
+    phases["runtime_env"] = (t_import - t_env) // 1000
     try:
         handler = load_handler(str(function["handler"]))
     except _InitError as exc:

@@ -23,6 +23,7 @@ def _in_child_after_drop() -> dict[str, object]:
     if pid == 0:  # pragma: no cover - child
         try:
             os.close(r)
+            credentials.drop_bounding()
             credentials.drop(UID, GID)
             state = pyprctl.CapState.get_current()
             report = {
