@@ -387,7 +387,66 @@ class Client:
         return int(self.call("redrive", **args)["redriven"])
 
 
-class AsyncClient:
+class AsyncOperations:
+    """The operations of the async clients (asyncio and trio), written once over ``call``."""
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def deploy(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        handler: str = "app.handler",
+        runtime: str = "python3",
+        memory_mb: int = 128,
+        timeout_s: float = 3.0,
+        env: Mapping[str, str] | None = None,
+        concurrency: int | None = None,
+        network: str = "none",
+        min_warm: int = 0,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        args = deploy_args(
+            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
+            min_warm, **extra,
+        )  # fmt: skip
+        return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
+
+    async def invoke(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        type: str = "sync",
+        log_tail: bool = False,
+        qualifier: str | None = None,
+        force_cold: bool = False,
+    ) -> Invocation:
+        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
+        return invocation_from_wire(await self.call("invoke", **args))
+
+    async def get(self, name: str) -> dict[str, Any]:
+        return (await self.call("get", name=name))["function"]  # type: ignore[no-any-return]
+
+    async def list(self) -> list[dict[str, Any]]:
+        return (await self.call("list"))["functions"]  # type: ignore[no-any-return]
+
+    async def delete(self, name: str) -> None:
+        await self.call("delete", name=name)
+
+    async def stats(self, name: str | None = None) -> dict[str, Any]:
+        args = {"name": name} if name is not None else {}
+        return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
+
+    async def logs(
+        self, name: str, cursor: dict[str, int] | None = None
+    ) -> tuple[str, dict[str, int]]:
+        body = await self.call("logs", name=name, cursor=cursor)
+        return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+
+class AsyncClient(AsyncOperations):
     """asyncio client with the same methods as :class:`Client` (coroutines). Many requests may
     be in flight at once on its one connection; responses are matched by id."""
 
@@ -484,62 +543,11 @@ class AsyncClient:
             await self._writer.drain()
         return await future
 
-    async def deploy(
-        self,
-        name: str,
-        code: str | os.PathLike[str],
-        handler: str = "app.handler",
-        runtime: str = "python3",
-        memory_mb: int = 128,
-        timeout_s: float = 3.0,
-        env: Mapping[str, str] | None = None,
-        concurrency: int | None = None,
-        network: str = "none",
-        min_warm: int = 0,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        args = deploy_args(
-            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
-            min_warm, **extra,
-        )  # fmt: skip
-        return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
-
-    async def invoke(
-        self,
-        name: str,
-        payload: Any = None,
-        *,
-        type: str = "sync",
-        log_tail: bool = False,
-        qualifier: str | None = None,
-        force_cold: bool = False,
-    ) -> Invocation:
-        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
-        return invocation_from_wire(await self.call("invoke", **args))
-
-    async def get(self, name: str) -> dict[str, Any]:
-        return (await self.call("get", name=name))["function"]  # type: ignore[no-any-return]
-
-    async def list(self) -> list[dict[str, Any]]:
-        return (await self.call("list"))["functions"]  # type: ignore[no-any-return]
-
-    async def delete(self, name: str) -> None:
-        await self.call("delete", name=name)
-
-    async def stats(self, name: str | None = None) -> dict[str, Any]:
-        args = {"name": name} if name is not None else {}
-        return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
-
-    async def logs(
-        self, name: str, cursor: dict[str, int] | None = None
-    ) -> tuple[str, dict[str, int]]:
-        body = await self.call("logs", name=name, cursor=cursor)
-        return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
-
 
 __all__ = [
     "NEED_DATA",
     "AsyncClient",
+    "AsyncOperations",
     "Client",
     "ClientCore",
     "Invocation",

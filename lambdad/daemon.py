@@ -96,6 +96,18 @@ class _GenericLost(Exception):
     """A pooled sandbox was dead when its specialization began."""
 
 
+@dataclass(frozen=True)
+class _Call:
+    """One admitted invocation, as it travels down to a sandbox."""
+
+    version: Version
+    payload: bytes  # the event, JSON text, never parsed by the daemon
+    log_tail: bool  # collect this invocation's last 4 KB of log
+    request_id: str
+    force_cold: bool  # use a fresh sandbox and retire it afterwards
+    queue_us: int  # time spent waiting for concurrency
+
+
 class InitFailed(Exception):
     def __init__(self, error: dict[str, Any], cold: ColdStart) -> None:
         super().__init__(error.get("errorMessage", ""))
@@ -596,12 +608,14 @@ class Daemon:
         try:
             return await self._run_admitted(
                 state,
-                version,
-                payload,
-                log_tail,
-                queue_us,
-                request_id or str(uuid.uuid4()),
-                force_cold,
+                _Call(
+                    version,
+                    payload,
+                    log_tail,
+                    request_id or str(uuid.uuid4()),
+                    force_cold,
+                    queue_us,
+                ),
             )
         finally:
             state.stats.concurrent -= 1
@@ -613,18 +627,15 @@ class Daemon:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
-    async def _run_admitted(
-        self,
-        state: FunctionState,
-        version: Version,
-        payload: bytes,
-        log_tail: bool,
-        queue_us: int,
-        request_id: str,
-        force_cold: bool,
-    ) -> dict[str, Any]:
+    async def _run_admitted(self, state: FunctionState, call: _Call) -> dict[str, Any]:
+        version, log_tail, queue_us, request_id = (
+            call.version,
+            call.log_tail,
+            call.queue_us,
+            call.request_id,
+        )
         try:
-            sandbox, cold = await self._sandbox_for(state, version, force_cold)
+            sandbox, cold = await self._sandbox_for(state, version, call.force_cold)
         except InitFailed as exc:
             report = self._report(request_id, exc.cold.init_ms, version, None, exc.cold, queue_us)
             state.stats.record(report, error=True)
@@ -637,9 +648,7 @@ class Daemon:
                 **({"log_tail": ""} if log_tail else {}),
             }
         try:
-            return await self._call_sandbox(
-                state, sandbox, cold, version, payload, log_tail, queue_us, request_id, force_cold
-            )
+            return await self._call_sandbox(state, sandbox, cold, call)
         except BaseException:
             # Whatever went wrong (a bug, a cancellation), a sandbox is never left BUSY and
             # counted against the budget: it is condemned and forgotten.
@@ -649,22 +658,14 @@ class Daemon:
             raise
 
     async def _call_sandbox(
-        self,
-        state: FunctionState,
-        sandbox: Sandbox,
-        cold: ColdStart | None,
-        version: Version,
-        payload: bytes,
-        log_tail: bool,
-        queue_us: int,
-        request_id: str,
-        force_cold: bool,
+        self, state: FunctionState, sandbox: Sandbox, cold: ColdStart | None, call: _Call
     ) -> dict[str, Any]:
+        version, payload, request_id = call.version, call.payload, call.request_id
         cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
         stream.write(f"START RequestId: {request_id} Version: {version.number}\n".encode())
-        if log_tail:
+        if call.log_tail:
             sandbox.log_tail = bytearray(
                 f"START RequestId: {request_id} Version: {version.number}\n".encode()
             )
@@ -745,7 +746,7 @@ class Daemon:
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
-        report = self._report(request_id, duration_ms, version, memory_used, cold, queue_us)
+        report = self._report(request_id, duration_ms, version, memory_used, cold, call.queue_us)
         stream.write(f"END RequestId: {request_id}\n{report.line()}\n".encode())
         tail = None
         if sandbox.log_tail is not None:
@@ -753,7 +754,7 @@ class Daemon:
             tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
             sandbox.log_tail = None
         state.stats.record(report, error=error is not None)
-        if sandbox.alive and not force_cold:
+        if sandbox.alive and not call.force_cold:
             self._release(state, sandbox, version)
         else:
             state.sandboxes.discard(sandbox)

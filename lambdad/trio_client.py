@@ -7,21 +7,11 @@ same sans-IO core. Use it as an async context manager, which runs its reader tas
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import trio
 
-from lambdad.client import (
-    RECV_SIZE,
-    ClientCore,
-    Invocation,
-    _unreachable,
-    deploy_args,
-    invocation_from_wire,
-    invoke_args,
-)
+from lambdad.client import RECV_SIZE, AsyncOperations, ClientCore, _unreachable
 from lambdad.config import default_socket_path
 from lambdad.errors import ConnectionLost, LambdadError
 
@@ -34,7 +24,7 @@ class _Slot:
         self.outcome: dict[str, Any] | LambdadError | None = None
 
 
-class TrioClient:
+class TrioClient(AsyncOperations):
     def __init__(self, socket_path: str | None = None) -> None:
         self.socket_path = socket_path or default_socket_path()
         self._core = ClientCore()
@@ -104,49 +94,3 @@ class TrioClient:
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         request_id, data = self._core.request(op, args)
         return await self._roundtrip(request_id, data)
-
-    async def deploy(
-        self,
-        name: str,
-        code: str | os.PathLike[str],
-        handler: str = "app.handler",
-        runtime: str = "python3",
-        memory_mb: int = 128,
-        timeout_s: float = 3.0,
-        env: Mapping[str, str] | None = None,
-        concurrency: int | None = None,
-        network: str = "none",
-        min_warm: int = 0,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        args = deploy_args(
-            name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
-            min_warm, **extra,
-        )  # fmt: skip
-        return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
-
-    async def invoke(
-        self,
-        name: str,
-        payload: Any = None,
-        *,
-        type: str = "sync",
-        log_tail: bool = False,
-        qualifier: str | None = None,
-        force_cold: bool = False,
-    ) -> Invocation:
-        args = invoke_args(name, payload, type, log_tail, qualifier, force_cold)
-        return invocation_from_wire(await self.call("invoke", **args))
-
-    async def get(self, name: str) -> dict[str, Any]:
-        return (await self.call("get", name=name))["function"]  # type: ignore[no-any-return]
-
-    async def list(self) -> list[dict[str, Any]]:
-        return (await self.call("list"))["functions"]  # type: ignore[no-any-return]
-
-    async def delete(self, name: str) -> None:
-        await self.call("delete", name=name)
-
-    async def stats(self, name: str | None = None) -> dict[str, Any]:
-        args = {"name": name} if name is not None else {}
-        return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]

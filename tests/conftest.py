@@ -137,30 +137,28 @@ queue_timeout_s = 0.5
 """
 
 
-@pytest.fixture
-def daemon() -> Iterator[DaemonProcess]:
-    """A fresh daemon for one test (its own socket and state)."""
+def running_daemon(config_text: str = TEST_CONFIG) -> Iterator[DaemonProcess]:
+    """A started daemon in a temporary directory, stopped (SIGTERM) afterwards."""
     with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
-        d = make_daemon(tmp, TEST_CONFIG)
+        d = make_daemon(tmp, config_text)
         d.start()
         try:
             yield d
         finally:
             if d.proc is not None and d.proc.poll() is None:
                 d.stop()
+
+
+@pytest.fixture
+def daemon() -> Iterator[DaemonProcess]:
+    """A fresh daemon for one test (its own socket and state)."""
+    yield from running_daemon()
 
 
 @pytest.fixture(scope="module")
 def shared_daemon() -> Iterator[DaemonProcess]:
     """One daemon for a whole test module (tests must use their own function names)."""
-    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
-        d = make_daemon(tmp, TEST_CONFIG)
-        d.start()
-        try:
-            yield d
-        finally:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+    yield from running_daemon()
 
 
 def write_function(directory: Path, source: str, module: str = "app") -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from lambdad.client import AsyncClient, Invocation
 from lambdad.errors import TooManyRequests
 from lambdad.scheduler import ACCOUNT_EXCEEDED, RESERVED_EXCEEDED
-from tests.conftest import EXAMPLES, DaemonProcess, make_daemon, wait_for, write_function
+from tests.conftest import EXAMPLES, DaemonProcess, running_daemon, wait_for, write_function
 
 STREAM_AFTER_SLEEP = (
     "import time\n"
@@ -39,14 +38,7 @@ def _gather(socket: str, name: str, payloads: list[object]) -> list[Invocation |
 @pytest.fixture
 def custom_daemon(request: pytest.FixtureRequest) -> Iterator[DaemonProcess]:
     """A daemon with the configuration given by ``@pytest.mark.parametrize(indirect=True)``."""
-    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
-        d = make_daemon(tmp, request.param)
-        d.start()
-        try:
-            yield d
-        finally:
-            if d.proc is not None and d.proc.poll() is None:
-                d.stop()
+    yield from running_daemon(request.param)
 
 
 def test_200_concurrent_invocations_run_in_parallel_sandboxes(
@@ -172,7 +164,12 @@ def _zygote_pid(daemon_pid: int) -> int:
     raise AssertionError("no zygote")
 
 
-def test_killed_zygote_is_restarted(daemon: DaemonProcess) -> None:
+def _sleeper_in_flight(
+    daemon: DaemonProcess,
+) -> tuple[int, threading.Thread, dict[str, Invocation]]:
+    """Deploy the sleeper, start a 20 s invocation of it in a thread, wait until it is busy.
+
+    Returns the zygote's pid, the thread and where the thread puts the invocation."""
     assert daemon.proc is not None
     with daemon.client() as c:
         c.deploy("sleeper", EXAMPLES / "sleeper", timeout_s=30)
@@ -188,12 +185,20 @@ def test_killed_zygote_is_restarted(daemon: DaemonProcess) -> None:
     t.start()
     with daemon.client() as c:
         wait_for(lambda: c.stats("sleeper")["concurrent"] == 1)
+    return zygote, t, outcome
+
+
+def test_killed_zygote_is_restarted(daemon: DaemonProcess) -> None:
+    zygote, t, outcome = _sleeper_in_flight(daemon)
+    with daemon.client() as c:
         os.kill(zygote, signal.SIGKILL)
         t.join(30)
         inv = outcome["inv"]
         assert inv.function_error == "Unhandled"
         assert inv.error is not None and inv.error["errorType"] == "Runtime.ExitError"
-        new_zygote = wait_for(lambda: (z := _zygote_pid_or_0(daemon.proc.pid)) != zygote and z)
+        assert daemon.proc is not None
+        daemon_pid = daemon.proc.pid
+        new_zygote = wait_for(lambda: (z := _zygote_pid_or_0(daemon_pid)) != zygote and z)
         assert new_zygote
         after = wait_for(lambda: _try_invoke(c), timeout=30)
     assert isinstance(after, Invocation) and after.error is None
@@ -212,21 +217,8 @@ def _try_invoke(c: object) -> Invocation | None:
 
 
 def test_sigkill_of_a_busy_sandbox(daemon: DaemonProcess) -> None:
-    assert daemon.proc is not None
+    zygote, t, outcome = _sleeper_in_flight(daemon)
     with daemon.client() as c:
-        c.deploy("sleeper", EXAMPLES / "sleeper", timeout_s=30)
-        c.invoke("sleeper", {"ms": 1})
-    zygote = _zygote_pid(daemon.proc.pid)
-    outcome: dict[str, Invocation] = {}
-
-    def inflight() -> None:
-        with daemon.client() as c2:
-            outcome["inv"] = c2.invoke("sleeper", {"ms": 20_000})
-
-    t = threading.Thread(target=inflight)
-    t.start()
-    with daemon.client() as c:
-        wait_for(lambda: c.stats("sleeper")["concurrent"] == 1)
         # Kill every sandbox of the zygote: the busy one and the pooled ones too. The next
         # invocation must still work (a dead pooled sandbox is skipped, not blamed).
         for pid in _children(zygote):
