@@ -7,7 +7,8 @@ Pool time, in a freshly forked child that is PID 1 of its own pid namespace:
 
 Specialization, when the daemon hands the sandbox a function:
 
-    code mount + /tmp -> rlimits -> credentials (uid/gid, caps, no_new_privs) -> seccomp (last)
+    code mount + /tmp -> (egress veth) -> rlimits -> credentials (uid/gid, empty capability
+    sets) -> seccomp (last)
 
 Seccomp comes last because every earlier step needs a syscall it forbids. Each step is timed in
 microseconds so a cold start's report says where the time went.
