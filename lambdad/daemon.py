@@ -71,6 +71,8 @@ class FunctionState:
     idle: list[Sandbox] = field(default_factory=list)  # warm and waiting, most recent last
     sandboxes: set[Sandbox] = field(default_factory=set)  # every specialized, live sandbox
     provisioning: int = 0  # min_warm specializations in flight
+    provision_failures: int = 0  # consecutive min_warm Init failures (for the backoff)
+    provision_after: float = 0.0  # monotonic time before which min_warm is not retried
     stats: FunctionStats = field(default_factory=FunctionStats)
 
 
@@ -1034,7 +1036,7 @@ class Daemon:
                         sandbox.move(State.FROZEN)
                     except OSError:
                         pass
-            if fn is not None and not self.draining:
+            if fn is not None and not self.draining and now >= state.provision_after:
                 missing = min_warm - len(state.sandboxes) - state.provisioning
                 for _ in range(max(0, missing)):
                     state.provisioning += 1
@@ -1043,13 +1045,26 @@ class Daemon:
             pool.replenish()
 
     async def _provision(self, state: FunctionState, version: Version) -> None:
+        """Initialize one sandbox for ``min_warm`` (provisioned concurrency)."""
         try:
             sandbox, _cold = await self._cold_start(state, version)
-        except (InitFailed, LambdadError) as exc:
-            print(f"lambdad: min_warm for {state.name}: {exc}", file=sys.stderr)
+        except (InitFailed, LambdadError, _GenericLost) as exc:
+            # A function whose Init fails must not turn min_warm into a fork loop.
+            state.provision_failures += 1
+            delay = min(60.0, 0.5 * 2**state.provision_failures)
+            state.provision_after = time.monotonic() + delay
+            print(
+                f"lambdad: min_warm for {state.name}: {exc!r}; retrying in {delay:.1f} s",
+                file=sys.stderr,
+            )
             return
         finally:
             state.provisioning -= 1
+        state.provision_failures = 0
+        if not sandbox.alive or self.functions.get(state.name) is not state:
+            state.sandboxes.discard(sandbox)  # died meanwhile, or the function was deleted
+            sandbox.retire()
+            return
         sandbox.move(State.IDLE)
         sandbox.last_used = time.monotonic()
         state.idle.insert(0, sandbox)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -282,3 +283,24 @@ def test_sighup_reloads_the_configuration(custom_daemon: DaemonProcess) -> None:
         wait_for(lambda: c.stats()["global_concurrency_limit"] == 7)
         assert c.invoke("hello", {}) if False else True  # daemon still serving
         assert c.call("ping") == {}
+
+
+def test_min_warm_with_a_failing_init_backs_off(daemon: DaemonProcess, tmp_path: Path) -> None:
+    code = write_function(tmp_path / "broken", "import no_such_module\n")
+    with daemon.client() as c:
+        c.deploy("broken-warm", code, min_warm=1)
+        retries = wait_for(
+            lambda: (
+                (
+                    r := re.findall(
+                        r"min_warm for broken-warm: .*retrying in ([\d.]+) s", daemon.output()
+                    )
+                )
+                and len(r) >= 3
+                and r
+            ),
+            timeout=60,
+        )
+        assert c.call("ping") == {}
+    # Exponential backoff, not a fork loop every sweep (250 ms).
+    assert [float(x) for x in retries[:3]] == [1.0, 2.0, 4.0]  # type: ignore[index]
