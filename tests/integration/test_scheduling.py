@@ -158,6 +158,13 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _mountinfo(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/mountinfo").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def _zygote_pid(daemon_pid: int) -> int:
     for pid in _children(daemon_pid):
         if b"sandbox.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes():
@@ -220,10 +227,11 @@ def _try_invoke(c: object) -> Invocation | None:
 def test_sigkill_of_a_busy_sandbox(daemon: DaemonProcess) -> None:
     zygote, t, outcome = _sleeper_in_flight(daemon)
     with daemon.client() as c:
-        # Kill every sandbox of the zygote: the busy one and the pooled ones too. The next
-        # invocation must still work (a dead pooled sandbox is skipped, not blamed).
-        for pid in _children(zygote):
-            os.kill(pid, signal.SIGKILL)
+        # The busy sandbox is the zygote's only specialized child: the only one with code
+        # mounted at /var/task (the pooled ones are generic).
+        busy = [p for p in _children(zygote) if " /var/task " in _mountinfo(p)]
+        assert len(busy) == 1
+        os.kill(busy[0], signal.SIGKILL)
         t.join(30)
         inv = outcome["inv"]
         assert inv.error is not None and "signal: killed" in inv.error["errorMessage"]
