@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdad.client import Client
-from lambdad.errors import LambdadError
+from lambdad.testing import DaemonStartError, spawn_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -291,32 +291,21 @@ class BenchDaemon:
         self.stop()
 
     def start(self) -> None:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
-        args = [
-            sys.executable, "-m", "lambdad", "serve", "--socket", self.socket,
-            "--state-dir", self.state_dir, "--config", str(self.config_path),
-        ]  # fmt: skip
         t0 = time.monotonic()
         # A crash of the daemon should say where: faulthandler prints the Python stack.
         env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT, env=env)
-        log.close()
-        deadline = t0 + START_DEADLINE_S
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"lambdad exited with {self.proc.returncode} at start:\n{self.log_tail()}"
-                )
-            try:
-                with Client(self.socket, timeout=10) as c:
-                    c.call("ping")
-                break
-            except LambdadError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"lambdad did not start within 60 s:\n{self.log_tail()}")
-            time.sleep(0.02)
+        try:
+            self.proc = spawn_daemon(
+                self.socket,
+                self.state_dir,
+                log_path=str(self.log_path),
+                config_path=str(self.config_path),
+                env=env,
+                cwd=str(ROOT),
+                deadline_s=START_DEADLINE_S,
+            )
+        except DaemonStartError as exc:
+            raise RuntimeError(f"lambdad did not start: {exc}") from None
         self.started_s = time.monotonic() - t0
 
     def client(self, timeout: float | None = 120) -> Client:

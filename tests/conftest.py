@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lambdad.client import Client
-from lambdad.errors import LambdadError
+from lambdad.testing import DaemonStartError, spawn_daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -53,37 +52,17 @@ class DaemonProcess:
     extra_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        args = [
-            sys.executable,
-            "-m",
-            "lambdad",
-            "serve",
-            "--socket",
-            self.socket,
-            "--state-dir",
-            self.state_dir,
-            *self.extra_args,
-        ]
-        if self.config:
-            args += ["--config", self.config]
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, cwd=ROOT)
-        log.close()
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"lambdad exited with {self.proc.returncode}:\n{self.output()}"
-                )
-            try:
-                with Client(self.socket, timeout=10) as c:
-                    c.call("ping")
-                return
-            except LambdadError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"lambdad did not start:\n{self.output()}")
-            time.sleep(0.02)
+        try:
+            self.proc = spawn_daemon(
+                self.socket,
+                self.state_dir,
+                log_path=self.log_path,
+                config_path=self.config,
+                extra_args=self.extra_args,
+                cwd=str(ROOT),
+            )
+        except DaemonStartError as exc:
+            raise AssertionError(str(exc)) from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None
