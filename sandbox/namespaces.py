@@ -11,6 +11,7 @@ at its own cgroup.
 from __future__ import annotations
 
 import os
+import socket
 
 from sandbox import _libc
 
@@ -42,11 +43,62 @@ class PidNamespaceForker:
         os.close(self._own_pidns)
 
 
-def enter(flags: int = CHILD_FLAGS, hostname: str = HOSTNAME) -> None:
-    """Child half: leave the zygote's mount, network, uts, ipc and cgroup namespaces."""
+def enter(flags: int = CHILD_FLAGS, hostname: str = HOSTNAME, netns_joined: bool = False) -> None:
+    """Child half: leave the zygote's mount, network, uts, ipc and cgroup namespaces.
+
+    ``netns_joined``: the sandbox already joined a network namespace the zygote prepared
+    (see :class:`NetnsPool`); do not create one.
+    """
+    if netns_joined:
+        flags &= ~_libc.CLONE_NEWNET
     _libc.unshare(flags)
     if flags & _libc.CLONE_NEWUTS:
         _libc.sethostname(hostname)
+
+
+class NetnsPool:
+    """Parent half of network namespaces: the zygote creates them and recycles clean ones.
+
+    Creating a network namespace is cheap, but destroying one is deferred to a kernel worker
+    that takes an RCU grace period and competes with whatever starts next. So the zygote holds
+    a reference (an fd) to every sandbox's namespace; when a sandbox dies, its namespace is
+    kept for a later sandbox if it is *clean* — nothing but ``lo`` in it. A sandbox cannot
+    change a namespace's configuration (no capability left), its sockets die with its
+    processes, and an egress namespace (which had a veth) is never reused.
+    """
+
+    def __init__(self, keep: int = 64) -> None:
+        self.keep = keep
+        self._own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._spare: list[int] = []
+
+    def take(self) -> int:
+        """An fd of a fresh or recycled network namespace, for the next sandbox."""
+        if self._spare:
+            return self._spare.pop()
+        _libc.unshare(_libc.CLONE_NEWNET)
+        try:
+            return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            _libc.setns(self._own, _libc.CLONE_NEWNET)
+
+    def give_back(self, fd: int) -> None:
+        """A sandbox that used ``fd`` is gone: keep its namespace if it is clean."""
+        if len(self._spare) < self.keep and self._only_loopback(fd):
+            self._spare.append(fd)
+        else:
+            os.close(fd)
+
+    def _only_loopback(self, fd: int) -> bool:
+        try:
+            _libc.setns(fd, _libc.CLONE_NEWNET)
+            try:
+                names = [name for _index, name in socket.if_nameindex()]
+            finally:
+                _libc.setns(self._own, _libc.CLONE_NEWNET)
+        except OSError:
+            return False
+        return names == ["lo"]
 
 
 def become_userns_root() -> None:
