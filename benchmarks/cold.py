@@ -22,8 +22,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from benchmarks.harness import EXAMPLES, BenchDaemon, Settings, note_problem, summarize, wait_for
+from benchmarks.harness import EXAMPLES, BenchDaemon, Settings, note_problem, summarize
 from lambdad.client import Client
+from lambdad.testing import wait_for
 
 POOL_SIZE = 4
 SETTLE_S = 0.005  # pause between invocations (not in force_cold mode): the last one's teardown

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,18 +107,6 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
         "p99": percentile(data, 0.99),
         "max": data[-1],
     }
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
-    """Poll ``condition`` until it returns something truthy; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 # -- the machine -------------------------------------------------------------------------------

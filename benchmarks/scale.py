@@ -41,11 +41,11 @@ from benchmarks.harness import (
     note_problem,
     smaps_rollup,
     summarize,
-    wait_for,
 )
 from benchmarks.peers import runner
 from lambdad.client import AsyncClient, Invocation
 from lambdad.errors import LambdadError
+from lambdad.testing import wait_for
 
 PER_CONNECTION = 250  # invocations in flight per client connection
 MEMORY_BASELINE_PROCS = 20

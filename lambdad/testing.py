@@ -13,13 +13,27 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lambdad.client import Client
 from lambdad.errors import LambdadError
 
 START_DEADLINE_S = 60.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.01) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that; raise
+    ``TimeoutError`` after ``timeout`` seconds. The alternative to sleeping "long enough"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s: {condition}")
+        time.sleep(interval)
 
 
 class DaemonStartError(RuntimeError):
@@ -77,4 +91,4 @@ def _tail(path: str, size: int = 8192) -> str:
     return data[-size:].decode("utf-8", "replace")
 
 
-__all__ = ["DaemonStartError", "spawn_daemon"]
+__all__ = ["DaemonStartError", "spawn_daemon", "wait_for"]

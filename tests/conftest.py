@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lambdad import testing
 from lambdad.client import Client
 from lambdad.testing import DaemonStartError, spawn_daemon
 
@@ -26,18 +27,12 @@ EXAMPLES = ROOT / "examples"
 START_DEADLINE_S = 60.0
 
 
-def wait_for(
-    condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.01
-) -> object:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
-        time.sleep(interval)
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.01) -> Any:
+    """:func:`lambdad.testing.wait_for`, failing the test (AssertionError) on time-out."""
+    try:
+        return testing.wait_for(condition, timeout, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @dataclass
