@@ -215,7 +215,9 @@ class ClientCore:
         request_id = next(self._ids)
         return request_id, self.conn.send(Request(request_id, op, dict(args)))
 
-    def feed(self, data: bytes) -> Iterator[tuple[int | None, dict[str, Any] | LambdadError]]:
+    def feed(
+        self, data: bytes | memoryview
+    ) -> Iterator[tuple[int | None, dict[str, Any] | LambdadError]]:
         """Feed received bytes; yield (request id, body or error) for every complete frame."""
         self.conn.receive_data(data)
         while True:
@@ -253,6 +255,9 @@ class Client:
         self._lock = threading.Lock()
         self._stash: dict[int | None, dict[str, Any] | LambdadError] = {}
         self.server_info: dict[str, Any] = {}
+        # recv_into one buffer: recv(256 KiB) allocates 256 KiB per call (14 us vs 2 us).
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
 
     def __enter__(self) -> Client:
         return self
@@ -284,7 +289,8 @@ class Client:
         assert self._sock is not None and self._core is not None
         while request_id not in self._stash:
             try:
-                data = self._sock.recv(RECV_SIZE)
+                n = self._sock.recv_into(self._buf)
+                data = self._view[:n]
             except TimeoutError:
                 self.close()
                 raise

@@ -211,7 +211,7 @@ class Connection:
 
     # -- input ----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes received from the peer. ``b""`` means the peer closed its end.
 
         Raises:

@@ -79,6 +79,10 @@ class StreamChannel:
         self.sock = sock
         self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_MESSAGE)
         self._fds: list[int] = []
+        # recv_into one buffer: recv(256 KiB) allocates (mmaps) 256 KiB per call: 14 us against
+        # 2 us (measured), on every invocation.
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.sock.sendall(pack(msg))
@@ -101,8 +105,11 @@ class StreamChannel:
             if with_fds:
                 data, fds, _flags, _addr = socket.recv_fds(self.sock, RECV_SIZE, MAX_FDS)
                 self._fds.extend(fds)
+                if not data:
+                    return None, []
+                self._unpacker.feed(data)
             else:
-                data = self.sock.recv(RECV_SIZE)
-            if not data:
-                return None, []
-            self._unpacker.feed(data)
+                n = self.sock.recv_into(self._buf)
+                if not n:
+                    return None, []
+                self._unpacker.feed(self._view[:n])
