@@ -178,10 +178,13 @@ class Sandbox:
         namespace) and everything left in its cgroup."""
         frozen = self.state is State.FROZEN
         self.state = State.DEAD
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # Once the zygote has reaped it (exit_info is set), the pid may belong to another
+        # process: never signal it then.
+        if not self.exit_info.done():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if frozen:
             self._thaw()  # a frozen task cannot act on its SIGKILL
         self._close()

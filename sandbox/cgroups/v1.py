@@ -1,9 +1,9 @@
 """cgroup v1: one hierarchy per controller, one directory per controller per sandbox.
 
-Layout: ``<mount_root>/<controller>/<parent>/<sandbox>`` for each of memory, cpu, cpuacct, pids
-and freezer that is mounted. Controllers co-mounted in one hierarchy (Debian's ``cpu,cpuacct``
-with ``cpu`` and ``cpuacct`` symlinks to it) are deduplicated by their real path, so each
-directory is made, attached and removed once.
+Layout: ``<mount_root>/<controller>/<parent>/<sandbox>`` for each controller of
+``DEFAULT_CONTROLLERS`` (memory, cpu, pids, freezer) that is mounted. Controllers co-mounted
+in one hierarchy (Debian's ``cpu,cpuacct`` with ``cpu`` and ``cpuacct`` symlinks to it) are
+deduplicated by their real path, so each directory is made, attached and removed once.
 
 Where cgroupspy fits (SPEC §12: "cgroup v1 memory/cpu control where it fits"): its controller
 classes can address one known directory without walking the tree — ``MemoryController(Node(path))``

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdad.sandboxes import TRANSITIONS, IllegalTransition, State
+from lambdad.sandboxes import TRANSITIONS, IllegalTransition, Sandbox, State
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
@@ -36,7 +36,7 @@ class _FakeSandbox:
         self.id = "fake"
         self.state = state
 
-    move = __import__("lambdad.sandboxes", fromlist=["Sandbox"]).Sandbox.move
+    move = Sandbox.move
 
 
 @pytest.mark.parametrize("src", list(State))
