@@ -95,6 +95,16 @@ class Scheduler:
         self.global_limit = limit
         return self._admit_waiting()
 
+    def max_reservation(self, function: str, keep_unreserved: int) -> int:
+        """The most concurrency ``function`` may reserve while ``keep_unreserved`` stays shared.
+
+        Lambda's rule: reservations are carved out of the account limit, and the functions that
+        reserve nothing always keep at least 100 between them — otherwise one tenant's
+        reservation throttles every other tenant, warm ones included.
+        """
+        others = sum(v for f, v in self.reserved.items() if f != function)
+        return max(0, self.global_limit - keep_unreserved - others)
+
     @property
     def unreserved_limit(self) -> int:
         return max(0, self.global_limit - sum(self.reserved.values()))

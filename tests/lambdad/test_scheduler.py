@@ -85,6 +85,18 @@ def test_unreserved_functions_share_what_the_reservations_leave() -> None:
     assert s.unreserved_busy == 2
 
 
+def test_max_reservation_keeps_the_unreserved_minimum_for_everyone_else() -> None:
+    s = Scheduler(global_limit=1000, queue_max=10)
+    assert s.max_reservation("a", keep_unreserved=100) == 900
+    s.set_reserved("a", 600)
+    assert s.max_reservation("b", keep_unreserved=100) == 300
+    # A function's own current reservation does not count against its new one.
+    assert s.max_reservation("a", keep_unreserved=100) == 900
+    s.set_reserved("b", 300)
+    assert s.max_reservation("c", keep_unreserved=100) == 0
+    assert s.unreserved_limit == 100
+
+
 def test_unreserved_limit_never_goes_negative() -> None:
     s = Scheduler(global_limit=2, queue_max=0)
     s.set_reserved("r", 5)
