@@ -31,7 +31,22 @@ class Admission:
         Raises:
             TooManyRequests: over a limit for longer than the queue allows, or the queue full.
         """
-        ticket = self.scheduler.request(function)
+        ticket = self.request(function)
+        if ticket.state is not TicketState.ADMITTED:
+            await self.wait(ticket)
+        return ticket
+
+    def request(self, function: str) -> Ticket:
+        """A ticket, admitted at once when a limit allows (the common case, and no await:
+        this is on every invocation's path); else :meth:`wait` for it."""
+        return self.scheduler.request(function)
+
+    async def wait(self, ticket: Ticket) -> None:
+        """Wait, bounded by the queue timeout, for a WAITING ticket to be admitted.
+
+        Raises:
+            TooManyRequests: it was throttled (queue full, or it timed out waiting).
+        """
         if ticket.state is TicketState.WAITING:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
@@ -46,9 +61,8 @@ class Admission:
                 self._waiting.pop(ticket, None)
         if ticket.state is TicketState.THROTTLED:
             raise TooManyRequests(
-                f"Rate Exceeded: {ticket.reason}", reason=ticket.reason, function=function
+                f"Rate Exceeded: {ticket.reason}", reason=ticket.reason, function=ticket.function
             )
-        return ticket
 
     def release(self, ticket: Ticket) -> None:
         self._wake(self.scheduler.release(ticket))

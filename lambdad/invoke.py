@@ -188,15 +188,7 @@ class Invoker:
             # After the response is written (it is, before this callback runs): tearing a
             # sandbox down is not the caller's business.
             asyncio.get_running_loop().call_soon(sandbox.retire)
-        return InvocationResult(
-            request_id=request_id,
-            result=result,
-            error=error,
-            function_error=function_error,
-            report=report,
-            log_tail=tail,
-            executed_version=str(version.number),
-        )
+        return InvocationResult.ran(request_id, result, error, function_error, report, tail)
 
     def _release(self, state: FunctionState[Sandbox], sandbox: Sandbox, version: Version) -> None:
         """Back to the idle list, or retired: the function was deleted or has a newer

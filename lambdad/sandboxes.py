@@ -294,22 +294,23 @@ class Sandbox:
             messages.MessageError: what came is not a ``kind`` (the caller decides what
                 that costs the sandbox).
         """
-        return messages.expect(await self._next(timeout), kind)
+        return messages.expect(await self._raw(timeout), kind)
 
     async def receive_any(self, timeout: float) -> messages.Message:
         """The sandbox's next message, whatever kind. Raises like :meth:`receive`."""
-        return messages.decode(await self._next(timeout))
+        return messages.decode(await self._raw(timeout))
 
-    async def _next(self, timeout: float) -> Any:
+    async def _raw(self, timeout: float) -> Any:
         # A bare timer handle rather than ``asyncio.wait_for``: this is on every invocation's
         # path and wait_for costs a task and two callbacks more.
         if self._inbox:
             return self._inbox.popleft()
         if self._closed:
             raise SandboxDied(self.id)
-        waiter: asyncio.Future[Any] = self.zygote.loop.create_future()
+        loop = self.zygote.loop
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiter = waiter
-        timer = self.zygote.loop.call_later(timeout, _expire, waiter)
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:

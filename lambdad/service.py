@@ -44,6 +44,7 @@ from lambdad.model import (
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.registry import Registry
 from lambdad.sandboxes import Sandbox
+from lambdad.scheduler import TicketState
 
 PROTOCOL_VERSION = 1
 
@@ -170,11 +171,13 @@ class Service:
         name = version.config.name
         state = self.warm.state(name)
         queued_at = time.monotonic_ns()
-        try:
-            ticket = await self.admission.admit(name)
-        except TooManyRequests:
-            state.stats.throttles += 1
-            raise
+        ticket = self.admission.request(name)
+        if ticket.state is not TicketState.ADMITTED:
+            try:
+                await self.admission.wait(ticket)
+            except TooManyRequests:
+                state.stats.throttles += 1
+                raise
         queue_us = (time.monotonic_ns() - queued_at) // 1000
         state.stats.concurrent += 1
         state.stats.max_concurrent = max(state.stats.max_concurrent, state.stats.concurrent)

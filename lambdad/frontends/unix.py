@@ -25,7 +25,6 @@ import pwd
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from lambdad.component import Component
@@ -58,20 +57,17 @@ LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before
 ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"})
 
 
-@dataclass
-class Peer:
-    pid: int
-    uid: int
-    gid: int
+UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
 
 
-def peer_credentials(sock: socket.socket) -> Peer | None:
+def peer_credentials(sock: socket.socket) -> Caller | None:
+    """Who is at the other end of a Unix socket (SO_PEERCRED), as a :class:`Caller`."""
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return None
     pid, uid, gid = struct.unpack("3i", raw)
-    return Peer(pid, uid, gid)
+    return Caller("unix", pid, uid, gid)
 
 
 def _group_id(name: str) -> int | None:
@@ -81,7 +77,7 @@ def _group_id(name: str) -> int | None:
         return None
 
 
-Op = Callable[["UnixFront", dict[str, Any], "Peer | None"], Awaitable[dict[str, Any]]]
+Op = Callable[["UnixFront", dict[str, Any], "Caller | None"], Awaitable[dict[str, Any]]]
 
 
 class UnixFront(Component):
@@ -139,7 +135,7 @@ class UnixFront(Component):
 
     # -- requests ----------------------------------------------------------------------
 
-    async def dispatch(self, op: str, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def dispatch(self, op: str, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         handler = OPS.get(op)
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}", ops=sorted(OPS))
@@ -149,9 +145,11 @@ class UnixFront(Component):
             )
         return await handler(self, args, peer)
 
-    def is_admin(self, peer: Peer | None) -> bool:
+    def is_admin(self, peer: Caller | None) -> bool:
         if peer is None:
             return True
+        if peer.uid is None:
+            return False
         if peer.uid in (0, os.geteuid()):
             return True
         if self._admin_gid is None:
@@ -163,14 +161,14 @@ class UnixFront(Component):
         except KeyError:
             return False
 
-    async def op_hello(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_hello(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         info = self.service.hello()
         return {"version": info.protocol, "server": info.server, "missing": list(info.missing)}
 
-    async def op_ping(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_ping(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         return {}
 
-    async def op_deploy(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_deploy(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         config = validate(args)
         code = args.get("code")
         if not isinstance(code, bytes) or not code:
@@ -178,36 +176,35 @@ class UnixFront(Component):
         deployment = await self.service.deploy(config, code)
         return {"function": deployment.function.to_wire(), "created": deployment.created}
 
-    async def op_get(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_get(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         return {"function": self.service.get(wire_name(args)).to_wire()}
 
-    async def op_list(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         return {"functions": [info.to_wire() for info in self.service.list()]}
 
-    async def op_delete(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         name = wire_name(args)
         await self.service.delete(name)
         return {"deleted": name}
 
-    async def op_stats(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_stats(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         if args.get("name") is not None:
             return self.service.function_stats(wire_name(args)).to_wire()
         return (await self.service.stats()).to_wire()
 
-    async def op_logs(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         data, cursor = await self.service.logs(wire_name(args), args.get("cursor"))
         return {"data": data, "cursor": cursor}
 
-    async def op_invoke(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
-        caller = Caller("unix", peer.pid, peer.uid, peer.gid) if peer else Caller("unix")
-        request = InvokeRequest.from_wire(args, caller)
+    async def op_invoke(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        request = InvokeRequest.from_wire(args, peer or UNKNOWN_PEER)
         return (await self.service.invoke(request)).to_wire()
 
-    async def op_dead_letters(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_dead_letters(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         name = wire_name(args) if args.get("name") is not None else None
         return {"events": await self.service.dead_letters(name)}
 
-    async def op_redrive(self, args: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+    async def op_redrive(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         event_id = args.get("event_id")
         if event_id is not None and not isinstance(event_id, str):
             raise InvalidParameterValue("event_id must be a string", field="event_id")
@@ -239,7 +236,7 @@ class ClientProtocol(asyncio.Protocol):
         self.front = front
         self.conn = Connection(Role.SERVER, front.config.max_frame_bytes)
         self.transport: asyncio.Transport | None = None
-        self.peer: Peer | None = None
+        self.peer: Caller | None = None
         self.in_flight = 0
         self._paused_reading = False
         self._write_paused = False
