@@ -26,6 +26,7 @@ test: venv lint
 lint: venv
 	$(VENV)/bin/ruff check lambdad sandbox tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: venv
 	$(PY) -m pytest -q tests/protocol tests/lambdad

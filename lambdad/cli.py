@@ -12,7 +12,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lambdad.service import Service
 
 from lambdad import __version__
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
@@ -126,26 +129,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     def ready(daemon: Daemon) -> None:
         if examples:
-            daemon._spawn_task(_deploy_examples(daemon, examples))
+            daemon.spawn_task(_deploy_examples(daemon.service, examples))
 
     loops.run(serve(cfg, ready))
     return 0
 
 
-async def _deploy_examples(daemon: Any, directory: str) -> None:
+async def _deploy_examples(service: Service, directory: str) -> None:
     import asyncio
 
     from lambdad.client import zip_code
+    from lambdad.functions import validate
 
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         if not os.path.isfile(os.path.join(path, "app.py")):
             continue
         code = await asyncio.to_thread(zip_code, path)
-        body = await daemon.op_deploy({"name": name, "code": code})
-        state = "deployed" if body["created"] else "unchanged"
+        deployment = await service.deploy(validate({"name": name}), code)
+        state = "deployed" if deployment.created else "unchanged"
         print(
-            f"lambdad: example {name!r} {state} (version {body['function']['version']})",
+            f"lambdad: example {name!r} {state} (version {deployment.function.version})",
             file=sys.stderr,
         )
 

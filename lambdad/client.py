@@ -37,6 +37,7 @@ from lambdad.errors import (
     RequestTooLarge,
 )
 from lambdad.metering import Report
+from lambdad.model import InvocationResult, InvokeRequest, report_from_wire
 from lambdad.protocol import (
     DEFAULT_MAX_FRAME,
     NEED_DATA,
@@ -56,7 +57,8 @@ SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_c
 
 @dataclass(frozen=True)
 class Invocation:
-    """The outcome of ``invoke``. ``error`` is None on success."""
+    """The outcome of ``invoke``, as a caller reads it: ``result`` is the decoded JSON.
+    ``error`` is None on success."""
 
     request_id: str
     result: Any = None  # the decoded JSON the handler returned
@@ -72,42 +74,26 @@ class Invocation:
     def ok(self) -> bool:
         return self.error is None
 
-
-def report_from_wire(raw: Mapping[str, Any]) -> Report:
-    return Report(
-        request_id=str(raw["request_id"]),
-        duration_ms=float(raw["duration_ms"]),
-        billed_ms=int(raw["billed_ms"]),
-        memory_mb=int(raw["memory_mb"]),
-        max_memory_used_mb=int(raw["max_memory_used_mb"]),
-        init_ms=None if raw.get("init_ms") is None else float(raw["init_ms"]),
-        cold=bool(raw.get("cold")),
-        source=str(raw.get("source", "")),
-        version=str(raw.get("version", "")),
-        queue_us=int(raw.get("queue_us", 0)),
-        phases_us={str(k): int(v) for k, v in dict(raw.get("phases_us") or {}).items()},
-    )
+    @classmethod
+    def from_result(cls, outcome: InvocationResult) -> Invocation:
+        """The caller's view of the service's :class:`~lambdad.model.InvocationResult`."""
+        if outcome.status in (202, 204):
+            return cls(request_id=outcome.request_id, status=outcome.status,
+                       event_id=outcome.event_id)  # fmt: skip
+        raw = outcome.result
+        return cls(
+            request_id=outcome.request_id,
+            result=json.loads(raw) if raw else None,
+            error=None if outcome.error is None else dict(outcome.error),
+            function_error=outcome.function_error,
+            report=outcome.report,
+            log_tail=outcome.log_tail,
+            raw_result=raw,
+        )
 
 
 def invocation_from_wire(body: Mapping[str, Any]) -> Invocation:
-    if "event_id" in body or body.get("status") in (202, 204):
-        return Invocation(
-            request_id=str(body.get("event_id", "")),
-            status=int(body.get("status", 202)),
-            event_id=body.get("event_id"),
-        )
-    raw = body.get("result")
-    result = json.loads(raw) if raw else None
-    report = body.get("report")
-    return Invocation(
-        request_id=str(body.get("request_id", "")),
-        result=result,
-        error=body.get("error"),
-        function_error=body.get("function_error"),
-        report=report_from_wire(report) if report else None,
-        log_tail=body.get("log_tail"),
-        raw_result=raw,
-    )
+    return Invocation.from_result(InvocationResult.from_wire(body))
 
 
 def zip_code(code: str | os.PathLike[str]) -> bytes:
@@ -190,14 +176,15 @@ def invoke_args(
     force_cold: bool = False,
 ) -> dict[str, Any]:
     """The ``invoke`` request's arguments (shared by every client flavour)."""
-    args: dict[str, Any] = {"name": name, "payload": encode_payload(payload), "type": type}
-    if log_tail:
-        args["log_tail"] = True
-    if qualifier is not None:
-        args["qualifier"] = qualifier
-    if force_cold:
-        args["force_cold"] = True
-    return args
+    request = InvokeRequest(
+        function=name,
+        payload=encode_payload(payload),
+        qualifier=qualifier,
+        type=type,
+        log_tail=log_tail,
+        force_cold=force_cold,
+    )
+    return request.to_wire()
 
 
 class ClientCore:
@@ -558,5 +545,6 @@ __all__ = [
     "ClientCore",
     "Invocation",
     "Report",
+    "report_from_wire",
     "zip_code",
 ]

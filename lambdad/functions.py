@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from lambdad.errors import InvalidParameterValue
+from sandbox import runtimes
 
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER_RE: Final = re.compile(
@@ -21,7 +22,7 @@ HANDLER_RE: Final = re.compile(
     r"\.[A-Za-z_][A-Za-z0-9_]*$"
 )
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-RUNTIMES: Final = ("python3",)
+RUNTIMES: Final = runtimes.names()  # the one registry: sandbox.runtimes.RUNTIMES
 NETWORK_MODES: Final = ("none", "egress")
 MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import logging
 import os
 import signal
 import socket
@@ -22,18 +23,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgpack
 
 from lambdad.errors import ServiceError
 from lambdad.logs import LogStream
-from sandbox import wire
+from sandbox import messages
 from sandbox.cgroups import Cgroup, CgroupBackend
+
+log = logging.getLogger("lambdad")
 
 READY_TIMEOUT_S: Final = 30.0  # a sandbox that is not ready by then is broken
 REFILL_DELAY_S: Final = 0.02  # after taking from the pool, refill this much later
-ZYGOTE_BOOT_ERROR: Final = 3  # the zygote's "do not respawn me" exit status
 # A result is at most 6 MB of JSON (Lambda's response limit) plus its envelope; nothing a
 # sandbox legitimately sends is bigger.
 MAX_SANDBOX_MESSAGE: Final = 7 * 1024 * 1024
@@ -68,6 +70,9 @@ class IllegalTransition(ServiceError):
 
 class SandboxDied(Exception):
     """The sandbox went away while we were talking to it."""
+
+
+M = TypeVar("M", bound=messages.SandboxMessage)
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,7 @@ class Sandbox:
         self._sock = sock  # used only for sendmsg with fds; the transport owns reading
         self._transport: asyncio.Transport | None = None
         self._inbox: collections.deque[dict[str, Any]] = collections.deque()
-        self._waiter: asyncio.Future[dict[str, Any]] | None = None
+        self._waiter: asyncio.Future[Any] | None = None
         self._closed = False
         self._log_fd = log_fd
         os.set_blocking(log_fd, False)
@@ -196,6 +201,27 @@ class Sandbox:
             except OSError:
                 pass
 
+    def freeze(self) -> bool:
+        """Freeze its cgroup (an idle sandbox); False if it has none or the write failed.
+        The caller moves it to FROZEN."""
+        if self.cgroup is None:
+            return False
+        try:
+            self.cgroup.freeze()
+        except OSError:
+            return False
+        return True
+
+    def thaw(self) -> bool:
+        """Thaw its cgroup; False if that failed (the caller kills it)."""
+        if self.cgroup is None:
+            return True
+        try:
+            self.cgroup.thaw()
+        except OSError:
+            return False
+        return True
+
     def retire(self) -> None:
         """Ask an idle sandbox to exit (graceful) and forget it."""
         if self.state is State.DEAD:
@@ -206,7 +232,7 @@ class Sandbox:
             self._thaw()  # it must run to read the retire message and exit
         try:
             if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(wire.pack({"t": wire.RETIRE}))
+                self._transport.write(messages.encode(messages.Retire()))
         finally:
             self._close()
 
@@ -250,7 +276,7 @@ class Sandbox:
     def violation(self, what: str) -> None:
         """The sandbox broke the daemon<->sandbox protocol: kill it; the waiter gets
         SandboxDied, so an invocation in progress fails as Unhandled."""
-        print(f"lambdad: sandbox {self.id}: {what}; killing it", file=sys.stderr, flush=True)
+        log.info("sandbox %s: %s; killing it", self.id, what)
         self.kill()
 
     def _lost(self) -> None:
@@ -260,35 +286,47 @@ class Sandbox:
             self.state = State.DEAD
             self._close()
 
-    async def receive(self, timeout: float) -> dict[str, Any]:
-        """The sandbox's next message. Raises SandboxDied or TimeoutError.
+    async def receive(self, kind: type[M], timeout: float) -> M:
+        """The sandbox's next message, which must be a ``kind``.
 
-        A bare timer handle rather than ``asyncio.wait_for``: this is on every invocation's
-        path and wait_for costs a task and two callbacks more.
+        Raises:
+            SandboxDied: it went away. TimeoutError: nothing came in time.
+            messages.MessageError: what came is not a ``kind`` (the caller decides what
+                that costs the sandbox).
         """
+        return messages.expect(await self._raw(timeout), kind)
+
+    async def receive_any(self, timeout: float) -> messages.Message:
+        """The sandbox's next message, whatever kind. Raises like :meth:`receive`."""
+        return messages.decode(await self._raw(timeout))
+
+    async def _raw(self, timeout: float) -> Any:
+        # A bare timer handle rather than ``asyncio.wait_for``: this is on every invocation's
+        # path and wait_for costs a task and two callbacks more.
         if self._inbox:
             return self._inbox.popleft()
         if self._closed:
             raise SandboxDied(self.id)
-        waiter: asyncio.Future[dict[str, Any]] = self.zygote.loop.create_future()
+        loop = self.zygote.loop
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiter = waiter
-        timer = self.zygote.loop.call_later(timeout, _expire, waiter)
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:
             timer.cancel()
             self._waiter = None
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def send_invoke(self, request_id: str, payload: bytes, timeout_ms: int) -> None:
         if self._transport is None or self._transport.is_closing():
             raise SandboxDied(self.id)
-        self._transport.write(wire.pack(msg))
+        self._transport.write(messages.encode_invoke(request_id, payload, timeout_ms))
 
-    def send_with_fds(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def send_init(self, msg: messages.Init, fds: list[int]) -> None:
         # asyncio transports cannot carry SCM_RIGHTS; the socket is idle (we are the only
         # writer and no invocation is in flight), so a direct sendmsg cannot interleave.
         try:
-            wire.send_with_fds(self._sock, msg, fds)
+            messages.send_with_fds(self._sock, msg, fds)
         except OSError as exc:
             raise SandboxDied(f"{self.id}: {exc}") from exc
 
@@ -362,18 +400,14 @@ class Zygote:
         one kind of process creation that is safe with a running event loop.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = {
-            "t": "config",
-            "runtime": self.runtime,
-            "rootfs": self.rootfs,
-            "cgroup_parent": self.cgroup_parent,
-            "disable": list(self.disable),
-        }
+        config = messages.ZygoteConfig(
+            self.runtime, self.rootfs, self.cgroup_parent, tuple(self.disable)
+        )
         # Every sandbox is a fork of the zygote: its command line and the environment block
         # it was exec'd with stay readable from inside (/proc/self/cmdline, and environ once
         # a handler makes itself dumpable). So: no configuration on the command line (it goes
         # over the control link), and a minimal environment, never the daemon's.
-        ours.send(wire.pack(config))
+        ours.send(messages.encode(config))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
@@ -417,7 +451,7 @@ class Zygote:
         while self._unsent:
             source, count = next(iter(self._unsent.items()))
             try:
-                self.control.send(wire.pack({"t": wire.SPAWN, "count": count, "source": source}))
+                self.control.send(messages.encode(messages.Spawn(count, source)))
             except BlockingIOError:
                 # The zygote is busy forking; it reads again soon. Retry when writable.
                 self.loop.add_writer(self.control.fileno(), self._writable)
@@ -436,50 +470,45 @@ class Zygote:
         assert self.control is not None
         while True:
             try:
-                msg, fds = wire.recv_datagram(self.control)
+                msg, fds = messages.recv_datagram(self.control)
             except (BlockingIOError, InterruptedError):
                 return
-            except (OSError, ValueError):
+            except messages.MessageError as exc:
+                log.info("zygote %s: %s", self.runtime, exc)
+                continue
+            except OSError:
                 msg, fds = None, []
             if msg is None:
                 self._down()
                 return
-            kind = msg.get("t")
-            if kind == wire.SPAWNED and len(fds) == 2:
+            if isinstance(msg, messages.Spawned) and len(fds) == 2:
                 self._spawned(msg, fds)
-            elif kind == wire.EXITED:
-                sandbox = self.sandboxes.pop(str(msg.get("id")), None)
+                continue
+            for fd in fds:
+                os.close(fd)
+            if isinstance(msg, messages.Exited):
+                sandbox = self.sandboxes.pop(msg.id, None)
                 if sandbox is not None and not sandbox.exit_info.done():
                     sandbox.exit_info.set_result(
-                        ExitInfo(
-                            int(msg.get("status", 0)),
-                            int(msg.get("memory_peak", 0)),
-                            int(msg.get("oom_kills", 0)),
-                        )
+                        ExitInfo(msg.status, msg.memory_peak, msg.oom_kills)
                     )
                     if sandbox.alive:
                         sandbox.kill()
-            elif kind == wire.ZYGOTE_READY:
-                self.missing = list(msg.get("missing", []))
-                self.cgroup_version = msg.get("cgroup_version")
+            elif isinstance(msg, messages.ZygoteReady):
+                self.missing = list(msg.missing)
+                self.cgroup_version = msg.cgroup_version
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
-            elif kind == wire.SPAWN_FAILED:
-                print(f"lambdad: zygote {self.runtime}: {msg.get('message')}", file=sys.stderr)
-            else:
-                for fd in fds:
-                    os.close(fd)
+            elif isinstance(msg, messages.SpawnFailed):
+                log.info("zygote %s: %s", self.runtime, msg.message)
 
-    def _spawned(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def _spawned(self, msg: messages.Spawned, fds: list[int]) -> None:
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
-        cgroup_name = msg.get("cgroup")
-        cgroup = self.cgroups.open(str(cgroup_name)) if cgroup_name and self.cgroups else None
-        sandbox = Sandbox(
-            self, str(msg["id"]), int(msg["pid"]), int(msg["uid"]), cgroup, sock, fds[1]
-        )
+        cgroup = self.cgroups.open(msg.cgroup) if msg.cgroup and self.cgroups else None
+        sandbox = Sandbox(self, msg.id, msg.pid, msg.uid, cgroup, sock, fds[1])
         self.sandboxes[sandbox.id] = sandbox
-        self.on_sandbox(sandbox, str(msg.get("source", "pool")))
+        self.on_sandbox(sandbox, msg.source)
 
     def _down(self) -> None:
         if self.control is None:

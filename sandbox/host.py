@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import lambdad  # for the location of the project's own code (it must be visible inside)
+import sandbox  # for the location of the project's own code (it must be visible inside)
 from sandbox import _libc, cgroups, namespaces
 from sandbox.contain import Isolation
 
@@ -107,4 +107,5 @@ def runtime_binds(path_map: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def _project_dir() -> str:
-    return os.path.dirname(os.path.dirname(os.path.realpath(lambdad.__file__)))
+    # lambdad/ and sandbox/ are siblings (one source tree, or one site-packages).
+    return os.path.dirname(os.path.dirname(os.path.realpath(sandbox.__file__)))

@@ -28,17 +28,15 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
 
-from sandbox import _libc, contain, fds, host, mounts, wire
-from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
+from sandbox import _libc, agent, contain, fds, host, messages, mounts, runtimes
+from sandbox.cgroups import Cgroup, CgroupBackend
+from sandbox.defaults import POOL_LIMITS, ZYGOTE_BOOT_ERROR
 from sandbox.namespaces import NetnsPool, PidNamespaceForker
 
-ZYGOTE_BOOT_ERROR = 3  # exit status: the zygote could not start; the daemon must not respawn it
 UID_BASE = 200_000  # sandbox uids are UID_BASE + n: distinct per sandbox, never a host user
 UID_SPAN = 60_000
 POOL_NICE = 10
-POOL_LIMITS = CgroupLimits(memory_mb=128, pids_max=64)  # = FunctionConfig's defaults
 
 
 @dataclass
@@ -49,17 +47,15 @@ class _Child:
 
 
 class Zygote:
-    def __init__(self, control: socket.socket, config: dict[str, Any]) -> None:
+    def __init__(self, control: socket.socket, config: messages.ZygoteConfig) -> None:
         self.control = control
-        self.runtime = str(config["runtime"])
-        self.support = host.probe(
-            str(config.get("cgroup_parent", "lambdad")), tuple(config.get("disable", ()))
-        )
+        self.runtime = config.runtime
+        self.support = host.probe(config.cgroup_parent, config.disable)
         self.cgroups: CgroupBackend | None = self.support.cgroups
         self.isolation = self.support.isolation
         self.path_map = host.runtime_path_map()
         self.root = mounts.RootSpec(
-            mountpoint=str(config["rootfs"]),
+            mountpoint=config.rootfs,
             runtime_binds=tuple(host.runtime_binds(self.path_map)),
         )
         os.makedirs(self.root.mountpoint, exist_ok=True)
@@ -67,9 +63,7 @@ class Zygote:
         self.netns = NetnsPool() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
-        self.runtime_module = importlib.import_module(
-            f"sandbox.runtimes.{_module_of(self.runtime)}"
-        )
+        self.runtime_module = importlib.import_module(runtimes.spec(self.runtime).module)
         for name in self.runtime_module.PRELOAD:
             importlib.import_module(name)
 
@@ -82,12 +76,11 @@ class Zygote:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._send(
-            {
-                "t": wire.ZYGOTE_READY,
-                "pid": os.getpid(),
-                "missing": self.support.missing,
-                "cgroup_version": self.cgroups.version if self.cgroups else None,
-            },
+            messages.ZygoteReady(
+                pid=os.getpid(),
+                missing=tuple(self.support.missing),
+                cgroup_version=self.cgroups.version if self.cgroups else None,
+            ),
             [],
         )
         # Everything imported so far is shared with every sandbox: keep the collector from
@@ -106,15 +99,19 @@ class Zygote:
                         pass
                     self.reap()
                     continue
-                msg, passed = wire.recv_datagram(self.control)
+                try:
+                    msg, passed = messages.recv_datagram(self.control)
+                except messages.MessageError as exc:
+                    print(f"zygote: {exc}", file=sys.stderr, flush=True)
+                    continue
                 for fd in passed:
                     os.close(fd)
                 if msg is None:
                     self.shutdown()
                     return
-                if msg.get("t") == wire.SPAWN:
-                    for _ in range(int(msg.get("count", 1))):
-                        self.spawn(str(msg.get("source", "pool")))
+                if isinstance(msg, messages.Spawn):
+                    for _ in range(msg.count):
+                        self.spawn(msg.source)
             self.reap()
 
     def shutdown(self) -> None:
@@ -141,7 +138,7 @@ class Zygote:
                 # defaults then writes no cgroup file on the request path.
                 cgroup.set_limits(POOL_LIMITS)
         except OSError as exc:
-            self._send({"t": wire.SPAWN_FAILED, "message": f"cgroup: {exc}"}, [])
+            self._send(messages.SpawnFailed(f"cgroup: {exc}"), [])
             return
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
@@ -161,21 +158,16 @@ class Zygote:
             child_sock.close()
             if cgroup:
                 cgroup.destroy()
-            self._send({"t": wire.SPAWN_FAILED, "message": f"fork: {exc}"}, [])
+            self._send(messages.SpawnFailed(f"fork: {exc}"), [])
             return
         if pid == 0:
             self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source, netns_fd)
         child_sock.close()
         os.close(log_w)
         self.children[pid] = _Child(sandbox_id, cgroup, netns_fd)
-        msg = {
-            "t": wire.SPAWNED,
-            "id": sandbox_id,
-            "pid": pid,
-            "uid": uid,
-            "cgroup": sandbox_id if cgroup else None,
-            "source": source,
-        }
+        msg = messages.Spawned(
+            id=sandbox_id, pid=pid, uid=uid, cgroup=sandbox_id if cgroup else None, source=source
+        )
         self._send(msg, [parent_sock.fileno(), log_r])
         parent_sock.close()
         os.close(log_r)
@@ -200,7 +192,7 @@ class Zygote:
             if netns_fd >= 0:  # fds.keep_only closes everything else: join it first
                 _libc.setns(netns_fd, _libc.CLONE_NEWNET)
             chan_fd = fds.keep_only(sock.fileno(), log_w)
-            chan = wire.StreamChannel(socket.socket(fileno=chan_fd))
+            chan = messages.StreamChannel(socket.socket(fileno=chan_fd))
             gc.enable()
             if source == "pool" and self.isolation.credentials:
                 # Refilling the pool must not compete with cold starts in progress; the
@@ -209,7 +201,8 @@ class Zygote:
             phases = contain.prepare_generic(
                 self.isolation, self.root, cgroup, uid, gid, forked_at, netns_fd >= 0
             )
-            self.runtime_module.serve(chan, self.isolation, uid, gid, self.path_map, phases)
+            runtime: agent.Runtime = self.runtime_module.RUNTIME
+            agent.serve(chan, runtime, self.isolation, uid, gid, self.path_map, phases)
         except SystemExit as exc:  # sys.exit() in a handler: its status, as a process would
             sys.stderr.flush()
             code = exc.code
@@ -241,30 +234,16 @@ class Zygote:
                     child.cgroup.destroy()
                 except OSError as exc:
                     print(f"zygote: {exc}", file=sys.stderr, flush=True)
-            self._send(
-                {
-                    "t": wire.EXITED,
-                    "id": child.id,
-                    "pid": pid,
-                    "status": status,
-                    "memory_peak": peak,
-                    "oom_kills": oom,
-                },
-                [],
-            )
+            self._send(messages.Exited(child.id, pid, status, peak, oom), [])
             if block:
                 return
 
-    def _send(self, msg: dict[str, Any], passed: list[int]) -> None:
+    def _send(self, msg: messages.ControlMessage, passed: list[int]) -> None:
         try:
-            wire.send_with_fds(self.control, msg, passed)
+            messages.send_with_fds(self.control, msg, passed)
         except OSError:
             # The daemon is gone: nothing to report to; the control loop sees EOF next.
             pass
-
-
-def _module_of(runtime: str) -> str:
-    return {"python3": "python"}.get(runtime, runtime)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -279,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     control = socket.socket(fileno=args.control_fd)
     try:
-        config, _ = wire.recv_datagram(control)
-        if config is None or config.get("t") != "config":
+        config, _ = messages.recv_datagram(control)
+        if not isinstance(config, messages.ZygoteConfig):
             raise ValueError(f"expected the configuration first, got {config!r:.200}")
         zygote = Zygote(control, config)
     except Exception:

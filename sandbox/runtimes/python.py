@@ -1,9 +1,10 @@
-"""The python3 runtime: specialization, handler import (Init) and the invocation loop.
+"""The python3 runtime: handler import (Init) and invocations, driven by :mod:`sandbox.agent`.
 
-Runs inside the sandbox, single-threaded, blocking. Lambda semantics: ``handler(event,
-context)``, module globals persist across warm invocations, a handler exception is a
-``Handled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result that is not JSON
-serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportModuleError``.
+Runs inside the sandbox, single-threaded, blocking, in the agent's process. Lambda semantics:
+``handler(event, context)``, module globals persist across warm invocations, a handler
+exception is a ``Handled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result
+that is not JSON serialisable is ``Runtime.MarshalError``, an import failure is
+``Runtime.ImportModuleError``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
-from sandbox import contain, rlimits, wire
+from sandbox import contain, messages
+from sandbox.agent import InitFailure
 
 PRELOAD = ("json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64")
 TASK_ROOT = "/var/task"
@@ -156,7 +158,7 @@ def _warm_up() -> None:
         raise ValueError("warm-up")
     except ValueError as exc:
         error_shape(exc)
-    wire.pack({"t": wire.RESULT, "result": b"null", "duration_us": 1.0, "maxrss_kb": 1})
+    messages.encode(messages.Result(result=b"null", duration_us=1.0, maxrss_kb=1))
     resource.getrusage(resource.RUSAGE_SELF)
     importlib.machinery.PathFinder.find_spec("lambdad_warm_up_no_such_module", ["/"])
     # A real import from a directory, through the whole path finder / pyc loader machinery,
@@ -206,112 +208,56 @@ def _rewrite_paths(path_map: Mapping[str, str]) -> None:
         setattr(sys, attr, move(getattr(sys, attr)))
 
 
-def serve(
-    chan: wire.StreamChannel,
-    isolation: contain.Isolation,
-    uid: int,
-    gid: int,
-    path_map: Mapping[str, str],
-    generic_phases: dict[str, int],
-) -> NoReturn:
-    """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
-    if isolation.namespaces:
-        _rewrite_paths(path_map)
-    _warm_up()
-    chan.send({"t": wire.READY, "phases": generic_phases})
-    msg, fds = chan.recv()
-    if msg is None or msg.get("t") != wire.INIT:
-        os._exit(0)
-    function: dict[str, Any] = msg["function"]
-    t_init = time.monotonic_ns()
-    if os.getpriority(os.PRIO_PROCESS, 0) > 0:  # a pool refill ran niced: back to normal
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-        except OSError:
-            pass
-    try:
-        spec = contain.Specialization(
-            tmp_mb=int(function["tmp_mb"]),
-            uid=uid,
-            gid=gid,
-            limits=rlimits.Rlimits(
-                fsize_bytes=int(function["tmp_mb"]) * 1024 * 1024,
-                nproc=int(msg.get("pids_max", 64)),
-            ),
-        )
-        phases = contain.specialize(isolation, spec, fds[0] if fds else -1, msg.get("egress"))
-    except Exception as exc:
-        chan.send(
-            {
-                "t": wire.INIT_ERROR,
-                "error": error_shape(exc, "Sandbox.SetupError"),
-                "phases": {},
-                "init_us": (time.monotonic_ns() - t_init) // 1000,
-            }
-        )
-        os._exit(1)
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+class PythonRuntime:
+    """The :class:`sandbox.agent.Runtime` for python3: the handler runs in this process."""
 
-    t_env = time.monotonic_ns()
-    task_root = TASK_ROOT if isolation.namespaces else str(msg["code_path"])
-    stream = str(msg["log_stream"])
-    os.environ.clear()
-    os.environ.update(lambda_environment(function, stream, task_root))
-    sys.path[:0] = [task_root, "/opt/python"]
-    os.chdir(task_root)
-    t_import = time.monotonic_ns()
-    phases["runtime_env"] = (t_import - t_env) // 1000
-    try:
-        handler = load_handler(str(function["handler"]))
-    except _InitError as exc:
+    def __init__(self) -> None:
+        self.handler: Callable[[Any, Any], Any] | None = None
+        self.function: Mapping[str, Any] = {}
+        self.stream = ""
+        self.dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+
+    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
+        if isolation.namespaces:
+            _rewrite_paths(path_map)
+        _warm_up()
+
+    def init(self, init: messages.Init, task_root: str, phases: dict[str, int]) -> None:
+        function = init.function
+        t_env = time.monotonic_ns()
+        stream = init.log_stream
+        os.environ.clear()
+        os.environ.update(lambda_environment(function, stream, task_root))
+        sys.path[:0] = [task_root, "/opt/python"]
+        os.chdir(task_root)
+        t_import = time.monotonic_ns()
+        phases["runtime_env"] = (t_import - t_env) // 1000
+        try:
+            handler = load_handler(str(function["handler"]))
+        except _InitError as exc:
+            phases["import"] = (time.monotonic_ns() - t_import) // 1000
+            sys.stdout.flush()
+            sys.stderr.flush()
+            raise InitFailure(exc.error) from None
         phases["import"] = (time.monotonic_ns() - t_import) // 1000
         sys.stdout.flush()
         sys.stderr.flush()
-        chan.send(
-            {
-                "t": wire.INIT_ERROR,
-                "error": exc.error,
-                "phases": phases,
-                "init_us": (time.monotonic_ns() - t_init) // 1000,
-            }
-        )
-        os._exit(0)
-    phases["import"] = (time.monotonic_ns() - t_import) // 1000
-    sys.stdout.flush()
-    sys.stderr.flush()
-    chan.send(
-        {"t": wire.INIT_DONE, "phases": phases, "init_us": (time.monotonic_ns() - t_init) // 1000}
-    )
-    signal.signal(signal.SIGCHLD, _on_sigchld)
-    _invocation_loop(chan, handler, function, stream)
+        self.handler, self.function, self.stream = handler, function, stream
+        signal.signal(signal.SIGCHLD, _on_sigchld)
 
-
-def _invocation_loop(
-    chan: wire.StreamChannel,
-    handler: Callable[[Any, Any], Any],
-    function: Mapping[str, Any],
-    stream: str,
-) -> NoReturn:
-    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
-    while True:
-        msg, _ = chan.recv(with_fds=False)
-        if msg is None or msg.get("t") != wire.INVOKE:
-            os._exit(0)
-        request_id = str(msg["request_id"])
+    def invoke(self, msg: messages.Invoke) -> messages.Result:
+        handler = self.handler
+        assert handler is not None
+        request_id = msg.request_id
         received = time.monotonic_ns()
-        reply: dict[str, Any] = {"t": wire.RESULT}
         try:
-            event = json.loads(msg["payload"]) if msg["payload"] else None
+            event = json.loads(msg.payload) if msg.payload else None
         except (ValueError, UnicodeDecodeError) as exc:
-            chan.send({**reply, "bad_payload": f"Could not parse request body into json: {exc}"})
-            continue
+            return messages.Result(bad_payload=f"Could not parse request body into json: {exc}")
         context = LambdaContext(
-            request_id, function, received + int(msg["timeout_ms"]) * 1_000_000, stream
+            request_id, self.function, received + msg.timeout_ms * 1_000_000, self.stream
         )
+        reply: dict[str, Any] = {}
         start = time.monotonic_ns()
         try:
             result = handler(event, context)
@@ -321,7 +267,7 @@ def _invocation_loop(
             reply["error"] = error_shape(exc)
         else:
             try:
-                reply["result"] = dumps(result).encode()
+                reply["result"] = self.dumps(result).encode()
                 if len(reply["result"]) > MAX_RESULT:
                     del reply["result"]
                     reply["error"] = {
@@ -340,7 +286,12 @@ def _invocation_loop(
         reply["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         sys.stdout.flush()
         sys.stderr.flush()
-        chan.send(reply)
+        return messages.Result(**reply)
+
+    def after_invoke(self) -> None:
         if _children_exited:
             _children_exited.clear()
             _reap_orphans()
+
+
+RUNTIME = PythonRuntime()

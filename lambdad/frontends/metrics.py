@@ -1,4 +1,4 @@
-"""The Prometheus endpoint: the numbers of the ``stats`` request, scraped over HTTP.
+"""The metrics front: the numbers of the ``stats`` request, scraped over HTTP (Prometheus).
 
 Off unless ``metrics_address`` is set (``"127.0.0.1:9464"``; port 0 picks a free one, which
 ``stats`` then reports). The exposition format comes from prometheus-client's collector API;
@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from lambdad.daemon import Daemon
+from lambdad.component import Component
+from lambdad.config import DaemonConfig
+from lambdad.service import Service
 
 MAX_REQUEST_HEAD = 8192
 
 
-class DaemonCollector:
-    """Reads the daemon's per-function statistics at scrape time."""
+class ServiceCollector:
+    """Reads the service's per-function statistics at scrape time."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, service: Service) -> None:
+        self.service = service
 
     def collect(self) -> Iterator[Metric]:
         counters = {
@@ -53,15 +53,15 @@ class DaemonCollector:
         warm = GaugeMetricFamily(
             "lambdad_warm_sandboxes", "Initialized sandboxes, by function", labels=["function"]
         )
-        for name, state in sorted(self.daemon.functions.items()):
-            stats = state.stats.to_wire()
+        for view in self.service.all_function_stats():
+            name, stats = view.name, view.stats
             for key, family in families.items():
                 family.add_metric([name], stats[key])
             gb_seconds.add_metric([name], stats["gb_seconds"])
             concurrent.add_metric([name], stats["concurrent"])
             for q in ("p50", "p90", "p99"):
                 duration.add_metric([name, f"0.{q[1:]}"], stats["duration_ms"][q])
-            warm.add_metric([name], len(state.sandboxes))
+            warm.add_metric([name], view.sandboxes.live)
         yield from families.values()
         yield gb_seconds
         yield concurrent
@@ -72,23 +72,28 @@ class DaemonCollector:
             "Pre-forked sandboxes ready, by runtime",
             labels=["runtime"],
         )
-        for runtime, generic in sorted(self.daemon.pools.items()):
-            pool.add_metric([runtime], len(generic.ready))
+        for runtime, ready in self.service.generic_sandboxes().items():
+            pool.add_metric([runtime], ready)
         yield pool
 
 
-class MetricsServer:
-    def __init__(self, daemon: Daemon) -> None:
+class MetricsFront(Component):
+    name = "metrics"
+
+    def __init__(self, service: Service, address: str) -> None:
+        self.service = service
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(DaemonCollector(daemon))
+        self.registry.register(ServiceCollector(service))
         self.server: asyncio.Server | None = None
+        self.wanted = address
         self.address = ""
 
-    async def start(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
+    async def start(self) -> None:
+        host, _, port = self.wanted.rpartition(":")
         self.server = await asyncio.start_server(self._serve, host or "127.0.0.1", int(port))
         bound = self.server.sockets[0].getsockname()
         self.address = f"{bound[0]}:{bound[1]}"
+        self.service.addresses[self.name] = self.address
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -97,8 +102,10 @@ class MetricsServer:
             writer.close()
             return
         request_line = head[: min(len(head), MAX_REQUEST_HEAD)].split(b"\r\n", 1)[0].split()
-        if len(request_line) >= 2 and request_line[0] == b"GET" and (
-            request_line[1] == b"/metrics" or request_line[1].startswith(b"/metrics?")
+        if (
+            len(request_line) >= 2
+            and request_line[0] == b"GET"
+            and (request_line[1] == b"/metrics" or request_line[1].startswith(b"/metrics?"))
         ):
             body = generate_latest(self.registry)
             status, content_type = b"200 OK", CONTENT_TYPE_LATEST.encode()
@@ -116,6 +123,12 @@ class MetricsServer:
             pass
         writer.close()
 
-    def close(self) -> None:
+    async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+            self.server = None
+
+
+def create(service: Service, config: DaemonConfig) -> MetricsFront | None:
+    """The endpoint, if ``metrics_address`` asks for one."""
+    return MetricsFront(service, config.metrics_address) if config.metrics_address else None

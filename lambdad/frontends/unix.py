@@ -1,0 +1,352 @@
+"""The socket front: msgpack over a Unix socket, the ops table, peer credentials, admin check.
+
+The ops translate the protocol's maps into :mod:`lambdad.model` values, call the
+:class:`~lambdad.service.Service`, and translate back: the core never sees a wire-shaped
+request. Who may deploy/delete/redrive (root, the daemon's own uid, or the admin group) is
+decided here, from ``SO_PEERCRED``.
+
+The connection side is a thin asyncio protocol that feeds :mod:`lambdad.protocol`.
+
+Like uvicorn's h11 implementation: ``data_received`` hands the bytes to the sans-IO connection
+and dispatches whatever events come out. Each request runs as its own task, so a connection can
+have many requests in flight; responses go out in completion order with their ids.
+
+Backpressure: a client that does not read its responses gets its reading paused, so a slow or
+malicious client cannot make the daemon buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import logging
+import os
+import pwd
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast
+
+from lambdad.component import Component
+from lambdad.config import DaemonConfig
+from lambdad.errors import (
+    AccessDenied,
+    InvalidParameterValue,
+    LambdadError,
+    ProtocolError,
+    ServiceError,
+)
+from lambdad.functions import validate
+from lambdad.model import Caller, InvokeRequest, wire_name
+from lambdad.protocol import (
+    BadRequest,
+    Connection,
+    ErrorResponse,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Role,
+    _Sentinel,
+)
+from lambdad.service import Service
+
+log = logging.getLogger("lambdad")
+
+MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
+LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
+ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"})
+
+
+UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
+
+
+def peer_credentials(sock: socket.socket) -> Caller | None:
+    """Who is at the other end of a Unix socket (SO_PEERCRED), as a :class:`Caller`."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Caller("unix", pid, uid, gid)
+
+
+def _group_id(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+Op = Callable[["UnixFront", dict[str, Any], "Caller | None"], Awaitable[dict[str, Any]]]
+
+
+class UnixFront(Component):
+    """The socket: listens, dispatches each request to its op, answers."""
+
+    name = "unix"
+
+    def __init__(self, service: Service, config: DaemonConfig) -> None:
+        self.service = service
+        self.config = config
+        self.server: asyncio.AbstractServer | None = None
+        self._admin_gid = _group_id(config.admin_group)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        path = self.config.socket_path
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        if os.path.exists(path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # stale, from a daemon that died
+            else:
+                raise ServiceError(f"another lambdad is already serving on {path}")
+            finally:
+                probe.close()
+        old_umask = os.umask(0o117)  # the socket is born 0660, never briefly wider
+        try:
+            self.server = await asyncio.get_running_loop().create_unix_server(
+                lambda: ClientProtocol(self), path=path, backlog=4096
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o660)
+        group = _group_id("lambdad")
+        if group is not None and os.geteuid() == 0:
+            os.chown(path, 0, group)
+
+    async def stop(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        self.server = None
+        try:
+            os.unlink(self.config.socket_path)
+        except FileNotFoundError:
+            pass
+
+    def reload(self, config: DaemonConfig) -> None:
+        # The socket's path is fixed for the daemon's life; the admin group may change.
+        self.config = config
+        self._admin_gid = _group_id(config.admin_group)
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def dispatch(self, op: str, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        handler = OPS.get(op)
+        if handler is None:
+            raise ProtocolError(f"unknown op {op!r}", ops=sorted(OPS))
+        if op in ADMIN_OPS and not self.is_admin(peer):
+            raise AccessDenied(
+                f"{op} needs root or membership of group {self.config.admin_group!r}"
+            )
+        return await handler(self, args, peer)
+
+    def is_admin(self, peer: Caller | None) -> bool:
+        if peer is None:
+            return True
+        if peer.uid is None:
+            return False
+        if peer.uid in (0, os.geteuid()):
+            return True
+        if self._admin_gid is None:
+            return False
+        if peer.gid == self._admin_gid:
+            return True
+        try:
+            return pwd.getpwuid(peer.uid).pw_name in grp.getgrgid(self._admin_gid).gr_mem
+        except KeyError:
+            return False
+
+    async def op_hello(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        info = self.service.hello()
+        return {"version": info.protocol, "server": info.server, "missing": list(info.missing)}
+
+    async def op_ping(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {}
+
+    async def op_deploy(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        config = validate(args)
+        code = args.get("code")
+        if not isinstance(code, bytes) or not code:
+            raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
+        deployment = await self.service.deploy(config, code)
+        return {"function": deployment.function.to_wire(), "created": deployment.created}
+
+    async def op_get(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {"function": self.service.get(wire_name(args)).to_wire()}
+
+    async def op_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {"functions": [info.to_wire() for info in self.service.list()]}
+
+    async def op_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name = wire_name(args)
+        await self.service.delete(name)
+        return {"deleted": name}
+
+    async def op_stats(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        if args.get("name") is not None:
+            return self.service.function_stats(wire_name(args)).to_wire()
+        return (await self.service.stats()).to_wire()
+
+    async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        data, cursor = await self.service.logs(wire_name(args), args.get("cursor"))
+        return {"data": data, "cursor": cursor}
+
+    async def op_invoke(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        request = InvokeRequest.from_wire(args, peer or UNKNOWN_PEER)
+        return (await self.service.invoke(request)).to_wire()
+
+    async def op_dead_letters(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name = wire_name(args) if args.get("name") is not None else None
+        return {"events": await self.service.dead_letters(name)}
+
+    async def op_redrive(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        event_id = args.get("event_id")
+        if event_id is not None and not isinstance(event_id, str):
+            raise InvalidParameterValue("event_id must be a string", field="event_id")
+        name = None if event_id is not None else wire_name(args)
+        return {"redriven": await self.service.redrive(name, event_id)}
+
+
+OPS: Final[dict[str, Op]] = {
+    "hello": UnixFront.op_hello,
+    "ping": UnixFront.op_ping,
+    "deploy": UnixFront.op_deploy,
+    "get": UnixFront.op_get,
+    "list": UnixFront.op_list,
+    "delete": UnixFront.op_delete,
+    "invoke": UnixFront.op_invoke,
+    "stats": UnixFront.op_stats,
+    "logs": UnixFront.op_logs,
+    "dead_letters": UnixFront.op_dead_letters,
+    "redrive": UnixFront.op_redrive,
+}
+
+
+def create(service: Service, config: DaemonConfig) -> UnixFront:
+    return UnixFront(service, config)
+
+
+class ClientProtocol(asyncio.Protocol):
+    def __init__(self, front: UnixFront) -> None:
+        self.front = front
+        self.conn = Connection(Role.SERVER, front.config.max_frame_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Caller | None = None
+        self.in_flight = 0
+        self._paused_reading = False
+        self._write_paused = False
+        self._closing = False
+        self._discarding = False
+        self.tasks: set[asyncio.Future[None]] = set()  # strong references: see asyncio docs
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.peer = peer_credentials(sock)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        self.conn.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool:
+        if self._discarding:
+            self._close()
+            return False
+        self.conn.receive_data(b"")
+        self._process()
+        # Keep our side open until in-flight responses are written (half-close).
+        return self.in_flight > 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # In-flight invocations run to completion (a sandbox must not be left mid-call);
+        # their responses are dropped.
+        self._closing = True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closing:
+            return
+        should_pause = self._write_paused or self.in_flight >= MAX_IN_FLIGHT
+        if should_pause and not self._paused_reading:
+            self.transport.pause_reading()
+            self._paused_reading = True
+        elif not should_pause and self._paused_reading:
+            self._paused_reading = False
+            self.transport.resume_reading()
+            self._process()
+
+    def _process(self) -> None:
+        while not self._closing and not self._paused_reading:
+            try:
+                event = self.conn.next_event()
+            except RemoteProtocolError as exc:
+                self._write(ErrorResponse.of(None, exc.error))
+                self._linger_close()
+                return
+            if isinstance(event, _Sentinel):
+                if event.value == "CLOSED" and self.in_flight == 0:
+                    self._close()
+                return
+            if isinstance(event, BadRequest):
+                self._write(ErrorResponse.of(event.id, event.error))
+            elif isinstance(event, Request):
+                self.in_flight += 1
+                task = asyncio.ensure_future(self._handle(event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                self._update_reading()
+
+    async def _handle(self, request: Request) -> None:
+        try:
+            body = await self.front.dispatch(request.op, dict(request.args), self.peer)
+            self._write(Response(request.id, body))
+        except LambdadError as exc:
+            self._write(ErrorResponse.of(request.id, exc))
+        except Exception as exc:
+            log.exception("internal error in %s", request.op)
+            self._write(ErrorResponse.of(request.id, ServiceError(f"internal error: {exc!r}")))
+        finally:
+            self.in_flight -= 1
+            if self.conn.state.value == "closed" and self.in_flight == 0:
+                self._close()
+            else:
+                self._update_reading()
+
+    def _write(self, event: Any) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(self.conn.send(event))
+
+    def _linger_close(self) -> None:
+        """Close after a fatal error without losing the error frame.
+
+        Closing a Unix socket that still has unread input resets the connection and the peer
+        never sees our last frame; so: send EOF, swallow whatever still arrives, and close at
+        the peer's EOF or after LINGER_S.
+        """
+        self._discarding = True
+        if self.transport is None:
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, self._close)
+
+    def _close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()

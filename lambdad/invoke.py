@@ -1,0 +1,226 @@
+"""Run one admitted invocation: a sandbox (warm, or cold via :mod:`lambdad.specialize`), the
+call, the meter, the log lines, and the :class:`~lambdad.model.InvocationResult`.
+
+The timer that enforces the function's timeout is the sandbox handle's receive deadline; what
+each way of ending means to the caller is :mod:`lambdad.outcomes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lambdad import outcomes
+from lambdad.errors import InvalidRequest, ServiceError
+from lambdad.functions import Version
+from lambdad.metering import Report, billed
+from lambdad.model import InvocationResult
+from lambdad.placement import FunctionState, WarmPool
+from lambdad.sandboxes import Sandbox, SandboxDied, State
+from lambdad.specialize import ColdStart, GenericLost, InitFailed, Specializer, exit_description
+from sandbox import messages
+
+LOG_TAIL_BYTES: Final = 4096
+GENERIC_RETRIES: Final = 3  # pooled sandboxes found dead before one is taken for good
+
+
+@dataclass(frozen=True)
+class Call:
+    """One admitted invocation, as it travels down to a sandbox."""
+
+    version: Version
+    payload: bytes  # the event, JSON text, never parsed by the daemon
+    log_tail: bool  # collect this invocation's last 4 KB of log
+    request_id: str
+    force_cold: bool  # use a fresh sandbox and retire it afterwards
+    queue_us: int  # time spent waiting for concurrency
+
+
+class Invoker:
+    def __init__(
+        self,
+        warm: WarmPool[Sandbox],
+        specializer: Specializer,
+        latest_version: Callable[[str], int | None],
+        max_result: int,
+    ) -> None:
+        self.warm = warm
+        self.specializer = specializer
+        self.latest_version = latest_version  # a function's $LATEST number; None if deleted
+        self.max_result = max_result
+        self.draining = False
+
+    async def run(self, state: FunctionState[Sandbox], call: Call) -> InvocationResult:
+        """Run ``call`` (already admitted) to its result. Raises only platform refusals
+        (TooManyRequests for the memory budget, InvalidRequest for a payload that is not
+        JSON, ServiceError when no sandbox can be had)."""
+        try:
+            sandbox, cold = await self._sandbox_for(state, call.version, call.force_cold)
+        except InitFailed as exc:
+            report = _report(call, exc.cold.init_ms, None, exc.cold)
+            state.stats.record(report, error=True)
+            return InvocationResult(
+                request_id=call.request_id,
+                error=exc.error,
+                function_error=outcomes.UNHANDLED,
+                report=report,
+                log_tail="" if call.log_tail else None,
+                executed_version=str(call.version.number),
+            )
+        try:
+            return await self._call_sandbox(state, sandbox, cold, call)
+        except InvalidRequest:
+            raise  # the payload was bad, not the sandbox: it is back in the pool
+        except BaseException:
+            # Whatever went wrong (a bug, a cancellation), a sandbox is never left BUSY and
+            # counted against the budget: it is condemned and forgotten.
+            if sandbox.state is State.BUSY:
+                sandbox.kill()
+            self.warm.discard(state, sandbox)
+            raise
+
+    async def _sandbox_for(
+        self, state: FunctionState[Sandbox], version: Version, force_cold: bool
+    ) -> tuple[Sandbox, ColdStart | None]:
+        if not force_cold:
+            warm = self.warm.take(state, version.number)
+            if warm is not None:
+                return warm, None
+        for attempt in range(GENERIC_RETRIES):
+            try:
+                sandbox, cold = await self.specializer.cold_start(state, version)
+                break
+            except GenericLost:
+                if attempt == GENERIC_RETRIES - 1:
+                    raise ServiceError("no live sandbox could be had for this invocation") from None
+        if not sandbox.alive:  # died between its init-done and now (e.g. its zygote went down)
+            self.warm.discard(state, sandbox)
+            raise InitFailed(outcomes.init_exit_error("signal: killed"), cold)
+        sandbox.move(State.BUSY)
+        return sandbox, cold
+
+    async def _call_sandbox(
+        self, state: FunctionState[Sandbox], sandbox: Sandbox, cold: ColdStart | None, call: Call
+    ) -> InvocationResult:
+        version, request_id = call.version, call.request_id
+        cfg = version.config
+        stream = sandbox.log_stream
+        assert stream is not None
+        start_line = f"START RequestId: {request_id} Version: {version.number}\n".encode()
+        stream.write(start_line)
+        if call.log_tail:
+            sandbox.log_tail = bytearray(start_line)
+        started = time.monotonic_ns()
+        error: dict[str, Any] | None = None
+        function_error: str | None = None
+        result: bytes | None = None
+        duration_ms: float
+        maxrss_kb = 0
+        try:
+            sandbox.send_invoke(request_id, call.payload, int(cfg.timeout_s * 1000))
+            answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
+        except TimeoutError:
+            # The loop's timer has millisecond granularity and may fire a hair early; a
+            # timed-out invocation ran for (at least) its whole timeout, as Lambda reports.
+            duration_ms = max((time.monotonic_ns() - started) / 1e6, cfg.timeout_s * 1000)
+            peak = sandbox.memory_peak_mb()
+            sandbox.kill()
+            function_error = outcomes.UNHANDLED
+            error = outcomes.timeout_error(cfg.timeout_s)
+            message = outcomes.timeout_message(cfg.timeout_s)
+            stream.write(f"{_utc()} {request_id} {message}\n".encode())
+            maxrss_kb = peak * 1024
+        except SandboxDied:
+            duration_ms = (time.monotonic_ns() - started) / 1e6
+            description, peak_bytes, oom_kills = await exit_description(sandbox)
+            function_error = outcomes.UNHANDLED
+            error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
+            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            maxrss_kb = peak_bytes // 1024
+        except messages.MessageError as exc:
+            # The sandbox runs untrusted code: a malformed answer condemns it.
+            sandbox.drain_log()
+            sandbox.violation(f"malformed result ({exc})")
+            duration_ms = (time.monotonic_ns() - started) / 1e6
+            error = outcomes.invalid_response(request_id, str(exc))
+            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            function_error = outcomes.UNHANDLED
+        else:
+            sandbox.drain_log()
+            if answer.bad_payload is not None:
+                sandbox.log_tail = None
+                self._release(state, sandbox, version)
+                raise InvalidRequest(answer.bad_payload)
+            duration_ms, maxrss_kb = answer.duration_us / 1000, answer.maxrss_kb
+            if answer.result is not None and len(answer.result) > self.max_result:
+                problem = f"result of {len(answer.result)} bytes is over {self.max_result}"
+                sandbox.violation(f"malformed result ({problem})")
+                duration_ms = (time.monotonic_ns() - started) / 1e6
+                error = outcomes.invalid_response(request_id, problem)
+                maxrss_kb = 0
+                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                function_error = outcomes.UNHANDLED
+            elif answer.error is not None:
+                error = dict(answer.error)
+                function_error = outcomes.function_error(error)
+                stream.write(outcomes.error_log_lines(error))
+            else:
+                result = answer.result
+        memory_used = (
+            sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
+        )
+        report = _report(call, duration_ms, memory_used, cold)
+        end_lines = f"END RequestId: {request_id}\n{report.line()}\n".encode()
+        stream.write(end_lines)
+        tail = None
+        if sandbox.log_tail is not None:
+            sandbox.log_tail += end_lines
+            tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
+            sandbox.log_tail = None
+        state.stats.record(report, error=error is not None)
+        if sandbox.alive and not call.force_cold:
+            self._release(state, sandbox, version)
+        else:
+            self.warm.discard(state, sandbox)
+            # After the response is written (it is, before this callback runs): tearing a
+            # sandbox down is not the caller's business.
+            asyncio.get_running_loop().call_soon(sandbox.retire)
+        return InvocationResult.ran(request_id, result, error, function_error, report, tail)
+
+    def _release(self, state: FunctionState[Sandbox], sandbox: Sandbox, version: Version) -> None:
+        """Back to the idle list, or retired: the function was deleted or has a newer
+        version, or the daemon is draining."""
+        if (
+            not self.warm.current(state)
+            or self.draining
+            or self.latest_version(state.name) != version.number
+        ):
+            self.warm.retire(state, sandbox)
+            return
+        self.warm.put_back(state, sandbox)
+
+
+def _report(
+    call: Call, duration_ms: float, memory_used: int | None, cold: ColdStart | None
+) -> Report:
+    duration_ms = round(duration_ms, 2)  # what the REPORT line shows is what is billed
+    return Report(
+        request_id=call.request_id,
+        duration_ms=duration_ms,
+        billed_ms=billed(duration_ms),
+        memory_mb=call.version.config.memory_mb,
+        max_memory_used_mb=memory_used or 1,
+        init_ms=round(cold.init_ms, 3) if cold else None,
+        cold=cold is not None,
+        source=cold.source if cold else "warm",
+        version=str(call.version.number),
+        queue_us=call.queue_us,
+        phases_us=cold.phases_us if cold else {},
+    )
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"

@@ -1,0 +1,75 @@
+"""Lambda's error taxonomy: what each way an invocation can end looks like to the caller.
+
+Pure functions, no I/O. A handler's exception is ``Handled``; anything that is the platform's
+verdict (a timeout, a crash, an OOM kill, an Init failure, a malformed or oversized answer) is
+``Unhandled`` and, except for a result the runtime itself refused to marshal, costs the sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+HANDLED: Final = "Handled"
+UNHANDLED: Final = "Unhandled"
+
+EXIT_ERROR: Final = "Runtime.ExitError"
+TIMED_OUT: Final = "Sandbox.Timedout"
+INVALID_RESPONSE: Final = "Runtime.InvalidResponse"
+UNKNOWN: Final = "Runtime.Unknown"
+# Errors a runtime reports that are the platform's verdict, not the handler's exception.
+UNHANDLED_TYPES: Final = frozenset({"Runtime.MarshalError", "Function.ResponseSizeTooLarge"})
+
+
+def function_error(error: Mapping[str, Any] | None) -> str | None:
+    """``Handled`` for the handler's own exception, ``Unhandled`` for the platform's."""
+    if error is None:
+        return None
+    return UNHANDLED if error.get("errorType") in UNHANDLED_TYPES else HANDLED
+
+
+def init_exit_error(description: str) -> dict[str, Any]:
+    """Init could not finish: the sandbox died, timed out or could not be set up."""
+    return {"errorType": EXIT_ERROR, "errorMessage": f"Runtime exited with error: {description}"}
+
+
+def exit_error(request_id: str, description: str, oom: bool = False) -> dict[str, Any]:
+    """The sandbox died during an invocation (crash, OOM kill, killed)."""
+    error: dict[str, Any] = {
+        "errorType": EXIT_ERROR,
+        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {description}",
+    }
+    if oom:
+        error["oom"] = True
+    return error
+
+
+def timeout_message(timeout_s: float) -> str:
+    return f"Task timed out after {timeout_s:.2f} seconds"
+
+
+def timeout_error(timeout_s: float) -> dict[str, Any]:
+    return {"errorType": TIMED_OUT, "errorMessage": timeout_message(timeout_s)}
+
+
+def invalid_response(request_id: str, problem: str) -> dict[str, Any]:
+    return {
+        "errorType": INVALID_RESPONSE,
+        "errorMessage": f"RequestId: {request_id} Error: the runtime sent a malformed result "
+        f"({problem})",
+    }
+
+
+def init_error(raw: Any) -> dict[str, Any]:
+    """The error of an ``init-error`` message, bounded like any error a sandbox sends."""
+    if not isinstance(raw, Mapping) or not raw:
+        return {"errorType": UNKNOWN, "errorMessage": ""}
+    return dict(raw)
+
+
+def error_log_lines(error: Mapping[str, Any]) -> bytes:
+    """What the log stream shows for a function error (Lambda's ``[ERROR]`` line + JSON)."""
+    import json
+
+    line = json.dumps({k: error.get(k) for k in ("errorMessage", "errorType", "stackTrace")})
+    return f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{line}\n".encode()

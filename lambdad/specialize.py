@@ -1,0 +1,261 @@
+"""The cold start: turn a generic sandbox from the runtime's pool into one of a function version.
+
+The daemon's half of specialization (the sandbox's half is :func:`sandbox.contain.specialize`,
+driven by :mod:`sandbox.agent`): make room in the memory budget, take a generic sandbox (from
+the pool, or forked on demand), write its cgroup limits, open its log stream, wire up egress,
+clone the code directory as a detached mount and send it with ``init``, then wait for Init.
+Every step is timed; the phases reach the cold invocation's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from lambdad.component import Component
+from lambdad.errors import TooManyRequests
+from lambdad.functions import Version
+from lambdad.logs import LogStore
+from lambdad.outcomes import error_log_lines, init_error, init_exit_error
+from lambdad.placement import FunctionState, WarmPool
+from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
+from lambdad.scheduler import ACCOUNT_EXCEEDED
+from sandbox import _libc, messages
+from sandbox.cgroups import CgroupLimits
+from sandbox.defaults import POOL_LIMITS
+
+INIT_TIMEOUT_S: Final = 10.0  # Lambda's init phase limit
+EXIT_INFO_WAIT_S: Final = 5.0  # how long to wait for the zygote's word on how a sandbox died
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    source: str  # "pool" or "fork"
+    init_ms: float
+    phases_us: dict[str, int]
+
+
+class InitFailed(Exception):
+    """Init did not succeed; ``error`` is what the caller gets (Unhandled)."""
+
+    def __init__(self, error: dict[str, Any], cold: ColdStart) -> None:
+        super().__init__(error.get("errorMessage", ""))
+        self.error = error
+        self.cold = cold
+
+
+class GenericLost(Exception):
+    """A pooled sandbox was dead when its specialization began (not the function's fault)."""
+
+
+class _EgressUnavailable(Exception):
+    pass
+
+
+class EgressHost(Protocol):
+    """The host half of ``network = "egress"`` (:class:`sandbox.egress.Egress`)."""
+
+    def attach(self, sandbox_id: str, pid: int) -> dict[str, str]: ...
+    def detach(self, sandbox_id: str) -> None: ...
+
+
+class Pools(Protocol):
+    def pool(self, runtime: str) -> GenericPool: ...
+
+
+class CodePaths(Protocol):
+    def code_path(self, version: Version) -> str: ...
+
+
+async def exit_description(sandbox: Sandbox) -> tuple[str, int, int]:
+    """(description, memory peak bytes, oom kills) of a sandbox that died: the zygote's word,
+    or "signal: killed" if it does not come in time."""
+    sandbox.kill()
+    try:
+        info = await asyncio.wait_for(asyncio.shield(sandbox.exit_info), EXIT_INFO_WAIT_S)
+    except TimeoutError:
+        return "signal: killed", 0, 0
+    return info.describe(), info.memory_peak, info.oom_kills
+
+
+class Specializer:
+    def __init__(
+        self,
+        warm: WarmPool[Sandbox],
+        pools: Pools,
+        code: CodePaths,
+        logs: LogStore,
+        memory_budget_mb: int,
+    ) -> None:
+        self.warm = warm
+        self.pools = pools
+        self.code = code
+        self.logs = logs
+        self.memory_budget_mb = memory_budget_mb
+        self.egress: EgressHost | None = None  # set once the host half is up
+
+    def make_room(self, memory_mb: int) -> None:
+        """Keep specialized sandboxes within the memory budget: reap least recently used idle
+        ones first; throttle only if that cannot make room."""
+        if not self.warm.evict_lru(memory_mb, self.memory_budget_mb):
+            raise TooManyRequests(
+                f"Rate Exceeded: memory budget of {self.memory_budget_mb} MB is in use",
+                reason=ACCOUNT_EXCEEDED,
+            )
+
+    async def cold_start(
+        self, state: FunctionState[Sandbox], version: Version
+    ) -> tuple[Sandbox, ColdStart]:
+        """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
+
+        Raises:
+            InitFailed: Init failed; the sandbox is gone.
+            GenericLost: the pooled sandbox was already dead; try again.
+            TooManyRequests: the memory budget is full of busy sandboxes.
+        """
+        cfg = version.config
+        self.make_room(cfg.memory_mb)
+        t_acquire = time.monotonic_ns()
+        sandbox, source = await self.pools.pool(cfg.runtime).acquire()
+        sandbox.move(State.SPECIALIZING)
+        sandbox.function, sandbox.version, sandbox.memory_mb = (
+            cfg.name,
+            version.number,
+            cfg.memory_mb,
+        )
+        self.warm.add(state, sandbox)
+        t0 = time.monotonic_ns()
+        tree_fd = -1
+        try:
+            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
+            if sandbox.cgroup is not None and limits != POOL_LIMITS:
+                sandbox.cgroup.set_limits(limits)
+            set_limits_us = (time.monotonic_ns() - t0) // 1000
+            code_path = self.code.code_path(version)
+            sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
+            init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
+            sandbox.log_stream.write(init_line.encode() + b"\n")
+            egress = None
+            if cfg.network == "egress":
+                if self.egress is None:
+                    raise _EgressUnavailable("network = 'egress' is not available on this host")
+                egress = await asyncio.to_thread(self.egress.attach, sandbox.id, sandbox.pid)
+                egress_off = self.egress.detach
+                # detach() never blocks (the veth is deleted by egress's own thread).
+                sandbox.on_close = lambda: egress_off(sandbox.id)
+            fds = []
+            if os.geteuid() == 0 or sandbox.zygote.missing == []:
+                try:
+                    tree_fd = _libc.open_tree_clone(code_path)
+                    fds.append(tree_fd)
+                except OSError:
+                    pass
+            init = messages.Init(
+                function={**cfg.to_dict(), "version": str(version.number)},
+                code_path=code_path,
+                log_stream=sandbox.log_stream.name,
+                pids_max=cfg.pids_max,
+                egress=egress,
+            )
+            try:
+                sandbox.send_init(init, fds)
+            except SandboxDied:
+                # A pooled sandbox that died before it was given anything (its EOF not yet
+                # seen): no code of the function ran. Not the function's failure: try another.
+                self.warm.discard(state, sandbox)
+                sandbox.kill()
+                raise GenericLost(sandbox.id) from None
+            if tree_fd >= 0:
+                os.close(tree_fd)
+                tree_fd = -1
+            t_sent = time.monotonic_ns()
+            reply = await sandbox.receive_any(timeout=INIT_TIMEOUT_S)
+            if not isinstance(reply, messages.InitDone | messages.InitError):
+                raise messages.MessageError(f"{type(reply).__name__} in answer to init")
+        except (
+            SandboxDied,
+            TimeoutError,
+            OSError,
+            _EgressUnavailable,
+            messages.MessageError,
+        ) as exc:
+            self.warm.discard(state, sandbox)
+            if isinstance(exc, _EgressUnavailable):
+                sandbox.kill()
+                description = str(exc)
+            elif isinstance(exc, SandboxDied):
+                description = (await exit_description(sandbox))[0]
+            elif isinstance(exc, TimeoutError):
+                sandbox.kill()
+                description = f"init did not finish within {INIT_TIMEOUT_S:.0f} s"
+            elif isinstance(exc, messages.MessageError):
+                sandbox.violation(f"malformed answer to init ({exc})")
+                description = f"the runtime sent a malformed answer to init ({exc})"
+            else:
+                sandbox.kill()
+                description = f"sandbox set-up failed: {exc}"
+            init_ms = (time.monotonic_ns() - t0) / 1e6
+            raise InitFailed(
+                init_exit_error(description),
+                ColdStart(source, init_ms, dict(sandbox.generic_phases)),
+            ) from None
+        finally:
+            if tree_fd >= 0:
+                os.close(tree_fd)
+        sandbox.drain_log()
+        # The daemon's side of the cold start, so that nothing has to be guessed: waiting for
+        # a pooled (or forked) sandbox, preparing the init message, and the init round trip
+        # (the sandbox's own phases below are inside it).
+        phases = {
+            **sandbox.generic_phases,
+            "pool_wait": (t0 - t_acquire) // 1000,
+            "set_limits": set_limits_us,
+            "daemon_prepare": (t_sent - t0) // 1000,
+            "init_roundtrip": (time.monotonic_ns() - t_sent) // 1000,
+        }
+        phases.update(reply.phases)
+        init_ms = reply.init_us / 1000 + set_limits_us / 1000
+        cold = ColdStart(source, init_ms, phases)
+        if isinstance(reply, messages.InitError):
+            self.warm.discard(state, sandbox)
+            sandbox.kill()
+            error = init_error(reply.error)
+            if sandbox.log_stream is not None:
+                sandbox.log_stream.write(error_log_lines(error))
+            raise InitFailed(error, cold)
+        return sandbox, cold
+
+
+class HostEgress(Component):
+    """The host half of ``network = "egress"`` (NAT, filters), set up in a worker thread:
+    pyroute2 must not run inside the event loop. What is unavailable goes to ``missing``."""
+
+    name = "egress"
+
+    def __init__(self, specializer: Specializer, disable: tuple[str, ...]) -> None:
+        self.specializer = specializer
+        self.disable = disable
+        self.missing: list[str] = []
+        self._egress: Any = None  # sandbox.egress.Egress once set up
+
+    async def start(self) -> None:
+        if os.geteuid() != 0 or "namespaces" in self.disable:
+            self.missing.append("egress: needs root: network = 'egress' functions cannot run")
+            return
+        try:
+            from sandbox.egress import Egress
+
+            egress = Egress()
+            await asyncio.to_thread(egress.setup_host)
+        except Exception as exc:
+            self.missing.append(f"egress unavailable ({exc}): network = 'egress' cannot run")
+            return
+        self._egress = egress
+        self.specializer.egress = egress
+
+    async def stop(self) -> None:
+        if self._egress is not None:
+            await asyncio.to_thread(self._egress.teardown_host)

@@ -1,0 +1,145 @@
+"""The sandbox's PID-1 agent: READY -> specialize (via :mod:`sandbox.contain`) -> serve.
+
+It runs in every sandbox after pool-time set-up, single-threaded and blocking, and holds the
+conversation with the daemon (:mod:`sandbox.messages`); what a function *is* — how its code is
+loaded and called, Lambda's semantics — is the :class:`Runtime` it drives, chosen by the
+runtime registry (:mod:`sandbox.runtimes`). ``python`` runs the handler in this process; a
+process runtime (Node.js, ``provided``) would run it in a child and speak the Runtime API.
+
+The sequence:
+
+1. ``runtime.prepare()`` (pool time: paths, warm-up), then ``ready`` with the pool-time phases;
+2. wait for ``init`` (with the code mount fd): ``contain.specialize`` (code mount, /tmp,
+   egress, rlimits, credentials, seccomp last) — a failure is ``init-error``
+   ``Sandbox.SetupError`` and exit 1;
+3. ``runtime.init()`` (environment, handler import = Init): ``init-done`` or ``init-error``;
+4. serve ``invoke`` after ``invoke`` with ``runtime.invoke()`` until EOF or ``retire``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any, NoReturn, Protocol
+
+from sandbox import contain, messages, rlimits
+
+TASK_ROOT = "/var/task"
+
+
+class InitFailure(Exception):
+    """Init failed in a way the caller should see (``error`` is Lambda's error object)."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        super().__init__(str(error.get("errorMessage", "")))
+        self.error = error
+
+
+class Runtime(Protocol):
+    """What the agent drives. Every method runs in the sandbox, blocking."""
+
+    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
+        """Pool time, before ``ready``: anything that makes the first invocation cheaper."""
+
+    def init(self, init: messages.Init, task_root: str, phases: dict[str, int]) -> None:
+        """Load the function (Init), adding phase timings (us) to ``phases``.
+
+        Raises:
+            InitFailure: the function cannot be loaded (import error, missing handler).
+        """
+
+    def invoke(self, msg: messages.Invoke) -> messages.Result:
+        """Run one invocation; never raises for anything the function does."""
+
+    def after_invoke(self) -> None:
+        """After the result is sent (off the caller's clock): e.g. reap orphans."""
+
+
+def serve(
+    chan: messages.StreamChannel,
+    runtime: Runtime,
+    isolation: contain.Isolation,
+    uid: int,
+    gid: int,
+    path_map: Mapping[str, str],
+    generic_phases: dict[str, int],
+) -> NoReturn:
+    """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
+    runtime.prepare(isolation, path_map)
+    chan.send(messages.Ready(generic_phases))
+    try:
+        msg, fds = chan.recv()
+    except messages.MessageError:
+        os._exit(1)
+    if not isinstance(msg, messages.Init):
+        os._exit(0)
+    function = msg.function
+    t_init = time.monotonic_ns()
+    if os.getpriority(os.PRIO_PROCESS, 0) > 0:  # a pool refill ran niced: back to normal
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except OSError:
+            pass
+    try:
+        spec = contain.Specialization(
+            tmp_mb=int(function["tmp_mb"]),
+            uid=uid,
+            gid=gid,
+            limits=rlimits.Rlimits(
+                fsize_bytes=int(function["tmp_mb"]) * 1024 * 1024,
+                nproc=msg.pids_max,
+            ),
+        )
+        egress = dict(msg.egress) if msg.egress is not None else None
+        phases = contain.specialize(isolation, spec, fds[0] if fds else -1, egress)
+    except Exception as exc:
+        chan.send(
+            messages.InitError(
+                error=_setup_error(exc),
+                phases={},
+                init_us=(time.monotonic_ns() - t_init) // 1000,
+            )
+        )
+        os._exit(1)
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    task_root = TASK_ROOT if isolation.namespaces else msg.code_path
+    try:
+        runtime.init(msg, task_root, phases)
+    except InitFailure as exc:
+        chan.send(
+            messages.InitError(
+                error=exc.error, phases=phases, init_us=(time.monotonic_ns() - t_init) // 1000
+            )
+        )
+        os._exit(0)
+    chan.send(messages.InitDone(phases, (time.monotonic_ns() - t_init) // 1000))
+    _invocation_loop(chan, runtime)
+
+
+def _invocation_loop(chan: messages.StreamChannel, runtime: Runtime) -> NoReturn:
+    while True:
+        try:
+            msg, _ = chan.recv(with_fds=False)
+        except messages.MessageError:
+            os._exit(1)
+        if not isinstance(msg, messages.Invoke):
+            os._exit(0)
+        chan.send(runtime.invoke(msg))
+        runtime.after_invoke()
+
+
+def _setup_error(exc: BaseException) -> dict[str, Any]:
+    """Lambda's error shape for a failure of the sandbox's own set-up."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    return {
+        "errorMessage": str(exc),
+        "errorType": "Sandbox.SetupError",
+        "stackTrace": traceback.StackSummary.from_list(frames).format(),
+    }

@@ -1,0 +1,72 @@
+"""lambdad.outcomes: Lambda's error taxonomy, one example per way an invocation ends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lambdad import outcomes
+
+
+@pytest.mark.parametrize(
+    "error_type, expected",
+    [
+        ("ValueError", "Handled"),
+        ("KeyError", "Handled"),
+        ("Runtime.MarshalError", "Unhandled"),
+        ("Function.ResponseSizeTooLarge", "Unhandled"),
+    ],
+)
+def test_function_error_of_a_runtime_error(error_type: str, expected: str) -> None:
+    assert outcomes.function_error({"errorType": error_type, "errorMessage": ""}) == expected
+
+
+def test_no_error_is_no_function_error() -> None:
+    assert outcomes.function_error(None) is None
+
+
+def test_exit_error_is_lambdas_wording() -> None:
+    error = outcomes.exit_error("r-1", "signal: killed")
+    assert error == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "RequestId: r-1 Error: Runtime exited with error: signal: killed",
+    }
+    assert outcomes.exit_error("r-1", "signal: killed", oom=True)["oom"] is True
+
+
+def test_init_exit_error_has_no_request_id() -> None:
+    assert outcomes.init_exit_error("exit status 1") == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "Runtime exited with error: exit status 1",
+    }
+
+
+def test_timeout_is_lambdas_wording() -> None:
+    assert outcomes.timeout_error(3.0) == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": "Task timed out after 3.00 seconds",
+    }
+
+
+def test_invalid_response_names_the_problem() -> None:
+    error = outcomes.invalid_response("r-2", "result is not bytes")
+    assert error["errorType"] == "Runtime.InvalidResponse"
+    assert (
+        "RequestId: r-2" in error["errorMessage"] and "result is not bytes" in error["errorMessage"]
+    )
+
+
+def test_an_empty_init_error_is_unknown() -> None:
+    assert outcomes.init_error({})["errorType"] == "Runtime.Unknown"
+    assert outcomes.init_error(None)["errorType"] == "Runtime.Unknown"
+    kept = {"errorType": "Runtime.ImportModuleError", "errorMessage": "no module"}
+    assert outcomes.init_error(kept) == kept
+
+
+def test_error_log_lines_are_the_error_line_and_its_json() -> None:
+    error = {"errorType": "ValueError", "errorMessage": "boom", "stackTrace": ["  File a"]}
+    first, second = outcomes.error_log_lines(error).decode().splitlines()
+    assert first == "[ERROR] ValueError: boom"
+    assert json.loads(second) == {"errorMessage": "boom", "errorType": "ValueError",
+                                  "stackTrace": ["  File a"]}  # fmt: skip

@@ -1,0 +1,166 @@
+"""WarmPool: the idle/busy bookkeeping of specialized sandboxes, with fake sandboxes."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdad.placement import WarmPool
+from lambdad.sandboxes import TRANSITIONS, IllegalTransition, State
+
+
+class FakeSandbox:
+    def __init__(self, id: str, version: int = 1, memory_mb: int = 128) -> None:
+        self.id = id
+        self.state = State.SPECIALIZING
+        self.version: int | None = version
+        self.memory_mb = memory_mb
+        self.last_used = 0.0
+        self.retired = False
+        self.freezable = True
+        self.thaws = True
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not State.DEAD
+
+    def move(self, new: State) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state} -> {new}")
+        self.state = new
+
+    def retire(self) -> None:
+        self.retired = True
+        self.state = State.DEAD
+
+    def kill(self) -> None:
+        self.state = State.DEAD
+
+    def freeze(self) -> bool:
+        return self.freezable
+
+    def thaw(self) -> bool:
+        return self.thaws
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pool(clock: Clock) -> WarmPool[FakeSandbox]:
+    return WarmPool(clock)
+
+
+def _warm(pool: WarmPool[FakeSandbox], name: str, *sandboxes: FakeSandbox) -> None:
+    state = pool.state(name)
+    for sandbox in sandboxes:
+        pool.add(state, sandbox)
+        sandbox.move(State.BUSY)
+        pool.put_back(state, sandbox)
+
+
+def test_take_is_lifo_and_marks_busy(pool: WarmPool[FakeSandbox], clock: Clock) -> None:
+    a, b = FakeSandbox("a"), FakeSandbox("b")
+    _warm(pool, "f", a, b)
+    state = pool.state("f")
+    assert pool.take(state, 1) is b and b.state is State.BUSY
+    assert pool.take(state, 1) is a
+    assert pool.take(state, 1) is None
+    assert state.sandboxes == {a, b}  # busy ones still count
+
+
+def test_take_skips_dead_retires_other_versions_and_thaws(pool: WarmPool[FakeSandbox]) -> None:
+    old, dead, frozen, broken = (FakeSandbox(n) for n in ("old", "dead", "frozen", "broken"))
+    _warm(pool, "f", frozen, broken, old, dead)
+    old.version = 0
+    dead.kill()
+    frozen.move(State.FROZEN)
+    broken.move(State.FROZEN)
+    broken.thaws = False
+    state = pool.state("f")
+    assert pool.take(state, 1) is frozen and frozen.state is State.BUSY
+    assert dead not in state.sandboxes
+    assert old.retired and old not in state.sandboxes
+    assert broken.state is State.DEAD and broken not in state.sandboxes
+    assert state.idle == []
+
+
+def test_put_back_coldest_goes_to_the_far_end(pool: WarmPool[FakeSandbox]) -> None:
+    hot, provisioned = FakeSandbox("hot"), FakeSandbox("provisioned")
+    _warm(pool, "f", hot)
+    state = pool.state("f")
+    pool.add(state, provisioned)
+    pool.put_back(state, provisioned, coldest=True)
+    assert state.idle == [provisioned, hot]
+
+
+def test_evict_lru_retires_least_recently_used_first(
+    pool: WarmPool[FakeSandbox], clock: Clock
+) -> None:
+    a, b, c = (FakeSandbox(n, memory_mb=100) for n in "abc")
+    for sandbox in (a, b, c):
+        _warm(pool, sandbox.id, sandbox)
+        clock.now += 1
+    assert pool.memory_in_use() == 300
+    assert pool.evict_lru(50, 350)  # room already: nothing retired
+    assert not any(s.retired for s in (a, b, c))
+    assert pool.evict_lru(150, 350)  # 300 + 150 > 350: one (the oldest) must go
+    assert a.retired and not b.retired and not c.retired
+
+
+def test_evict_lru_fails_when_busy_sandboxes_fill_the_budget(pool: WarmPool[FakeSandbox]) -> None:
+    busy = FakeSandbox("busy", memory_mb=300)
+    _warm(pool, "f", busy)
+    pool.take(pool.state("f"), 1)
+    assert not pool.evict_lru(100, 350)
+    assert not busy.retired
+
+
+def test_sweep_expires_keeps_min_warm_and_freezes(
+    pool: WarmPool[FakeSandbox], clock: Clock
+) -> None:
+    a, b, c = FakeSandbox("a"), FakeSandbox("b"), FakeSandbox("c")
+    _warm(pool, "f", a, b)
+    _warm(pool, "g", c)
+    clock.now += 2  # past freeze_after (1 s), not past the TTL
+    pool.sweep(idle_ttl_s=10, freeze_after_s=1, min_warm=lambda name: 0)
+    assert {s.state for s in (a, b, c)} == {State.FROZEN}
+    clock.now += 20  # past the TTL: f keeps its min_warm of 1, g keeps none
+    pool.sweep(idle_ttl_s=10, freeze_after_s=1, min_warm=lambda name: 1 if name == "f" else 0)
+    assert sum(s.retired for s in (a, b)) == 1 and len(pool.state("f").sandboxes) == 1
+    assert c.retired and not pool.state("g").sandboxes
+
+
+def test_sweep_forgets_dead_idle_sandboxes(pool: WarmPool[FakeSandbox]) -> None:
+    a = FakeSandbox("a")
+    _warm(pool, "f", a)
+    a.kill()
+    pool.sweep(idle_ttl_s=10, freeze_after_s=1, min_warm=lambda name: 0)
+    assert not pool.state("f").sandboxes and not pool.state("f").idle
+
+
+def test_new_version_retires_idle_old_ones(pool: WarmPool[FakeSandbox]) -> None:
+    old, new = FakeSandbox("old", version=1), FakeSandbox("new", version=2)
+    _warm(pool, "f", old, new)
+    pool.retire_idle_except(pool.state("f"), 2)
+    assert old.retired and not new.retired and pool.state("f").idle == [new]
+
+
+def test_drop_retires_all_but_busy_and_forgets_the_function(pool: WarmPool[FakeSandbox]) -> None:
+    idle, busy = FakeSandbox("idle"), FakeSandbox("busy")
+    _warm(pool, "f", idle, busy)
+    state = pool.state("f")
+    assert pool.take(state, 1) is busy
+    pool.drop("f")
+    assert idle.retired and not busy.retired
+    assert not pool.current(state)  # a busy sandbox's release sees the function is gone
+    assert pool.state("f") is not state
