@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import os
 import re
@@ -53,6 +54,7 @@ K_DATE_BYTES: Final = 32
 _UNRECOGNIZED: Final = "The security token included in the request is invalid."
 
 
+@functools.lru_cache(maxsize=1024)
 def _day(date: str) -> int:
     """``YYYYMMDD`` -> proleptic ordinal; ValueError if it is not a date."""
     if len(date) != 8 or not date.isdigit():

@@ -97,8 +97,10 @@ class MetricsServer:
             writer.close()
             return
         request_line = head[: min(len(head), MAX_REQUEST_HEAD)].split(b"\r\n", 1)[0].split()
-        if len(request_line) >= 2 and request_line[0] == b"GET" and (
-            request_line[1] == b"/metrics" or request_line[1].startswith(b"/metrics?")
+        if (
+            len(request_line) >= 2
+            and request_line[0] == b"GET"
+            and (request_line[1] == b"/metrics" or request_line[1].startswith(b"/metrics?"))
         ):
             body = generate_latest(self.registry)
             status, content_type = b"200 OK", CONTENT_TYPE_LATEST.encode()

@@ -30,7 +30,9 @@ does and botocore's error parsing sees the code it expects.
 from __future__ import annotations
 
 import calendar
+import datetime
 import email.utils
+import functools
 import hashlib
 import hmac
 import re
@@ -122,8 +124,12 @@ def date_key(secret_access_key: str, date: str) -> bytes:
     return hmac.digest(f"AWS4{secret_access_key}".encode(), date.encode(), "sha256")
 
 
+@functools.lru_cache(maxsize=1024)
 def signing_key(k_date: bytes, region: str, service: str) -> bytes:
-    """``kSigning`` from ``kDate``: HMAC chained over region, service and ``aws4_request``."""
+    """``kSigning`` from ``kDate``: HMAC chained over region, service and ``aws4_request``.
+
+    Cached: a client signs every request of a day with the same key.
+    """
     k_region = hmac.digest(k_date, region.encode(), "sha256")
     k_service = hmac.digest(k_region, service.encode(), "sha256")
     return hmac.digest(k_service, b"aws4_request", "sha256")
@@ -329,6 +335,27 @@ def _stamp(epoch: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
+@functools.lru_cache(maxsize=4096)
+def _epoch(timestamp: str) -> int:
+    """``YYYYMMDDTHHMMSSZ`` (already matched by _TIMESTAMP_RE) -> Unix time.
+
+    Raises IncompleteSignature for fields out of range (month 13, second 61, ...).
+    """
+    try:
+        fields = (
+            int(timestamp[0:4]),
+            int(timestamp[4:6]),
+            int(timestamp[6:8]),
+            int(timestamp[9:11]),
+            int(timestamp[11:13]),
+            int(timestamp[13:15]),
+        )
+        datetime.datetime(*fields)  # validates the ranges
+    except ValueError:
+        raise IncompleteSignature(f"X-Amz-Date is not a valid time: {timestamp!r}") from None
+    return calendar.timegm((*fields, 0, 0, 0))
+
+
 def _check_time(parts: _Parts, now: float) -> None:
     if not _TIMESTAMP_RE.fullmatch(parts.timestamp):
         raise IncompleteSignature(
@@ -340,10 +367,7 @@ def _check_time(parts: _Parts, now: float) -> None:
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
             f"from HTTP: {parts.date!r} != {parts.timestamp[:8]!r}, from {parts.timestamp!r}"
         )
-    try:
-        signed = calendar.timegm(time.strptime(parts.timestamp, "%Y%m%dT%H%M%SZ"))
-    except ValueError:
-        raise IncompleteSignature(f"X-Amz-Date is not a valid time: {parts.timestamp!r}") from None
+    signed = _epoch(parts.timestamp)
     if signed > now + MAX_SKEW_S:
         raise InvalidSignature(
             f"Signature not yet current: {parts.timestamp} is still later than "
