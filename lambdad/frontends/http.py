@@ -11,19 +11,22 @@ Node.js and uvicorn) and hands each complete request to an application::
 The Lambda API, the HTTP gateway and the metrics endpoint are such applications; this module
 knows nothing about any of them.
 
-Why httptools and not h11 (measured on this machine, uvloop, one keep-alive connection, a
-botocore-sized signed POST answered with a 2-byte JSON body, ``/tmp/api/parsebench.py``):
+Why httptools and not h11 — measured on this machine with ``python -m benchmarks.http_parsers``
+(uvloop server in a child process, one keep-alive connection, a botocore-sized signed POST
+answered with a 2-byte JSON body; 2 cores shared with other test runs, so p99s are noisy):
 
-=============  ================================  ==========================
-parser         request/response round trip p50    parse + respond, no I/O
-=============  ================================  ==========================
-h11 0.16       149-176 µs (p99 229-302 µs)        88 µs per request
-httptools 0.9  27-33 µs (p99 54-69 µs)            2-3 µs per request
-=============  ================================  ==========================
+=============  ====================================  ==========================
+parser         round trip p50 (p99)                   parse + respond, no I/O
+=============  ====================================  ==========================
+h11 0.16       149-176 µs (229-350 µs)                88-112 µs per request
+httptools 0.9  27-33 µs (54-177 µs)                   2-3 µs per request
+=============  ====================================  ==========================
 
 h11 is the nicer API, but its pure-Python state machine alone costs about the whole budget of
 a warm invocation (the msgpack path answers in ~100 µs; the issue allows HTTP 1.5 times that).
-httptools is a thin binding over llhttp, maintained with uvicorn, and parses in C.
+httptools is a thin binding over llhttp (Node.js's parser), maintained with uvicorn, and
+parses in C; what it does not do — size limits, deadlines, pipelining order, error answers —
+this module does.
 
 What this layer guarantees, whatever the application:
 
@@ -38,7 +41,9 @@ What this layer guarantees, whatever the application:
 * **Slowloris-safe time limits.** A request's head must arrive within ``header_timeout_s`` of
   its first byte and its body within ``body_timeout_s`` of the end of its head — absolute
   deadlines, so trickling bytes buys nothing → 408. An idle keep-alive connection (nothing
-  received since the last response) is closed silently after ``keepalive_timeout_s``.
+  received since the last response) is closed silently after ``keepalive_timeout_s``. One
+  server-wide sweeper enforces them (a deadline fires at most a quarter of the shortest
+  timeout late), so a request arms no timer of its own.
 * **An answer to every request.** Malformed bytes get a 400 naming the parser's complaint, an
   application exception a 500; after an error that ends the connection the socket is
   half-closed and its input swallowed for ``LINGER_S``, so the peer reads the answer instead
@@ -55,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import http
+import math
 import sys
 import time
 import traceback
@@ -212,6 +218,8 @@ class HttpServer:
         self.server: asyncio.AbstractServer | None = None
         self.address = ""
         self._all_closed: asyncio.Future[None] | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._tick = 1.0
 
     async def start(self, host: str, port: int) -> str:
         """Listen on ``host:port`` (port 0 picks a free one); returns ``"host:port"`` bound."""
@@ -219,7 +227,26 @@ class HttpServer:
         self.server = await loop.create_server(lambda: HttpProtocol(self), host, port)
         bound = self.server.sockets[0].getsockname()
         self.address = f"{bound[0]}:{bound[1]}"
+        limits = self.limits
+        shortest = min(limits.header_timeout_s, limits.body_timeout_s, limits.keepalive_timeout_s)
+        self._tick = min(1.0, shortest / 4)
+        self._sweeper = loop.call_later(self._tick, self._sweep)
         return self.address
+
+    def _sweep(self) -> None:
+        """Enforce every connection's deadline; runs every ``_tick`` seconds.
+
+        One timer for the whole server instead of a timer armed and cancelled per request
+        and phase: a request costs two float assignments, and a deadline fires at most a
+        tick late (a quarter of the shortest timeout, at most 1 s).
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            if conn.deadline <= now:
+                conn.deadline = math.inf
+                conn.on_deadline()
+        self._sweeper = loop.call_later(self._tick, self._sweep)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop listening; close idle connections now and busy ones after their response.
@@ -237,6 +264,8 @@ class HttpServer:
             except TimeoutError:
                 for conn in list(self.connections):
                     conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
 
     def _forget(self, conn: HttpProtocol) -> None:
         self.connections.discard(conn)
@@ -256,7 +285,9 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request | _Failure] = deque()
         self.worker: asyncio.Task[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # only for the linger after an error
+        self.deadline = math.inf  # loop time; HttpServer._sweep calls on_deadline past it
+        self.on_deadline: Callable[[], None] = self._idle_timeout
         # The message being parsed.
         self._in_message = False
         self._in_head = False
@@ -286,7 +317,7 @@ class HttpProtocol(asyncio.Protocol):
             self._start_worker()
             return
         self.server.connections.add(self)
-        self._set_timer(self.limits.keepalive_timeout_s, self._idle_timeout)
+        self._expect(self.limits.keepalive_timeout_s, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._stop_parsing:
@@ -357,7 +388,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = []
         self._body = []
         self._body_size = 0
-        self._set_timer(self.limits.header_timeout_s, self._header_timeout)
+        self._expect(self.limits.header_timeout_s, self._header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -383,7 +414,7 @@ class HttpProtocol(asyncio.Protocol):
         for name, value in self._headers:
             if name == "content-length" and int(value) > limit:  # llhttp checked the digits
                 raise _Refuse(413, f"request body larger than {limit} bytes")
-        self._set_timer(self.limits.body_timeout_s, self._body_timeout)
+        self._expect(self.limits.body_timeout_s, self._body_timeout)
         expect = [v for k, v in self._headers if k == "expect"]
         if expect:
             if [v.lower() for v in expect] != ["100-continue"]:
@@ -454,7 +485,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._stop_parsing and not self._in_message:
             self._close()
         elif not self._in_message:
-            self._set_timer(self.limits.keepalive_timeout_s, self._idle_timeout)
+            self._expect(self.limits.keepalive_timeout_s, self._idle_timeout)
 
     def _write_response(self, response: Response, *, close: bool, head_only: bool) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -478,27 +509,25 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- time limits ---------------------------------------------------------------------
 
-    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, callback)
+    def _expect(self, delay: float, callback: Callable[[], None]) -> None:
+        """The next thing must happen within ``delay`` seconds, or ``callback`` runs."""
+        self.deadline = self.loop.time() + delay
+        self.on_deadline = callback
 
     def _cancel_timer(self) -> None:
+        self.deadline = math.inf
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def _idle_timeout(self) -> None:
-        self.timer = None
         if not self._in_message and not self.queue and self.worker is None:
             self._close()
 
     def _header_timeout(self) -> None:
-        self.timer = None
         self._fail(408, f"request head not received within {self.limits.header_timeout_s:g} s")
 
     def _body_timeout(self) -> None:
-        self.timer = None
         self._fail(408, f"request body not received within {self.limits.body_timeout_s:g} s")
 
     # -- ending ----------------------------------------------------------------------------
@@ -539,7 +568,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self._set_timer(LINGER_S, self._close)
+        self.deadline = math.inf
+        self.timer = self.loop.call_later(LINGER_S, self._close)
 
     def shutdown(self) -> None:
         """Server shutdown: close now if idle, else after the response being prepared."""
