@@ -294,6 +294,7 @@ class HttpProtocol(asyncio.Protocol):
         self._head_pending = 0  # bytes fed while in a head (bounds httptools' own buffering)
         self._head_size = 0
         self._target = bytearray()
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
         self._body_size = 0
@@ -385,7 +386,7 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = True
         self._head_size = 0
         self._target.clear()
-        self._headers = []
+        self._raw_headers = []
         self._body = []
         self._body_size = 0
         self._expect(self.limits.header_timeout_s, self._header_timeout)
@@ -399,13 +400,18 @@ class HttpProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size + len(self._target) > self.limits.max_head_bytes:
             raise _Refuse(431, f"request head larger than {self.limits.max_head_bytes} bytes")
-        if len(self._headers) >= self.limits.max_headers:
+        raw = self._raw_headers
+        if len(raw) >= self.limits.max_headers:
             raise _Refuse(431, f"more than {self.limits.max_headers} header fields")
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        raw.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_pending = 0
+        self._headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in self._raw_headers
+        ]
         method = self.parser.get_method().decode("latin-1")
         limit = self.limits.max_body_bytes
         if self.server.body_limit is not None:
