@@ -425,7 +425,11 @@ class HttpProtocol(asyncio.Protocol):
         if expect:
             if [v.lower() for v in expect] != ["100-continue"]:
                 raise _Refuse(417, f"cannot meet expectation {', '.join(expect)!r}")
-            if self.parser.get_http_version() == "1.1" and self.transport is not None:
+            # Only when no earlier pipelined request still awaits its answer: an interim
+            # response must not overtake it. Otherwise the client sends the body after its
+            # own short wait, as RFC 9110 lets it.
+            idle = not self.queue and self.worker is None
+            if idle and self.parser.get_http_version() == "1.1" and self.transport is not None:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:

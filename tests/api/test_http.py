@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -11,12 +12,16 @@ import pytest
 
 from lambdad.frontends.http import Limits, Request, Response
 from tests.api.helpers import read_responses, read_until_closed, serve
+from tests.conftest import wait_for
 
 SEEN: list[Request] = []
+RELEASE: dict[str, asyncio.Event] = {}
 
 
 async def echo(request: Request) -> Response:
     SEEN.append(request)
+    if request.path == "/wait":
+        await RELEASE["wait"].wait()  # held until the test releases it
     if request.path == "/boom":
         raise RuntimeError("the application failed")
     if request.path == "/bad-header":
@@ -97,6 +102,32 @@ def test_pipelined_requests_are_answered_in_order() -> None:
             doc = json.loads(body_of(raw))
             assert (doc["path"], doc["body"]) == (f"/r{i}", "x" * i)
         sock.close()
+
+
+def test_a_deep_pipeline_with_a_small_queue_is_answered_in_order() -> None:
+    with serve(echo, limits=fast(max_pipelined=2)) as srv:
+        sock = srv.connect()
+        sock.sendall(b"".join(b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(200)))
+        for i, raw in enumerate(read_responses(sock, 200)):
+            assert json.loads(body_of(raw))["path"] == f"/{i}"
+
+
+def test_100_continue_never_overtakes_an_earlier_answer() -> None:
+    with serve(echo) as srv:
+
+        async def make_event() -> None:
+            RELEASE["wait"] = asyncio.Event()
+
+        srv.call(make_event())
+        sock = srv.connect()
+        sock.sendall(b"GET /wait HTTP/1.1\r\n\r\n")
+        wait_for(lambda: any(r.path == "/wait" for r in SEEN))
+        sock.sendall(b"POST /b HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(b"ok")  # the client gave up waiting for 100 Continue
+        srv.loop.call_soon_threadsafe(RELEASE["wait"].set)
+        first, second = read_responses(sock, 2)
+        assert first.startswith(b"HTTP/1.1 200") and b'"/wait"' in first
+        assert json.loads(body_of(second))["body"] == "ok"
 
 
 def test_chunked_request_bodies_are_decoded() -> None:
