@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import http.client
 import json
@@ -26,7 +27,8 @@ from botocore.exceptions import ClientError
 from botocore.model import OperationModel, Shape
 from botocore.serialize import create_serializer
 
-from lambdad.frontends.http import Limits, Response
+from lambdad import errors
+from lambdad.frontends.http import Limits, Request, Response
 from lambdad.frontends.lambda_api_routes import (
     ERRORS,
     ISSUE_OPERATIONS,
@@ -246,6 +248,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
 ZIP = b"PK\x05\x06" + b"\0" * 18
 ROLE = "arn:aws:iam::000000000000:role/x"
 ARN = "arn:aws:lambda:eu-central-1:000000000000:function:hello"
+PATH = "/2015-03-31/functions/hello/invocations"
 
 CALLS: list[tuple[str, dict[str, Any], dict[str, str], dict[str, list[str]]]] = [
     # (method, kwargs, expected URI labels, expected query)
@@ -537,3 +540,87 @@ def test_direct_http_client_sees_a_json_error_for_garbage(api: Api) -> None:
     assert resp.status == 413
     assert resp.getheader("x-amzn-errortype") == "RequestTooLargeException"
     assert json.loads(resp.read())["message"] == "request body larger than 1000 bytes"
+
+
+# -- the error mapping and the application, without a network -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "aws_type", "status"),
+    [
+        (errors.ResourceNotFound("Function not found: f"), "ResourceNotFoundException", 404),
+        (errors.ResourceConflict("Alias already exists: a"), "ResourceConflictException", 409),
+        (errors.InvalidParameterValue("bad", field="x"), "InvalidParameterValueException", 400),
+        (errors.InvalidRequest("not json"), "InvalidRequestContentException", 400),
+        (errors.RequestTooLarge("6 MB"), "RequestTooLargeException", 413),
+        (errors.AccessDenied("no"), "AccessDeniedException", 403),
+        (errors.PreconditionFailed("stale"), "PreconditionFailedException", 412),
+        (errors.ShuttingDown("draining"), "ServiceException", 503),
+        (errors.ServiceError("broken"), "ServiceException", 500),
+    ],
+)
+def test_core_errors_map_to_aws_errors(
+    error: errors.LambdadError, aws_type: str, status: int
+) -> None:
+    api_error = ApiError.from_lambdad(error)
+    assert (api_error.aws_type, api_error.status, api_error.message) == (
+        aws_type,
+        status,
+        error.message,
+    )
+    response = api_error.response("rid")
+    assert response.status == status
+    headers = dict(response.headers)
+    assert headers["x-amzn-errortype"] == aws_type and headers["x-amzn-requestid"] == "rid"
+    body = json.loads(response.body)
+    assert body[ERRORS[aws_type][1]] == error.message
+    assert body["Type"] == ("Service" if status >= 500 else "User")
+
+
+def test_throttles_carry_reason_and_retry_after() -> None:
+    error = errors.TooManyRequests(
+        "Rate exceeded", reason="ReservedFunctionConcurrentInvocationLimitExceeded"
+    )
+    response = ApiError.from_lambdad(error).response("rid")
+    assert response.status == 429
+    assert dict(response.headers)["retry-after"] == "1"
+    assert json.loads(response.body) == {
+        "Type": "User",
+        "message": "Rate exceeded",
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+    }
+
+
+def test_the_application_never_lets_an_exception_out() -> None:
+    async def broken(call: Call) -> Response:
+        raise KeyError("a bug")
+
+    async def core_error(call: Call) -> Response:
+        raise errors.ResourceNotFound("Function not found: nope")
+
+    app = LambdaApi({"GetFunction": broken, "Invoke": core_error})
+
+    def run(method: str, path: str) -> Response:
+        return asyncio.run(app(Request(method, path, "", ())))
+
+    response = run("GET", "/2015-03-31/functions/f")
+    assert response.status == 500
+    assert dict(response.headers)["x-amzn-errortype"] == "ServiceException"
+    assert "a bug" in json.loads(response.body)["Message"]
+    response = run("POST", "/2015-03-31/functions/nope/invocations")
+    assert (response.status, dict(response.headers)["x-amzn-errortype"]) == (
+        404,
+        "ResourceNotFoundException",
+    )
+    ok = asyncio.run(LambdaApi({"Invoke": echo})(Request("POST", PATH, "", (), b"{}")))
+    assert ok.status == 200 and ok.body == b"{}"
+    assert len(dict(ok.headers)["x-amzn-requestid"]) == 36
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"text"', b"{bad", b"\xff\xfe"])
+def test_json_body_wants_an_object(body: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        json_body(Request("POST", "/", "", (), body))
+    assert info.value.aws_type == "InvalidRequestContentException"
+    assert json_body(Request("POST", "/", "", (), b"  ")) == {}
+    assert json_body(Request("POST", "/", "", (), b'{"a": 1}')) == {"a": 1}

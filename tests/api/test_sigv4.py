@@ -222,3 +222,11 @@ def test_signatures_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
     assert len(calls) == 1 and len(calls[0][0]) == len(calls[0][1]) == 64
     with pytest.raises(InvalidSignature):  # a non-ASCII signature is compared, not a TypeError
         check(signed().header("authorization", dict(signed().headers)["authorization"][:-2] + "é"))
+
+
+@pytest.mark.parametrize("stamp", ["20261301T000000Z", "20261232T000000Z", "20261201T246000Z"])
+def test_an_impossible_timestamp(stamp: str) -> None:
+    wire = signed().header("x-amz-date", stamp)
+    auth = dict(wire.headers)["authorization"].replace("/20261201/", f"/{stamp[:8]}/")
+    with pytest.raises(IncompleteSignature, match="X-Amz-Date is not a valid time"):
+        check(wire.header("authorization", auth))
