@@ -74,6 +74,18 @@ class ResourceNotFound(LambdadError):
     type = "ResourceNotFound"
 
 
+class ResourceConflict(LambdadError):
+    """The resource exists already, or is in use (an alias still points at that version)."""
+
+    type = "ResourceConflict"
+
+
+class PreconditionFailed(LambdadError):
+    """A ``revision_id`` (optimistic lock) no longer matches: someone changed it meanwhile."""
+
+    type = "PreconditionFailed"
+
+
 class RequestTooLarge(LambdadError):
     """The invocation payload is over the limit for its type (6 MB sync, 256 KB async)."""
 
