@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import gc
-import hashlib
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from lambdad import __version__, daemonlog, frontends
+from lambdad import __version__, daemonlog, frontends, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
@@ -50,14 +49,20 @@ log = logging.getLogger("lambdad")
 class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        os.makedirs(config.state_dir, mode=0o755, exist_ok=True)
-        os.chmod(config.state_dir, 0o755)
+        # Private by default: every file the daemon creates from here on is 0600 and every
+        # directory 0700 (logs, async payloads, records). What sandboxes must read (code) is
+        # given its modes explicitly by the registry; the zygotes get their own umask.
+        os.umask(0o077)
+        # First, before anything touches the directory: one daemon per state directory.
+        self.state_lock = statedir.lock(config.state_dir)
+        for line in statedir.secure(config.state_dir):
+            log.warning("state directory was readable by others; fixed %s", line)
         self.registry = Registry(config.state_dir)
         self.logs = LogStore(
             os.path.join(config.state_dir, "logs"), config.log_max_bytes, config.log_keep
         )
         events = EventStore(os.path.join(config.state_dir, "events.sqlite3"))
-        cgroup_parent = _cgroup_parent(config)
+        cgroup_parent = statedir.cgroup_parent(config.cgroup_parent, config.state_dir)
         self.cgroups: CgroupBackend | None = None
         if os.geteuid() == 0:
             try:
@@ -199,16 +204,6 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _cgroup_parent(config: DaemonConfig) -> str:
-    """The parent cgroup of this daemon's sandboxes: ``lambdad`` for the standard state dir,
-    ``lambdad-<hash>`` for any other, so that daemons with different state dirs (tests,
-    benchmarks, a second instance) never reap each other's sandboxes at start."""
-    if os.path.realpath(config.state_dir) == os.path.realpath(config_mod.default_state_dir()):
-        return config.cgroup_parent
-    digest = hashlib.sha256(os.path.realpath(config.state_dir).encode()).hexdigest()[:10]
-    return f"{config.cgroup_parent}-{digest}"
 
 
 def _host_memory_mb() -> int:

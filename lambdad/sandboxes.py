@@ -414,6 +414,7 @@ class Zygote:
             stdin=subprocess.DEVNULL,
             env=ZYGOTE_ENV,
             cwd="/",
+            umask=0o022,  # the sandboxes' root file system is read by other uids
         )
         theirs.close()
         ours.setblocking(False)
