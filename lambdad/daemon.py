@@ -40,7 +40,7 @@ from lambdad.errors import (
     TooManyRequests,
 )
 from lambdad.events import EventStore
-from lambdad.functions import Version, validate
+from lambdad.functions import Version, check_host_support, validate
 from lambdad.logs import LogStore, wire_cursor
 from lambdad.metering import FunctionStats, Report, billed, merge
 from lambdad.registry import Registry
@@ -154,6 +154,7 @@ class Daemon:
         self._admin_gid = _group_id(config.admin_group)
         self._restart_delay: dict[str, float] = {}
         self.egress: Any = None  # sandbox.egress.Egress once set up
+        self.egress_unavailable: str | None = None  # why egress could not be set up
         self.metrics: Any = None  # lambdad.metrics.MetricsServer when metrics_address is set
         for fn in self.registry:
             self._function_state(fn.name)
@@ -183,14 +184,16 @@ class Daemon:
             self.zygotes[runtime] = zygote
             self.pools[runtime] = GenericPool(zygote, self.config.pool_size, self.config.pool_max)
             self.missing = sorted(set(self.missing) | set(zygote.missing))
+        await self._setup_egress()  # before --strict: egress is one of the protections
         for line in self.missing:
             print(f"lambdad: WARNING: {line}", file=sys.stderr)
         if self.missing and self.config.strict:
             await self._stop_zygotes()
+            if self.egress is not None:
+                await asyncio.to_thread(self.egress.teardown_host)
             raise ServiceError(
                 "--strict: refusing to start without every protection: " + "; ".join(self.missing)
             )
-        await self._setup_egress()
         if self.config.metrics_address:
             from lambdad.metrics import MetricsServer
 
@@ -212,19 +215,34 @@ class Daemon:
 
     async def _setup_egress(self) -> None:
         """Host half of ``network = "egress"`` (NAT, filters), in a worker thread: pyroute2
-        must not run inside the event loop."""
-        if os.geteuid() != 0 or "namespaces" in self.config.disable_isolation:
-            self.missing.append("egress: needs root: network = 'egress' functions cannot run")
-            return
-        try:
-            from sandbox.egress import Egress
+        must not run inside the event loop. If it cannot be set up, ``egress_unavailable``
+        says why: deploys of ``network = "egress"`` are refused with that reason."""
+        from sandbox.egress import Egress, find_nft
 
-            egress = Egress()
-            await asyncio.to_thread(egress.setup_host)
-        except Exception as exc:
-            self.missing.append(f"egress unavailable ({exc}): network = 'egress' cannot run")
-            return
-        self.egress = egress
+        reasons = []
+        if os.geteuid() != 0 or "namespaces" in self.config.disable_isolation:
+            reasons.append("needs root and network namespaces")
+            try:
+                find_nft()
+            except OSError as exc:
+                reasons.append(exc.strerror or str(exc))
+        else:
+            try:
+                egress = Egress()
+                await asyncio.to_thread(egress.setup_host)
+                self.egress = egress
+            except Exception as exc:
+                reasons.append(getattr(exc, "strerror", None) or str(exc))
+        if reasons:
+            self.egress_unavailable = "; ".join(reasons)
+            self.missing.append(f"egress unavailable: {self.egress_unavailable}")
+            for fn in self.registry:
+                if fn.latest.config.network == "egress":
+                    print(
+                        f"lambdad: WARNING: function {fn.name!r} has network = 'egress': its"
+                        " invocations fail until egress is available",
+                        file=sys.stderr,
+                    )
 
     async def _listen(self) -> asyncio.AbstractServer:
         from lambdad.server import ClientProtocol
@@ -414,6 +432,7 @@ class Daemon:
 
     async def op_deploy(self, args: dict[str, Any]) -> dict[str, Any]:
         fn_config = validate(args)
+        check_host_support(fn_config, egress_unavailable=self.egress_unavailable)
         code = args.get("code")
         if not isinstance(code, bytes) or not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
@@ -894,7 +913,9 @@ class Daemon:
             egress = None
             if cfg.network == "egress":
                 if self.egress is None:
-                    raise _EgressUnavailable("network = 'egress' is not available on this host")
+                    raise _EgressUnavailable(
+                        f"network = 'egress' is unavailable on this host: {self.egress_unavailable}"
+                    )
                 egress = await asyncio.to_thread(self.egress.attach, sandbox.id, sandbox.pid)
                 egress_off = self.egress.detach
                 # detach() never blocks (the veth is deleted by egress's own thread).
