@@ -94,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.verb == "serve":
             return _serve(args)
         return _client_verb(args)
@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lambdad: {exc.type}: {exc.message}" + (f" {extra}" if extra else ""), file=sys.stderr
         )
         return EXIT_REFUSED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the daemon's own signal handling is in place
+        print("lambdad: interrupted", file=sys.stderr)
         return 130
 
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lambdad import __version__
+from lambdad import __version__, notify
 from lambdad import config as config_mod
 from lambdad.config import DaemonConfig
 from lambdad.errors import (
@@ -1225,15 +1225,36 @@ async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = N
     raise_nofile_limit()
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
+    # systemd (Type=notify): READY/STATUS/WATCHDOG/RELOADING/STOPPING; see lambdad/notify.py.
+    notifier = notify.Notifier.from_environment()
+    heartbeat = notify.Heartbeat(notifier, loop, lambda: _status_line(daemon))
+    stop_signals: list[str] = []  # a stop asked for before start() finished waits for it
+    started = False
+
+    def on_stop_signal(sig: signal.Signals) -> None:
+        stop_signals.append(sig.name)
+        if started:
+            notifier.stopping(f"draining {daemon._busy_count()} in flight")
+            daemon.request_stop()
+
+    def on_reload() -> None:
+        notifier.reloading()
+        daemon.reload()
+        notifier.ready(_status_line(daemon))
+
     # Signal handlers only record the signal; the loop does the work.
-    loop.add_signal_handler(signal.SIGTERM, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGINT, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    loop.add_signal_handler(signal.SIGTERM, on_stop_signal, signal.SIGTERM)
+    loop.add_signal_handler(signal.SIGINT, on_stop_signal, signal.SIGINT)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     try:
         await daemon.start()
     except BaseException:
         await daemon._stop_zygotes()
         raise
+    started = True
+    heartbeat.start()  # READY=1: the socket answers
+    if stop_signals:
+        on_stop_signal(signal.Signals[stop_signals[0]])
     # Everything allocated so far lives as long as the daemon: move it out of the collector's
     # sight, and collect the young generation less often. A full collection over a big heap
     # is a multi-millisecond pause in the middle of somebody's invocation.
@@ -1243,6 +1264,18 @@ async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = N
     if ready is not None:
         ready(daemon)
     await daemon.stopped.wait()
+    heartbeat.stop()
+    notifier.close()
+    print(f"lambdad: stopped ({stop_signals[0] if stop_signals else 'stop'})", file=sys.stderr)
+
+
+def _status_line(daemon: Daemon) -> str:
+    return notify.status_line(
+        functions=len(daemon.registry.functions),
+        generic=sum(len(p.ready) for p in daemon.pools.values()),
+        warm=sum(len(s.sandboxes) for s in daemon.functions.values()),
+        in_flight=daemon._busy_count(),
+    )
 
 
 __all__ = ["Daemon", "dataclasses", "serve"]

@@ -380,6 +380,9 @@ class Zygote:
             stdin=subprocess.DEVNULL,
             env=ZYGOTE_ENV,
             cwd="/",
+            # Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)
+            # reaches only the daemon, which drains and then stops the zygote itself.
+            process_group=0,
         )
         theirs.close()
         ours.setblocking(False)
