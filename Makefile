@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := scripts/system-packages
 SYSTEM_STAMP = $(VENV)/.system-$(1)-stamp
 
-.PHONY: venv system-packages run test lint unit bench bench-quick bench-peers clean
+.PHONY: venv system-packages run test lint unit install uninstall bench bench-quick bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ run: venv $(call SYSTEM_STAMP,run)
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: venv $(call SYSTEM_STAMP,test) lint
 	$(PY) -m pytest -q
+
+## Install as a systemd service: a venv under $(PREFIX), the unit, sysusers and tmpfiles
+## snippets, /etc/lambdad/lambdad.toml if absent. DESTDIR=dir stages it (scripts/install).
+PREFIX ?= /opt/lambdad
+install:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) PYTHON=$(PYTHON) scripts/install
+
+uninstall:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/uninstall
 
 lint: venv
 	$(VENV)/bin/ruff check lambdad sandbox tests benchmarks
