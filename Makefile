@@ -27,11 +27,11 @@ $(VENV)/.system-%-stamp: $(SYSTEM_PACKAGES) scripts/install-system-packages
 system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
-run: venv $(call SYSTEM_STAMP,run)
+run: $(call SYSTEM_STAMP,run) venv
 	$(VENV)/bin/lambdad serve --examples examples
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
-test: venv $(call SYSTEM_STAMP,test) lint
+test: $(call SYSTEM_STAMP,test) venv lint
 	$(PY) -m pytest -q
 
 ## Install as a systemd service: a venv under $(PREFIX), the unit, sysusers and tmpfiles
