@@ -221,11 +221,11 @@ class Daemon:
 
         reasons = []
         if os.geteuid() != 0 or "namespaces" in self.config.disable_isolation:
-            reasons.append("needs root and network namespaces")
             try:
                 find_nft()
             except OSError as exc:
                 reasons.append(exc.strerror or str(exc))
+            reasons.append("needs root and network namespaces")
         else:
             try:
                 egress = Egress()

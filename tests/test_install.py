@@ -4,8 +4,10 @@ and the installed lambdad (not the source tree) serving a real invocation."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,13 +127,23 @@ def _answers(sock: Path) -> bool:
         return False
 
 
-def test_install_without_destdir_needs_root() -> None:
+def test_install_without_destdir_needs_root(tmp_path: Path) -> None:
+    """Without DESTDIR, a non-root user is told to use root (or DESTDIR), before anything."""
+    cmd = [str(ROOT / "scripts/install")]
     if os.geteuid() == 0:
-        # As root it would really install; the refusal is the non-root path, run as nobody.
+        # As root it would really install; the refusal is the non-root path, run as nobody,
+        # from a copy nobody can read (the clone may sit below a directory only root can).
+        world = Path(tempfile.mkdtemp(prefix="lambdad-install-"))
+        world.chmod(0o755)
+        (world / "scripts").mkdir(mode=0o755)
+        shutil.copy2(ROOT / "scripts/install", world / "scripts/install")
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-               str(ROOT / "scripts/install")]  # fmt: skip
-    else:
-        cmd = [str(ROOT / "scripts/install")]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={"PATH": os.defpath})
-    assert out.returncode == 1
+               str(world / "scripts/install")]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.defpath})  # fmt: skip
+    finally:
+        if os.geteuid() == 0:
+            shutil.rmtree(world)
+    assert out.returncode == 1, out.stderr
     assert "run it as root" in out.stderr and "DESTDIR=" in out.stderr
