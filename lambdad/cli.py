@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -114,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A Ctrl-C or SIGTERM while the daemon is still importing and setting up stays pending
+    # until serve() has its own handlers (then it drains like any other): never a traceback
+    # from the middle of an import. Unblocked before any zygote is started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     from lambdad import config, loops
     from lambdad.daemon import Daemon, serve
 

@@ -1246,6 +1246,7 @@ async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = N
     loop.add_signal_handler(signal.SIGTERM, on_stop_signal, signal.SIGTERM)
     loop.add_signal_handler(signal.SIGINT, on_stop_signal, signal.SIGINT)
     loop.add_signal_handler(signal.SIGHUP, on_reload)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # see cli._serve
     try:
         await daemon.start()
     except BaseException:

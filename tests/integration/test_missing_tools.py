@@ -102,6 +102,20 @@ def test_strict_refuses_to_start_without_nft(tmp_path: Path) -> None:
     assert not (tmp_path / "lambdad.sock").exists()
 
 
+def test_without_namespaces_nft_is_still_named(tmp_path: Path) -> None:
+    """The branch a non-root daemon takes (no network namespaces for egress), reached as root
+    by disabling namespaces: the missing nft is named too, so installing it is not forgotten."""
+    (tmp_path / "lambdad.toml").write_text(TEST_CONFIG + 'disable_isolation = ["namespaces"]\n')
+    out = subprocess.run(serve_without_nft(tmp_path, "--strict"), cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode != 0, out.stderr
+    assert (
+        "WARNING: egress unavailable: nft not found (apt-get install nftables); needs root and"
+        " network namespaces"
+    ) in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_find_nft_names_the_package_when_absent(monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox import egress
 

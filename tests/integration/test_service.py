@@ -102,6 +102,41 @@ def test_ctrl_c_stops_daemon_and_zygotes_cleanly(tmp_path: Path) -> None:
     wait_for(lambda: session_processes(proc.pid) == [], 10)  # no zygote or sandbox left
 
 
+def test_ctrl_c_during_start_up_waits_for_it_then_stops_cleanly(tmp_path: Path) -> None:
+    """SIGINT to the group the moment the daemon has a child (``ldconfig``, run by an import,
+    or the zygote being started): no traceback from either, a stop once start-up is done, the
+    socket removed, nothing left behind."""
+    sock = str(tmp_path / "lambdad.sock")
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lambdad", "serve", "--socket", sock, "--state-dir",
+             str(tmp_path / "state")],
+            stdout=out, stderr=out, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: proc.poll() is not None or _children(proc.pid), 60)
+        os.killpg(proc.pid, signal.SIGINT)
+        status = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert status == 0, text
+    assert "Traceback" not in text and "zygote" not in text, text
+    assert text.endswith("lambdad: stopped (SIGINT)\n"), text
+    assert not os.path.exists(sock)
+    wait_for(lambda: session_processes(proc.pid) == [], 10)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+
+
 def _busy(sock: str) -> str:
     with Client(sock) as c:
         return "sleeper" if c.stats("sleeper")["concurrent"] else ""
