@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 # pyenv's `python3` is a shim (+60 ms a start): build the venv from the real interpreter.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
+# The system packages (Debian) lambdad needs: one list, scripts/system-packages. Each stamp is
+# made once the packages of its scope are installed, so a second `make test` never runs apt.
+SYSTEM_PACKAGES := scripts/system-packages
+SYSTEM_STAMP = $(VENV)/.system-$(1)-stamp
 
-.PHONY: venv run test lint unit bench bench-quick bench-peers clean
+.PHONY: venv system-packages run test lint unit install uninstall bench bench-quick bench-peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,13 +19,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# `run`: what the daemon needs; `test`: that and what the test suite needs.
+$(VENV)/.system-%-stamp: $(SYSTEM_PACKAGES) scripts/install-system-packages
+	@scripts/install-system-packages $* $(SYSTEM_PACKAGES)
+	@mkdir -p $(VENV) && touch $@
+
+system-packages: $(call SYSTEM_STAMP,test)
+
 ## Set up and start the daemon in the foreground with examples/ deployed.
-run: venv
+run: $(call SYSTEM_STAMP,run) venv
 	$(VENV)/bin/lambdad serve --examples examples
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
-test: venv lint
+test: $(call SYSTEM_STAMP,test) venv lint
 	$(PY) -m pytest -q
+
+## Install as a systemd service: a venv under $(PREFIX), the unit, sysusers and tmpfiles
+## snippets, /etc/lambdad/lambdad.toml if absent. DESTDIR=dir stages it (scripts/install).
+PREFIX ?= /opt/lambdad
+install:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) PYTHON=$(PYTHON) scripts/install
+
+uninstall:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) scripts/uninstall
 
 lint: venv
 	$(VENV)/bin/ruff check lambdad sandbox tests benchmarks

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -97,8 +98,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.verb == "serve":
             return _serve(args)
         return _client_verb(args)
@@ -111,11 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lambdad: {exc.type}: {exc.message}" + (f" {extra}" if extra else ""), file=sys.stderr
         )
         return EXIT_REFUSED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the daemon's own signal handling is in place
+        print("lambdad: interrupted", file=sys.stderr)
         return 130
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A Ctrl-C or SIGTERM while the daemon is still importing and setting up stays pending
+    # until serve() has its own handlers (then it drains like any other): never a traceback
+    # from the middle of an import. Unblocked before any zygote is started.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     from lambdad import config, loops
     from lambdad.daemon import Daemon, serve
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from lambdad import __version__, daemonlog, frontends, statedir
+from lambdad import __version__, daemonlog, frontends, notify, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
@@ -111,14 +111,22 @@ class Daemon:
         try:
             await self._start(self.egress)
             await self._start(self.runtimes)
-            for line in self.runtimes.missing:
+            missing = self.runtimes.missing + self.egress.missing
+            for line in missing:
                 log.warning("%s", line)
-            if self.runtimes.missing and self.config.strict:
+            if missing and self.config.strict:
                 raise ServiceError(
-                    "--strict: refusing to start without every protection: "
-                    + "; ".join(self.runtimes.missing)
+                    "--strict: refusing to start without every protection: " + "; ".join(missing)
                 )
-            self.service.missing = self.runtimes.missing + self.egress.missing
+            self.service.missing = missing
+            self.service.egress_unavailable = self.egress.unavailable
+            if self.egress.unavailable is not None:
+                for fn in self.registry:
+                    if fn.latest.config.network == "egress":
+                        log.warning(
+                            "function %r has network = 'egress': its invocations fail until "
+                            "egress is available", fn.name,
+                        )  # fmt: skip
             for component in self.workers:
                 await self._start(component)
             self.fronts = frontends.create_all(self.service, self.config)
@@ -226,11 +234,33 @@ async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = N
     raise_nofile_limit()
     daemon = Daemon(config)
     loop = asyncio.get_running_loop()
+    # systemd (Type=notify): READY/STATUS/WATCHDOG/RELOADING/STOPPING; see lambdad/notify.py.
+    notifier = notify.Notifier.from_environment()
+    heartbeat = notify.Heartbeat(notifier, loop, lambda: _status_line(daemon))
+    stop_signals: list[str] = []  # a stop asked for before start() finished waits for it
+    started = False
+
+    def on_stop_signal(sig: signal.Signals) -> None:
+        stop_signals.append(sig.name)
+        if started:
+            notifier.stopping(f"draining {daemon.service.busy_count()} in flight")
+            daemon.request_stop()
+
+    def on_reload() -> None:
+        notifier.reloading()
+        daemon.reload()
+        notifier.ready(_status_line(daemon))
+
     # Signal handlers only record the signal; the loop does the work.
-    loop.add_signal_handler(signal.SIGTERM, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGINT, daemon.request_stop)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    loop.add_signal_handler(signal.SIGTERM, on_stop_signal, signal.SIGTERM)
+    loop.add_signal_handler(signal.SIGINT, on_stop_signal, signal.SIGINT)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # see cli._serve
     await daemon.start()
+    started = True
+    heartbeat.start()  # READY=1: the socket answers
+    if stop_signals:
+        on_stop_signal(signal.Signals[stop_signals[0]])
     # Everything allocated so far lives as long as the daemon: move it out of the collector's
     # sight, and collect the young generation less often. A full collection over a big heap
     # is a multi-millisecond pause in the middle of somebody's invocation.
@@ -240,6 +270,18 @@ async def serve(config: DaemonConfig, ready: Callable[[Daemon], None] | None = N
     if ready is not None:
         ready(daemon)
     await daemon.stopped.wait()
+    heartbeat.stop()
+    notifier.close()
+    log.info("stopped (%s)", stop_signals[0] if stop_signals else "stop")
+
+
+def _status_line(daemon: Daemon) -> str:
+    return notify.status_line(
+        functions=len(daemon.registry.functions),
+        generic=sum(daemon.runtimes.generic_ready().values()),
+        warm=sum(len(s.sandboxes) for s in daemon.warm),
+        in_flight=daemon.service.busy_count(),
+    )
 
 
 __all__ = ["Daemon", "serve"]

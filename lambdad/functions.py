@@ -160,6 +160,21 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
     )
 
 
+def check_host_support(config: FunctionConfig, *, egress_unavailable: str | None) -> None:
+    """Refuse a deploy that this host cannot run, rather than accept it and fail every cold
+    start. ``egress_unavailable``: why ``network = "egress"`` cannot be set up here (None: it
+    can).
+
+    Raises:
+        InvalidParameterValue: ``network = "egress"`` on a host without egress, naming the cause.
+    """
+    if config.network == "egress" and egress_unavailable is not None:
+        raise InvalidParameterValue(
+            f"network = 'egress' is unavailable on this host: {egress_unavailable}",
+            field="network",
+        )
+
+
 @dataclass(frozen=True)
 class Version:
     """One immutable deploy of a function."""

@@ -415,6 +415,9 @@ class Zygote:
             env=ZYGOTE_ENV,
             cwd="/",
             umask=0o022,  # the sandboxes' root file system is read by other uids
+            # Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)
+            # reaches only the daemon, which drains and then stops the zygote itself.
+            process_group=0,
         )
         theirs.close()
         ours.setblocking(False)

@@ -26,7 +26,7 @@ from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.errors import InvalidParameterValue, RequestTooLarge, ShuttingDown, TooManyRequests
 from lambdad.events import EventStore
-from lambdad.functions import FunctionConfig, Version
+from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker
 from lambdad.logs import LogStore, wire_cursor
 from lambdad.metering import merge
@@ -95,6 +95,7 @@ class Service:
         self.runtimes = runtimes
         self.memory_budget_mb = memory_budget_mb
         self.missing: builtins.list[str] = []  # protections this host lacks (hello, stats)
+        self.egress_unavailable: str | None = None  # why network = "egress" cannot run here
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
@@ -194,8 +195,10 @@ class Service:
         """Store ``code`` (a zip) and ``config`` as a new version, unless both equal $LATEST.
 
         Raises:
-            InvalidParameterValue: the code is empty or not a usable zip.
+            InvalidParameterValue: the code is empty or not a usable zip; the host cannot run
+                the configuration (``network = "egress"`` without egress).
         """
+        check_host_support(config, egress_unavailable=self.egress_unavailable)
         if not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
         async with self._registry_lock:

@@ -96,6 +96,7 @@ class Specializer:
         self.logs = logs
         self.memory_budget_mb = memory_budget_mb
         self.egress: EgressHost | None = None  # set once the host half is up
+        self.egress_unavailable = "not set up yet"  # why egress is None
 
     def make_room(self, memory_mb: int) -> None:
         """Keep specialized sandboxes within the memory budget: reap least recently used idle
@@ -141,7 +142,9 @@ class Specializer:
             egress = None
             if cfg.network == "egress":
                 if self.egress is None:
-                    raise _EgressUnavailable("network = 'egress' is not available on this host")
+                    raise _EgressUnavailable(
+                        f"network = 'egress' is unavailable on this host: {self.egress_unavailable}"
+                    )
                 egress = await asyncio.to_thread(self.egress.attach, sandbox.id, sandbox.pid)
                 egress_off = self.egress.detach
                 # detach() never blocks (the veth is deleted by egress's own thread).
@@ -239,22 +242,32 @@ class HostEgress(Component):
         self.specializer = specializer
         self.disable = disable
         self.missing: list[str] = []
+        self.unavailable: str | None = None  # why egress cannot be set up here (None: it can)
         self._egress: Any = None  # sandbox.egress.Egress once set up
 
     async def start(self) -> None:
-        if os.geteuid() != 0 or "namespaces" in self.disable:
-            self.missing.append("egress: needs root: network = 'egress' functions cannot run")
-            return
-        try:
-            from sandbox.egress import Egress
+        from sandbox.egress import Egress, find_nft
 
-            egress = Egress()
-            await asyncio.to_thread(egress.setup_host)
-        except Exception as exc:
-            self.missing.append(f"egress unavailable ({exc}): network = 'egress' cannot run")
-            return
-        self._egress = egress
-        self.specializer.egress = egress
+        reasons = []
+        if os.geteuid() != 0 or "namespaces" in self.disable:
+            try:
+                find_nft()
+            except OSError as exc:
+                reasons.append(exc.strerror or str(exc))
+            reasons.append("needs root and network namespaces")
+        else:
+            try:
+                egress = Egress()
+                await asyncio.to_thread(egress.setup_host)
+            except Exception as exc:
+                reasons.append(getattr(exc, "strerror", None) or str(exc))
+            else:
+                self._egress = egress
+                self.specializer.egress = egress
+        if reasons:
+            self.unavailable = "; ".join(reasons)
+            self.specializer.egress_unavailable = self.unavailable
+            self.missing.append(f"egress unavailable: {self.unavailable}")
 
     async def stop(self) -> None:
         if self._egress is not None:

@@ -66,6 +66,9 @@ IP_FORWARD: Final = "/proc/sys/net/ipv4/ip_forward"
 NFT_TIMEOUT_S: Final = 10.0
 # Never forwarded from a sandbox, whatever the routing table says.
 BLOCKED_NETS: Final = ("127.0.0.0/8", "169.254.0.0/16")
+NFT_PACKAGE: Final = "nftables"  # the Debian package with ``nft`` (scripts/system-packages)
+# Searched after $PATH: root's PATH has them, but cron's and many sudo set-ups do not.
+SBIN_DIRS: Final = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,11 @@ class Egress:
         Idempotent; a second call re-applies the same table atomically.
 
         Raises:
-            OSError: ``nft`` is missing or refused the ruleset, ``ip_forward`` is not writable,
-                or netlink failed.
+            OSError: ``nft`` is missing (checked first, before anything changes: the message is
+                :func:`find_nft`'s) or refused the ruleset, ``ip_forward`` is not writable, or
+                netlink failed.
         """
+        find_nft()
         with self._lifecycle:
             if self._creator is None or self._reaper is None:
                 self._creator = _NetlinkThread("lambdad-egress")
@@ -428,8 +433,22 @@ def _delete_link(ipr: Any, name: str) -> None:
             raise OSError(exc.code, f"egress: ip link del {name}: {exc}") from None
 
 
+def find_nft() -> str:
+    """The ``nft`` binary: on ``$PATH``, else in the usual sbin directories.
+
+    Raises:
+        OSError: not found; the message says so and which package provides it:
+            ``nft not found (apt-get install nftables)``.
+    """
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    nft = shutil.which("nft", path=search)
+    if nft is None:
+        raise OSError(errno.ENOENT, f"nft not found (apt-get install {NFT_PACKAGE})")
+    return nft
+
+
 def _nft(script: str) -> None:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
+    nft = find_nft()
     try:
         out = subprocess.run(
             [nft, "-f", "-"], input=script, capture_output=True, text=True, timeout=NFT_TIMEOUT_S

@@ -8,6 +8,7 @@ the test. Nothing here sleeps to "wait for" the daemon: it polls a condition wit
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -142,7 +143,46 @@ def write_function(directory: Path, source: str, module: str = "app") -> Path:
     return directory
 
 
+SYSTEM_PACKAGES = ROOT / "scripts" / "system-packages"
+# Pure logic, runnable anywhere (`make unit`): they need no host tool.
+NO_HOST_TOOLS = ("tests/protocol/", "tests/lambdad/")
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def system_packages() -> list[tuple[str, str]]:
+    """(package, command) of every line of scripts/system-packages, the one list."""
+    rows = []
+    for line in SYSTEM_PACKAGES.read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            rows.append((fields[0], fields[1]))
+    return rows
+
+
+def missing_host_tools() -> list[tuple[str, str]]:
+    search = os.pathsep.join([os.environ.get("PATH", ""), *SBIN_DIRS])
+    return [(pkg, cmd) for pkg, cmd in system_packages() if shutil.which(cmd, path=search) is None]
+
+
+def check_host_tools(items: list[pytest.Item]) -> None:
+    """Fail the run at once, before any test, if a test that needs the host's tools was
+    collected and one of them is missing: one clear line, not a traceback per test, and
+    never a skip (a missing tool must not look like a pass)."""
+    if all(item.nodeid.startswith(NO_HOST_TOOLS) for item in items):
+        return
+    missing = missing_host_tools()
+    if missing:
+        tools = ", ".join(f"{cmd} (package {pkg})" for pkg, cmd in missing)
+        packages = " ".join(pkg for pkg, _ in missing)
+        pytest.exit(
+            f"the test suite needs {tools}; run `make test` (it installs it) or "
+            f"`apt-get install {packages}`",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    check_host_tools(items)
     if os.geteuid() == 0:
         return
     skip = pytest.mark.skip(reason="needs root (real namespaces, cgroups, seccomp)")
