@@ -32,7 +32,7 @@ from typing import Any
 
 from sandbox import _libc, contain, fds, host, mounts, wire
 from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
-from sandbox.namespaces import NetnsPool, PidNamespaceForker
+from sandbox.namespaces import PidNamespaceForker
 
 ZYGOTE_BOOT_ERROR = 3  # exit status: the zygote could not start; the daemon must not respawn it
 UID_BASE = 200_000  # sandbox uids are UID_BASE + n: distinct per sandbox, never a host user
@@ -45,7 +45,6 @@ POOL_LIMITS = CgroupLimits(memory_mb=128, pids_max=64)  # = FunctionConfig's def
 class _Child:
     id: str
     cgroup: Cgroup | None
-    netns_fd: int = -1  # the zygote's reference to the sandbox's network namespace
 
 
 class Zygote:
@@ -64,7 +63,6 @@ class Zygote:
         )
         os.makedirs(self.root.mountpoint, exist_ok=True)
         self.forker = PidNamespaceForker() if self.isolation.namespaces else None
-        self.netns = NetnsPool() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
         self.runtime_module = importlib.import_module(
@@ -148,15 +146,11 @@ class Zygote:
         sys.stdout.flush()
         sys.stderr.flush()
         forked_at = time.monotonic_ns()
-        netns_fd = -1
         try:
-            netns_fd = self.netns.take() if self.netns else -1
             pid = self.forker.fork() if self.forker else os.fork()
         except OSError as exc:
             for fd in (log_r, log_w):
                 os.close(fd)
-            if netns_fd >= 0:
-                os.close(netns_fd)
             parent_sock.close()
             child_sock.close()
             if cgroup:
@@ -164,10 +158,10 @@ class Zygote:
             self._send({"t": wire.SPAWN_FAILED, "message": f"fork: {exc}"}, [])
             return
         if pid == 0:
-            self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source, netns_fd)
+            self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source)
         child_sock.close()
         os.close(log_w)
-        self.children[pid] = _Child(sandbox_id, cgroup, netns_fd)
+        self.children[pid] = _Child(sandbox_id, cgroup)
         msg = {
             "t": wire.SPAWNED,
             "id": sandbox_id,
@@ -189,7 +183,6 @@ class Zygote:
         gid: int,
         forked_at: int,
         source: str,
-        netns_fd: int,
     ) -> None:
         status = 1
         try:
@@ -197,8 +190,6 @@ class Zygote:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if netns_fd >= 0:  # fds.keep_only closes everything else: join it first
-                _libc.setns(netns_fd, _libc.CLONE_NEWNET)
             chan_fd = fds.keep_only(sock.fileno(), log_w)
             chan = wire.StreamChannel(socket.socket(fileno=chan_fd))
             gc.enable()
@@ -207,7 +198,7 @@ class Zygote:
                 # sandbox returns to normal priority when it is specialized.
                 os.setpriority(os.PRIO_PROCESS, 0, POOL_NICE)
             phases = contain.prepare_generic(
-                self.isolation, self.root, cgroup, uid, gid, forked_at, netns_fd >= 0
+                self.isolation, self.root, cgroup, uid, gid, forked_at
             )
             self.runtime_module.serve(chan, self.isolation, uid, gid, self.path_map, phases)
         except SystemExit as exc:  # sys.exit() in a handler: its status, as a process would
@@ -231,8 +222,6 @@ class Zygote:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
-            if child.netns_fd >= 0 and self.netns is not None:
-                self.netns.give_back(child.netns_fd)
             peak = oom = 0
             if child.cgroup is not None:
                 peak = child.cgroup.memory_peak_bytes()
