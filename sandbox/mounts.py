@@ -204,6 +204,13 @@ def _build_etc(
         _libc.umount2(staging, _libc.MNT_DETACH)
 
 
+def _attach_then_overlay(tree_fd: int, target: str, empty: int) -> None:
+    """For kernels that refuse a detached mount as an overlay layer: attach it, then stack a
+    read-only overlay of it on the same place."""
+    _libc.move_mount(tree_fd, target)
+    _overlay_ro(target, target, empty)
+
+
 def mount_function(code_tree_fd: int, tmp_mb: int, uid: int, gid: int) -> None:
     """Child half, specialization: the code at /var/task (ro) and a private /tmp.
 
@@ -218,8 +225,7 @@ def mount_function(code_tree_fd: int, tmp_mb: int, uid: int, gid: int) -> None:
         try:
             _overlay_ro(code_tree_fd, "/var/task", empty)
         except OSError:
-            _libc.move_mount(code_tree_fd, "/var/task")
-            _overlay_ro("/var/task", "/var/task", empty)
+            _attach_then_overlay(code_tree_fd, "/var/task", empty)
     finally:
         os.close(empty)
     _libc.mount(
