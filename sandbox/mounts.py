@@ -145,7 +145,14 @@ def _build_dev(dev: str) -> None:
         # Nodes of its own (the same devices as the host's): a bind of the host's node would
         # share its inode, and with it flock and inotify (every open of the host's /dev/null).
         node = f"{dev}/{name}"
-        os.mknod(node, stat.S_IFCHR | 0o666, os.stat(f"/dev/{name}").st_rdev)
+        try:
+            os.mknod(node, stat.S_IFCHR | 0o666, os.stat(f"/dev/{name}").st_rdev)
+        except PermissionError:
+            # In a user namespace (a zygote not started as root) no device can be made: bind
+            # the host's node instead; that mode has no per-sandbox isolation from the caller.
+            os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
+            _libc.mount(f"/dev/{name}", node, None, _libc.MS_BIND)
+            continue
         os.chmod(node, 0o666)  # whatever the umask
     for name, target in (
         ("fd", "/proc/self/fd"),

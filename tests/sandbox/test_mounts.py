@@ -9,6 +9,8 @@ import errno
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,59 @@ def test_code_overlay_has_inodes_of_its_own(tmp_path: Path, how: str) -> None:
     assert out["dev"] != os.stat(code / "app.py").st_dev
     fields = out["mountinfo"].split(" - ")[1].split()
     assert fields[0] == "overlay" and str(tmp_path) not in fields[2], out["mountinfo"]
+
+
+def test_build_root_works_in_a_user_namespace_too() -> None:
+    """A zygote not started as root runs in a user namespace, where no device node can be
+    made: the root is still built (devices bound from the host there), overlays included."""
+    root = tempfile.mkdtemp(prefix="lambdad-test-userns-")  # nobody must reach it
+    os.chmod(root, 0o777)
+    try:
+        _build_root_as_nobody(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _build_root_as_nobody(root: str) -> None:
+    from sandbox import namespaces
+
+    # No runtime binds: this host's Python may live where nobody cannot go (/root/.pyenv);
+    # /usr and /etc are overlays all the same.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            _libc.prctl(4, 1)  # PR_SET_DUMPABLE: setuid cleared it, and with it /proc/self
+            namespaces.become_userns_root()
+            _libc.unshare(_libc.CLONE_NEWPID)
+            inner = os.fork()  # proc can only be mounted by a member of the pid namespace
+            if inner == 0:
+                try:
+                    _libc.unshare(_libc.CLONE_NEWNS)
+                    mounts.build_root(mounts.RootSpec(root), 0, 0)
+                    with open("/proc/self/mounts") as f:
+                        fstypes = sorted({line.split()[2] for line in f})
+                    with open("/dev/null", "wb") as f:
+                        f.write(b"x")
+                    os.write(w, json.dumps({"dev": sorted(os.listdir("/dev")),
+                                            "fstypes": fstypes}).encode())
+                except BaseException as exc:
+                    os.write(w, json.dumps({"crashed": repr(exc)}).encode())
+                finally:
+                    os._exit(0)
+            os.waitpid(inner, 0)
+        except BaseException as exc:
+            os.write(w, json.dumps({"crashed": repr(exc)}).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data)
+    assert "crashed" not in out, out
+    assert {"null", "zero", "full", "random", "urandom"} <= set(out["dev"])
+    assert "overlay" in out["fstypes"], out
