@@ -20,8 +20,11 @@ Hook (the daemon's ``_make_room``, called at each cold start): replace its body 
         ...retire the idle sandbox ``key`` (as today's loop does)
 
 with ``self.budget = Budget(memory_mb=self.memory_budget_mb,
-pids=pids_budget(HostLimits.read()))`` built once at start, and deploy's ``pids_max`` bound
-(``lambdad/functions.py``) set to :data:`MAX_PIDS_PER_SANDBOX` instead of 4096.
+pids=pids_budget(HostLimits.read()))`` built once at start, ``sandbox.pids_max = cfg.pids_max``
+recorded where the cold start records ``sandbox.memory_mb`` (the sandbox must be in
+``st.sandboxes`` from then on, as it is today, so that a cold start in flight is counted), and
+deploy's ``pids_max`` bound (``lambdad/functions.py``, with its test in
+``tests/lambdad/test_functions.py``) set to :data:`MAX_PIDS_PER_SANDBOX` instead of 4096.
 """
 
 from __future__ import annotations
