@@ -117,7 +117,7 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
             _make_target(host_path, root + sandbox_path)
             if os.path.isdir(host_path):
                 _overlay_ro(host_path, root + sandbox_path, empty)
-            else:
+            else:  # a single file (none today): still the host's inode, like a bind
                 _bind_ro(host_path, root + sandbox_path)
         _build_etc(root + "/etc", spec.etc_files, uid, gid, root + "/.old", empty)
     finally:
