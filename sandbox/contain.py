@@ -50,7 +50,6 @@ def prepare_generic(
     uid: int,
     gid: int,
     forked_at_ns: int,
-    netns_joined: bool = False,
 ) -> dict[str, int]:
     """Child half, pool time. Returns the phase timings in microseconds."""
     clock = _Clock(forked_at_ns)
@@ -59,7 +58,7 @@ def prepare_generic(
         cgroup.attach(0)
         clock.lap("cgroup")
     if isolation.namespaces:
-        namespaces.enter(netns_joined=netns_joined)
+        namespaces.enter()
         clock.lap("namespaces")
         netns.loopback_up()
         clock.lap("network")

@@ -15,8 +15,9 @@ Lifecycle
     afterwards inherit it and can never remove it.
 
 Policy
-    Default action ALLOW; every syscall in :data:`DENIED_SYSCALLS` fails with ``EPERM``, plus the
-    argument-dependent rules of :func:`_argument_rules`:
+    Default action ALLOW; every syscall in :data:`DENIED_SYSCALLS` fails with ``EPERM``, every one
+    in :data:`NOSYS_SYSCALLS` (Linux AIO) with ``ENOSYS``, plus the argument-dependent rules of
+    :func:`_argument_rules`:
 
     * ``clone`` with any namespace flag -> ``EPERM`` (one ``MASKED_EQ`` rule per flag bit), so
       ``fork()``, threads and ``subprocess`` keep working.
@@ -150,6 +151,21 @@ DENIED_SYSCALLS: Final[tuple[str, ...]] = (
     "io_uring_register",
 )
 
+# Refused with ENOSYS, "this kernel has no such call", so that libraries take the fallback they
+# have for such kernels rather than fail. Linux AIO: every context io_setup(nr) makes holds nr
+# of the host-wide fs.aio-max-nr (65,536 by default) until it is destroyed, so one sandbox
+# could take them all and make every io_setup on the host fail with EAGAIN (issue 12, point 3).
+# libaio users (databases, qemu) fall back to threads on ENOSYS; glibc's POSIX aio never used
+# these calls.
+NOSYS_SYSCALLS: Final[tuple[str, ...]] = (
+    "io_setup",
+    "io_destroy",
+    "io_submit",
+    "io_cancel",
+    "io_getevents",
+    "io_pgetevents",
+)
+
 # Subset of DENIED_SYSCALLS that allow_namespaces=True leaves allowed.
 _NAMESPACE_SYSCALLS: Final = frozenset({"unshare", "setns"})
 
@@ -253,6 +269,7 @@ def compile_filter(*, allow_namespaces: bool = False) -> bytes:
         for name in DENIED_SYSCALLS
         if not (allow_namespaces and name in _NAMESPACE_SYSCALLS)
     ]
+    rules += [(name, errno.ENOSYS, ()) for name in NOSYS_SYSCALLS]
     rules += _argument_rules(allow_namespaces=allow_namespaces)
 
     skipped: set[str] = set()

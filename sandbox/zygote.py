@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from sandbox import _libc, agent, contain, fds, host, messages, mounts, runtimes
 from sandbox.cgroups import Cgroup, CgroupBackend
 from sandbox.defaults import POOL_LIMITS, ZYGOTE_BOOT_ERROR
-from sandbox.namespaces import NetnsPool, PidNamespaceForker
+from sandbox.namespaces import PidNamespaceForker
 
 UID_BASE = 200_000  # sandbox uids are UID_BASE + n: distinct per sandbox, never a host user
 UID_SPAN = 60_000
@@ -43,7 +43,6 @@ POOL_NICE = 10
 class _Child:
     id: str
     cgroup: Cgroup | None
-    netns_fd: int = -1  # the zygote's reference to the sandbox's network namespace
 
 
 class Zygote:
@@ -60,7 +59,6 @@ class Zygote:
         )
         os.makedirs(self.root.mountpoint, exist_ok=True)
         self.forker = PidNamespaceForker() if self.isolation.namespaces else None
-        self.netns = NetnsPool() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
         self.runtime_module = importlib.import_module(runtimes.spec(self.runtime).module)
@@ -145,15 +143,11 @@ class Zygote:
         sys.stdout.flush()
         sys.stderr.flush()
         forked_at = time.monotonic_ns()
-        netns_fd = -1
         try:
-            netns_fd = self.netns.take() if self.netns else -1
             pid = self.forker.fork() if self.forker else os.fork()
         except OSError as exc:
             for fd in (log_r, log_w):
                 os.close(fd)
-            if netns_fd >= 0:
-                os.close(netns_fd)
             parent_sock.close()
             child_sock.close()
             if cgroup:
@@ -161,10 +155,10 @@ class Zygote:
             self._send(messages.SpawnFailed(f"fork: {exc}"), [])
             return
         if pid == 0:
-            self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source, netns_fd)
+            self._child(child_sock, log_w, cgroup, uid, gid, forked_at, source)
         child_sock.close()
         os.close(log_w)
-        self.children[pid] = _Child(sandbox_id, cgroup, netns_fd)
+        self.children[pid] = _Child(sandbox_id, cgroup)
         msg = messages.Spawned(
             id=sandbox_id, pid=pid, uid=uid, cgroup=sandbox_id if cgroup else None, source=source
         )
@@ -181,7 +175,6 @@ class Zygote:
         gid: int,
         forked_at: int,
         source: str,
-        netns_fd: int,
     ) -> None:
         status = 1
         try:
@@ -189,8 +182,6 @@ class Zygote:
             for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if netns_fd >= 0:  # fds.keep_only closes everything else: join it first
-                _libc.setns(netns_fd, _libc.CLONE_NEWNET)
             chan_fd = fds.keep_only(sock.fileno(), log_w)
             chan = messages.StreamChannel(socket.socket(fileno=chan_fd))
             gc.enable()
@@ -199,7 +190,7 @@ class Zygote:
                 # sandbox returns to normal priority when it is specialized.
                 os.setpriority(os.PRIO_PROCESS, 0, POOL_NICE)
             phases = contain.prepare_generic(
-                self.isolation, self.root, cgroup, uid, gid, forked_at, netns_fd >= 0
+                self.isolation, self.root, cgroup, uid, gid, forked_at
             )
             runtime: agent.Runtime = self.runtime_module.RUNTIME
             agent.serve(chan, runtime, self.isolation, uid, gid, self.path_map, phases)
@@ -224,8 +215,6 @@ class Zygote:
             child = self.children.pop(pid, None)
             if child is None:
                 continue
-            if child.netns_fd >= 0 and self.netns is not None:
-                self.netns.give_back(child.netns_fd)
             peak = oom = 0
             if child.cgroup is not None:
                 peak = child.cgroup.memory_peak_bytes()

@@ -216,7 +216,11 @@ def test_socket_buffers_count_against_the_memory_limit(client: Client) -> None:
     )
     if inv.error is None:  # it returned: how much did it manage to park?
         out = inv.result
-        assert out["parked_mb"] <= memory_mb, (
+        # TCP may not refuse some of what is already in flight when the limit is reached: it
+        # charges those bytes anyway (forced, __GFP_NOFAIL), so the counter can end a little
+        # over its limit. Measured: up to 129.6 MB payload parked at 128 MB, with or without
+        # the issue-12 changes; the hole this guards against parked gigabytes.
+        assert out["parked_mb"] <= memory_mb * 1.05, (
             f"{out['parked_mb']:.0f} MB parked in socket buffers by a {memory_mb} MB sandbox "
             f"({out['pairs']} connections; host TCP memory {out['tcp_mem_pages']} pages)"
         )
