@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from lambdad.errors import InvalidParameterValue
+from lambdad.hostbudget import MAX_PIDS_PER_SANDBOX
 from sandbox import runtimes
 
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -141,7 +142,9 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         )
     tmp_mb = _int(args, "tmp_mb", 512, *TMP_RANGE)
     min_warm = _int(args, "min_warm", 0, 0, 1000)
-    pids_max = _int(args, "pids_max", 64, 8, 4096)
+    # At most Lambda's quota of tasks per execution environment: a sandbox's pids_max is booked
+    # against a share of the host's pid_max (lambdad/hostbudget.py).
+    pids_max = _int(args, "pids_max", 64, 8, MAX_PIDS_PER_SANDBOX)
     layers = args.get("layers") or []
     if layers:
         raise InvalidParameterValue("layers are not supported yet", field="layers")

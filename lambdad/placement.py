@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from lambdad.hostbudget import Budget, Claim, make_room
 from lambdad.metering import FunctionStats
 from lambdad.sandboxes import State
 
@@ -28,6 +29,7 @@ class WarmSandbox(Protocol):
     state: State
     version: int | None
     memory_mb: int
+    pids_max: int
     last_used: float
 
     @property
@@ -154,23 +156,24 @@ class WarmPool(Generic[S]):
     def memory_in_use(self) -> int:
         return sum(s.memory_mb for st in self.functions.values() for s in st.sandboxes)
 
-    def evict_lru(self, memory_mb: int, budget_mb: int) -> bool:
-        """Make room for ``memory_mb`` within ``budget_mb`` by retiring least recently used
-        idle sandboxes. False if even retiring all of them would not be enough (nothing is
-        retired in vain... except what was retired before finding that out)."""
-        used = self.memory_in_use()
-        if used + memory_mb <= budget_mb:
-            return True
-        idle = sorted(
-            ((s, st) for st in self.functions.values() for s in st.idle),
-            key=lambda pair: pair[0].last_used,
-        )
-        for sandbox, st in idle:
-            self.retire(st, sandbox)
-            used -= sandbox.memory_mb
-            if used + memory_mb <= budget_mb:
-                return True
-        return False
+    def evict_lru(self, memory_mb: int, pids: int, budget: Budget) -> None:
+        """Make room for a sandbox of ``memory_mb`` and ``pids`` tasks within ``budget`` by
+        retiring least recently used idle sandboxes; nothing is retired when even retiring all
+        of them would not be enough.
+
+        Raises:
+            TooManyRequests: busy sandboxes fill the budget (the message names which one).
+        """
+        states = {s.id: st for st in self.functions.values() for s in st.sandboxes}
+        idle = {s.id for st in self.functions.values() for s in st.idle}
+        claims = [
+            Claim(s.id, s.memory_mb, s.pids_max, s.id in idle, s.last_used)
+            for st in self.functions.values()
+            for s in st.sandboxes
+        ]
+        for key in make_room(claims, memory_mb, pids, budget):
+            st = states[key]
+            self.retire(st, next(s for s in st.idle if s.id == key))
 
     def sweep(
         self, idle_ttl_s: float, freeze_after_s: float, min_warm: Callable[[str], int]

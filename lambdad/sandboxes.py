@@ -145,6 +145,7 @@ class Sandbox:
         self.function: str | None = None
         self.version: int | None = None
         self.memory_mb = 128  # what it is charged against the memory budget
+        self.pids_max = 64  # what it is charged against the host's task budget
         self.generic_phases: dict[str, int] = {}
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None

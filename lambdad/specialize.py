@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from lambdad.component import Component
-from lambdad.errors import TooManyRequests
 from lambdad.functions import Version
+from lambdad.hostbudget import Budget, HostLimits, pids_budget
 from lambdad.logs import LogStore
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
-from lambdad.scheduler import ACCOUNT_EXCEEDED
 from sandbox import _libc, messages
 from sandbox.cgroups import CgroupLimits
 from sandbox.defaults import POOL_LIMITS
@@ -94,18 +93,14 @@ class Specializer:
         self.pools = pools
         self.code = code
         self.logs = logs
-        self.memory_budget_mb = memory_budget_mb
+        self.budget = Budget(memory_budget_mb, _host_pids_budget())
         self.egress: EgressHost | None = None  # set once the host half is up
         self.egress_unavailable = "not set up yet"  # why egress is None
 
-    def make_room(self, memory_mb: int) -> None:
-        """Keep specialized sandboxes within the memory budget: reap least recently used idle
-        ones first; throttle only if that cannot make room."""
-        if not self.warm.evict_lru(memory_mb, self.memory_budget_mb):
-            raise TooManyRequests(
-                f"Rate Exceeded: memory budget of {self.memory_budget_mb} MB is in use",
-                reason=ACCOUNT_EXCEEDED,
-            )
+    def make_room(self, memory_mb: int, pids: int) -> None:
+        """Keep specialized sandboxes within the memory and host-task budgets: reap least
+        recently used idle ones first; throttle only if that cannot make room."""
+        self.warm.evict_lru(memory_mb, pids, self.budget)
 
     async def cold_start(
         self, state: FunctionState[Sandbox], version: Version
@@ -118,14 +113,15 @@ class Specializer:
             TooManyRequests: the memory budget is full of busy sandboxes.
         """
         cfg = version.config
-        self.make_room(cfg.memory_mb)
+        self.make_room(cfg.memory_mb, cfg.pids_max)
         t_acquire = time.monotonic_ns()
         sandbox, source = await self.pools.pool(cfg.runtime).acquire()
         sandbox.move(State.SPECIALIZING)
-        sandbox.function, sandbox.version, sandbox.memory_mb = (
+        sandbox.function, sandbox.version, sandbox.memory_mb, sandbox.pids_max = (
             cfg.name,
             version.number,
             cfg.memory_mb,
+            cfg.pids_max,
         )
         self.warm.add(state, sandbox)
         t0 = time.monotonic_ns()
@@ -272,3 +268,11 @@ class HostEgress(Component):
     async def stop(self) -> None:
         if self._egress is not None:
             await asyncio.to_thread(self._egress.teardown_host)
+
+
+def _host_pids_budget() -> int:
+    """The share of the host's tasks that specialized sandboxes may book together."""
+    try:
+        return pids_budget(HostLimits.read())
+    except (OSError, ValueError, IndexError):
+        return pids_budget(HostLimits(pid_max=32_768, threads_max=32_768))  # the kernel default

@@ -161,7 +161,7 @@ def test_bad_runtimes(runtime: Any) -> None:
 
 @pytest.mark.parametrize(
     ("field", "lo", "hi"),
-    [("memory_mb", 64, 10240), ("tmp_mb", 16, 10240), ("min_warm", 0, 1000), ("pids_max", 8, 4096)],
+    [("memory_mb", 64, 10240), ("tmp_mb", 16, 10240), ("min_warm", 0, 1000), ("pids_max", 8, 1024)],
 )
 def test_integer_bounds(field: str, lo: int, hi: int) -> None:
     assert getattr(validate({"name": "f", field: lo}), field) == lo

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lambdad.errors import TooManyRequests
+from lambdad.hostbudget import Budget
 from lambdad.placement import WarmPool
 from lambdad.sandboxes import TRANSITIONS, IllegalTransition, State
 
@@ -14,6 +16,7 @@ class FakeSandbox:
         self.state = State.SPECIALIZING
         self.version: int | None = version
         self.memory_mb = memory_mb
+        self.pids_max = 64
         self.last_used = 0.0
         self.retired = False
         self.freezable = True
@@ -111,17 +114,32 @@ def test_evict_lru_retires_least_recently_used_first(
         _warm(pool, sandbox.id, sandbox)
         clock.now += 1
     assert pool.memory_in_use() == 300
-    assert pool.evict_lru(50, 350)  # room already: nothing retired
+    budget = Budget(memory_mb=350, pids=10_000)
+    pool.evict_lru(50, 64, budget)  # room already: nothing retired
     assert not any(s.retired for s in (a, b, c))
-    assert pool.evict_lru(150, 350)  # 300 + 150 > 350: one (the oldest) must go
+    pool.evict_lru(150, 64, budget)  # 300 + 150 > 350: one (the oldest) must go
     assert a.retired and not b.retired and not c.retired
+
+
+def test_evict_lru_makes_room_in_the_task_budget_too(
+    pool: WarmPool[FakeSandbox], clock: Clock
+) -> None:
+    a, b = (FakeSandbox(n, memory_mb=100) for n in "ab")
+    for sandbox in (a, b):
+        _warm(pool, sandbox.id, sandbox)
+        clock.now += 1
+    pool.evict_lru(100, 64, Budget(memory_mb=10_000, pids=3 * 64))
+    assert not a.retired and not b.retired
+    pool.evict_lru(100, 128, Budget(memory_mb=10_000, pids=3 * 64))  # 128 + 128 > 192
+    assert a.retired and not b.retired
 
 
 def test_evict_lru_fails_when_busy_sandboxes_fill_the_budget(pool: WarmPool[FakeSandbox]) -> None:
     busy = FakeSandbox("busy", memory_mb=300)
     _warm(pool, "f", busy)
     pool.take(pool.state("f"), 1)
-    assert not pool.evict_lru(100, 350)
+    with pytest.raises(TooManyRequests, match="memory budget of 350 MB"):
+        pool.evict_lru(100, 64, Budget(memory_mb=350, pids=10_000))
     assert not busy.retired
 
 
