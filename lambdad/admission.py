@@ -70,6 +70,9 @@ class Admission:
     def set_reserved(self, function: str, limit: int | None) -> None:
         self._wake(self.scheduler.set_reserved(function, limit))
 
+    def max_reservation(self, function: str, keep_unreserved: int) -> int:
+        return self.scheduler.max_reservation(function, keep_unreserved)
+
     def set_global_limit(self, limit: int) -> None:
         self._wake(self.scheduler.set_global_limit(limit))
 

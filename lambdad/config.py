@@ -50,6 +50,9 @@ class DaemonConfig:
     # Sum of the memory *limits* of live sandboxes. Limits are caps, not reservations (most
     # handlers use a fraction of theirs, as on Lambda), so the default overcommits: 3x RAM.
     memory_budget_mb: int = 0
+    # Lambda's rule: reservations always leave this much of the global limit to the functions
+    # that reserve nothing (at most half the global limit, for small hosts).
+    unreserved_concurrency_min: int = 100
     queue_timeout_s: float = 0.5  # how long an over-limit request may wait before throttling
     queue_max: int = 1000  # requests waiting for concurrency at once, beyond that: throttle
     idle_ttl_s: float = 300.0  # reap a warm sandbox idle this long

@@ -199,6 +199,7 @@ class Service:
                 the configuration (``network = "egress"`` without egress).
         """
         check_host_support(config, egress_unavailable=self.egress_unavailable)
+        self.check_reservation(config.name, config.concurrency)
         if not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
         async with self._registry_lock:
@@ -212,6 +213,25 @@ class Service:
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
+
+    def check_reservation(self, name: str, limit: int | None) -> None:
+        """Refuse a reserved concurrency that would starve the functions that reserve none.
+
+        Raises:
+            InvalidParameterValue: ``limit`` is more than ``name`` may reserve.
+        """
+        if limit is None:
+            return
+        total = self.admission.global_limit
+        keep = min(self.config.unreserved_concurrency_min, total // 2)
+        most = self.admission.max_reservation(name, keep)
+        if limit > most:
+            raise InvalidParameterValue(
+                f"reserved concurrency {limit} for {name!r} would leave the unreserved functions "
+                f"less than {keep} of the global limit of {total}: at most {most} can be reserved",
+                field="concurrency",
+                limit=most,
+            )
 
     def get(self, name: str) -> FunctionInfo:
         """Raises ResourceNotFound."""
