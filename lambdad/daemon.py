@@ -35,6 +35,7 @@ from lambdad.errors import (
     LambdadError,
     ProtocolError,
     RequestTooLarge,
+    ResourceNotFound,
     ServiceError,
     ShuttingDown,
     TooManyRequests,
@@ -537,7 +538,10 @@ class Daemon:
         if event_id is not None and not isinstance(event_id, str):
             raise InvalidParameterValue("event_id must be a string", field="event_id")
         name = None if event_id is not None else _name(args)
-        return {"redriven": await self.events.redrive(name, event_id)}
+        redriven = await self.events.redrive(name, event_id)
+        if event_id is not None and not redriven:
+            raise ResourceNotFound(f"no dead letter with event id {event_id!r}", event_id=event_id)
+        return {"redriven": redriven}
 
     _ops: Final[dict[str, Callable[[Daemon, dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
         "hello": op_hello,

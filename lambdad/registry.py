@@ -124,7 +124,11 @@ class Function:
         for v in self.versions:
             if str(v.number) == qualifier:
                 return v
-        raise ResourceNotFound(f"function {self.name!r} has no version {qualifier!r}")
+        raise ResourceNotFound(
+            f"function {self.name!r} has no version {qualifier!r}",
+            name=self.name,
+            qualifier=qualifier,
+        )
 
 
 class Registry:
