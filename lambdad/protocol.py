@@ -235,9 +235,12 @@ class Connection:
         # frame: only this offset says how big the current frame has grown so far.
         self._frame_start = 0
         self._pending = bytearray()  # received but not yet fed (unpacker full)
-        # The size check from headers (see _scan): bytes fed but not yet scanned, starting at
-        # stream offset _scan_pos, and how many body bytes (of a str/bin/ext) come first.
-        self._unscanned = bytearray()
+        # The size check from headers (see _scan). _chunks: the chunks fed since the current
+        # frame began (references, not copies: whole frames must not pay for the check), the
+        # first starting at stream offset _chunks_start. _scan_pos: where the scan goes on;
+        # _scan_skip: how many body bytes (of a str/bin/ext) come first there.
+        self._chunks: list[bytes] = []
+        self._chunks_start = 0
         self._scan_pos = 0
         self._scan_skip = 0
         self._eof = False
@@ -295,7 +298,10 @@ class Connection:
         chunk = bytes(self._pending[:space])
         del self._pending[:space]
         self._acquire_unpacker().feed(chunk)
-        self._unscanned += chunk
+        if self._fed == self._frame_start:  # every earlier chunk held whole frames only
+            self._chunks.clear()
+            self._chunks_start = self._fed
+        self._chunks.append(chunk)
         self._fed += len(chunk)
 
     def _scan(self) -> None:
@@ -307,10 +313,12 @@ class Connection:
         or whose element count, cannot fit in ``max_frame_size``. Runs only while a frame is
         incomplete, so whole frames in one read cost nothing here.
         """
-        buf = self._unscanned
+        chunks = self._chunks
+        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         end = len(buf)
-        i = min(self._scan_skip, end)
-        self._scan_skip -= i
+        start = self._scan_pos - self._chunks_start
+        i = min(start + self._scan_skip, end)
+        self._scan_skip -= i - start
         frame_end = self._frame_start + self.max_frame_size  # the frame may not pass this
         while i < end:
             head, length_bytes, kind = _TOKENS[buf[i]]
@@ -318,9 +326,9 @@ class Connection:
                 break  # garbage is the unpacker's to report; a cut header: wait for more
             length = int.from_bytes(buf[i + 1 : i + 1 + length_bytes], "big")
             if kind == _BODY:
-                body_end = self._scan_pos + i + head + length
-            else:
-                body_end = self._scan_pos + i + head + length * kind  # >= 1 byte per element
+                body_end = self._chunks_start + i + head + length
+            else:  # >= 1 byte per element
+                body_end = self._chunks_start + i + head + length * kind
             if body_end > frame_end:
                 self._fail(_too_large(self.max_frame_size))
             i += head
@@ -328,14 +336,10 @@ class Connection:
                 take = min(length, end - i)
                 i += take
                 self._scan_skip = length - take
-        del buf[:i]
-        self._scan_pos += i
-
-    def _frame_done(self) -> None:
-        """A frame ended at ``_frame_start``: forget its unscanned bytes."""
-        del self._unscanned[: self._frame_start - self._scan_pos]
-        self._scan_pos = self._frame_start
-        self._scan_skip = 0
+        # Keep only what is not scanned yet (a cut header, at most 17 bytes, or nothing).
+        self._scan_pos = self._chunks_start + i
+        self._chunks = [buf[i:]] if i < end else []
+        self._chunks_start = self._scan_pos
 
     def next_event(self) -> Event | _Sentinel:
         """Return the next complete event, :data:`NEED_DATA` or :data:`CLOSED`.
@@ -379,8 +383,10 @@ class Connection:
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc}"))
             except Exception as exc:  # msgpack raises a few odd types on garbage
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc!r}"))
-            self._frame_start = self._unpacker.tell() + self._tell_offset
-            self._frame_done()
+            # A frame ended: the size check's scan starts afresh at the next one (the chunks
+            # that hold earlier frames are dropped by the next _fill or _scan).
+            self._frame_start = self._scan_pos = self._unpacker.tell() + self._tell_offset
+            self._scan_skip = 0
             self._release_unpacker()
             if not isinstance(frame, dict):
                 self._fail(
@@ -390,17 +396,19 @@ class Connection:
 
     def _fail(self, error: LambdadError) -> NoReturn:
         self._unpacker = None  # its state is unknown now: never back to the pool
-        self._unscanned = bytearray()
+        self._chunks = []
         self._move("recv-garbage")
         error.details["fatal"] = True
         raise RemoteProtocolError(error)
 
     def _parse(self, frame: dict[Any, Any]) -> Event:
         raw_id = frame.get("id")
-        if isinstance(raw_id, float) and raw_id.is_integer() and 0 <= raw_id <= MAX_FLOAT_ID:
-            # What some msgpack encoders emit for large numbers (JavaScript's): same integer.
-            raw_id = int(raw_id)
         id_ok = isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= MAX_ID
+        if not id_ok and isinstance(raw_id, float) and raw_id.is_integer():
+            # What some msgpack encoders emit for large numbers (JavaScript's): same integer.
+            id_ok = 0 <= raw_id <= MAX_FLOAT_ID
+            if id_ok:
+                raw_id = int(raw_id)
         if self.role is Role.SERVER:
             return self._parse_request(frame, raw_id if id_ok else None)
         return self._parse_response(frame, raw_id if id_ok else None)
@@ -417,8 +425,9 @@ class Connection:
             )
         if "op" not in frame:
             return BadRequest(id, ProtocolError("request has no 'op'"))
-        unknown = [key for key in frame if key not in REQUEST_KEYS]
-        if unknown:
+        # "id" and "op" are there: any key beyond them and "args" is one too many.
+        if len(frame) > (3 if "args" in frame else 2):
+            unknown = [key for key in frame if key not in REQUEST_KEYS]
             return BadRequest(
                 id,
                 ProtocolError(
@@ -438,17 +447,16 @@ class Connection:
                     id, ProtocolError(f"'args' keys must be strings, got {_describe(key)}")
                 )
         allowed = OPERATION_ARGS.get(op)
-        if allowed is not None:
-            for key in args:
-                if key not in allowed:
-                    return BadRequest(
-                        id,
-                        InvalidParameterValue(
-                            f"unknown argument {key!r:.64} for {op!r}; it takes "
-                            f"{', '.join(sorted(allowed)) or 'no arguments'}",
-                            field=key[:64],
-                        ),
-                    )
+        if allowed is not None and not allowed.issuperset(args):
+            key = next(key for key in args if key not in allowed)
+            return BadRequest(
+                id,
+                InvalidParameterValue(
+                    f"unknown argument {key!r:.64} for {op!r}; it takes "
+                    f"{', '.join(sorted(allowed)) or 'no arguments'}",
+                    field=key[:64],
+                ),
+            )
         if op == "hello":
             if "version" not in args:
                 self._move("recv-hello-unsupported")
