@@ -17,6 +17,13 @@ Frames (see docs/protocol.md for the full schema):
 The first request on a connection must be ``hello`` with a supported ``version``. Requests
 carry client-chosen integer ids; responses echo them and may come back in any order, so many
 requests can be in flight on one connection.
+
+What the server side refuses: a frame over ``max_frame_size`` (as soon as a header declares
+too much, see ``Connection._scan``) or bytes that are not msgpack raise
+:class:`RemoteProtocolError`, whose error carries ``fatal=True``; a well-formed frame that is
+not a valid request (bad id, unknown key, an argument the op does not take, see
+:data:`OPERATION_ARGS`) is a non-fatal :class:`BadRequest`. What the daemon then does with the
+connection is the socket front's business (docs/protocol.md, "Errors" and "Closing").
 """
 
 from __future__ import annotations
