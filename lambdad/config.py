@@ -42,6 +42,7 @@ class DaemonConfig:
     state_dir: str = ""  # registry, code, logs, async events; "" = default_state_dir()
     strict: bool = False  # refuse to start when any isolation mechanism is unavailable
     max_frame_bytes: int = 8 * 1024 * 1024  # largest request frame accepted from a client
+    hello_timeout_s: float = 10.0  # a connection that has not said hello by then is closed
     sync_payload_max: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     async_payload_max: int = 256 * 1024  # Lambda's asynchronous payload limit
     pool_size: int = 4  # generic (unspecialized) sandboxes kept ready per runtime

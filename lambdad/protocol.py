@@ -17,6 +17,13 @@ Frames (see docs/protocol.md for the full schema):
 The first request on a connection must be ``hello`` with a supported ``version``. Requests
 carry client-chosen integer ids; responses echo them and may come back in any order, so many
 requests can be in flight on one connection.
+
+What the server side refuses: a frame over ``max_frame_size`` (as soon as a header declares
+too much, see ``Connection._scan``) or bytes that are not msgpack raise
+:class:`RemoteProtocolError`, whose error carries ``fatal=True``; a well-formed frame that is
+not a valid request (bad id, unknown key, an argument the op does not take, see
+:data:`OPERATION_ARGS`) is a non-fatal :class:`BadRequest`. What the daemon then does with the
+connection is the socket front's business (docs/protocol.md, "Errors" and "Closing").
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import msgpack
 
 from lambdad.errors import (
     FrameTooLarge,
+    InvalidParameterValue,
     LambdadError,
     ProtocolError,
     UnsupportedVersion,
@@ -40,6 +48,46 @@ PROTOCOL_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = frozenset({1})
 DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
 MAX_ID: Final = 2**63 - 1
+# The largest integral float accepted as an id: every integer up to 2**53 is exact in a float64
+# (JavaScript's Number.MAX_SAFE_INTEGER + 1), so the conversion loses nothing.
+MAX_FLOAT_ID: Final = 2**53
+REQUEST_KEYS: Final = frozenset({"id", "op", "args"})
+
+# The arguments each operation takes (docs/protocol.md, "Operations"). An argument not listed
+# is refused, as botocore refuses unknown parameters: a misspelt ``timeout_S`` must not deploy
+# with the default timeout. Ops missing here are not checked (the daemon refuses unknown ops).
+OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
+    "hello": frozenset({"version", "client"}),
+    "ping": frozenset(),
+    "deploy": frozenset(
+        {
+            "name",
+            "code",
+            "handler",
+            "runtime",
+            "memory_mb",
+            "timeout_s",
+            "env",
+            "concurrency",
+            "network",
+            "tmp_mb",
+            "min_warm",
+            "pids_max",
+            "layers",
+        }
+    ),
+    "get": frozenset({"name"}),
+    "list": frozenset(),
+    "delete": frozenset({"name"}),
+    "invoke": frozenset(
+        {"name", "payload", "type", "qualifier", "log_tail", "force_cold", "client_context",
+         "trace_id"}
+    ),
+    "stats": frozenset({"name"}),
+    "logs": frozenset({"name", "cursor"}),
+    "dead_letters": frozenset({"name"}),
+    "redrive": frozenset({"name", "event_id"}),
+}
 
 
 class Role(enum.Enum):
@@ -124,7 +172,8 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something fatal (not msgpack, a frame over the limit). ``error`` is what
-    to send back before closing (server side)."""
+    to send back before closing (server side); its details carry ``fatal=True``, so the error
+    frame says that the connection ends."""
 
     def __init__(self, error: LambdadError) -> None:
         super().__init__(error.message)
@@ -196,6 +245,14 @@ class Connection:
         # frame: only this offset says how big the current frame has grown so far.
         self._frame_start = 0
         self._pending = bytearray()  # received but not yet fed (unpacker full)
+        # The size check from headers (see _scan). _chunks: the chunks fed since the current
+        # frame began (references, not copies: whole frames must not pay for the check), the
+        # first starting at stream offset _chunks_start. _scan_pos: where the scan goes on;
+        # _scan_skip: how many body bytes (of a str/bin/ext) come first there.
+        self._chunks: list[bytes] = []
+        self._chunks_start = 0
+        self._scan_pos = 0
+        self._scan_skip = 0
         self._eof = False
         self._packer = msgpack.Packer(use_bin_type=True)
 
@@ -251,7 +308,48 @@ class Connection:
         chunk = bytes(self._pending[:space])
         del self._pending[:space]
         self._acquire_unpacker().feed(chunk)
+        if self._fed == self._frame_start:  # every earlier chunk held whole frames only
+            self._chunks.clear()
+            self._chunks_start = self._fed
+        self._chunks.append(chunk)
         self._fed += len(chunk)
+
+    def _scan(self) -> None:
+        """Refuse an incomplete frame as soon as a header declares more than the limit.
+
+        The unpacker would wait for a declared 1 GiB ``bin`` until the limit's worth of bytes
+        has arrived; this walks the headers of the buffered part of the frame (skipping str,
+        bin and ext bodies without looking at them) and fails at the first header whose body,
+        or whose element count, cannot fit in ``max_frame_size``. Runs only while a frame is
+        incomplete, so whole frames in one read cost nothing here.
+        """
+        chunks = self._chunks
+        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        end = len(buf)
+        start = self._scan_pos - self._chunks_start
+        i = min(start + self._scan_skip, end)
+        self._scan_skip -= i - start
+        frame_end = self._frame_start + self.max_frame_size  # the frame may not pass this
+        while i < end:
+            head, length_bytes, kind = _TOKENS[buf[i]]
+            if kind == _INVALID or i + head > end:
+                break  # garbage is the unpacker's to report; a cut header: wait for more
+            length = int.from_bytes(buf[i + 1 : i + 1 + length_bytes], "big")
+            if kind == _BODY:
+                body_end = self._chunks_start + i + head + length
+            else:  # >= 1 byte per element
+                body_end = self._chunks_start + i + head + length * kind
+            if body_end > frame_end:
+                self._fail(_too_large(self.max_frame_size))
+            i += head
+            if kind == _BODY:
+                take = min(length, end - i)
+                i += take
+                self._scan_skip = length - take
+        # Keep only what is not scanned yet (a cut header, at most 17 bytes, or nothing).
+        self._scan_pos = self._chunks_start + i
+        self._chunks = [buf[i:]] if i < end else []
+        self._chunks_start = self._scan_pos
 
     def next_event(self) -> Event | _Sentinel:
         """Return the next complete event, :data:`NEED_DATA` or :data:`CLOSED`.
@@ -278,12 +376,9 @@ class Connection:
                     self._fill()
                     if self._fed != before:
                         continue
-                    self._fail(
-                        FrameTooLarge(
-                            f"frame larger than the limit of {self.max_frame_size} bytes",
-                            limit=self.max_frame_size,
-                        )
-                    )
+                    self._fail(_too_large(self.max_frame_size))
+                if self._fed != self._frame_start:
+                    self._scan()
                 if self._eof:
                     if self._fed != self._frame_start:
                         self._fail(ProtocolError("connection closed in the middle of a frame"))
@@ -294,16 +389,14 @@ class Connection:
                 return NEED_DATA
             except ValueError as exc:  # includes ExtraData, FormatError, StackError, UTF-8
                 if "exceeds max" in str(exc):
-                    self._fail(
-                        FrameTooLarge(
-                            f"frame larger than the limit of {self.max_frame_size} bytes",
-                            limit=self.max_frame_size,
-                        )
-                    )
+                    self._fail(_too_large(self.max_frame_size))
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc}"))
             except Exception as exc:  # msgpack raises a few odd types on garbage
                 self._fail(ProtocolError(f"bytes are not a msgpack frame: {exc!r}"))
-            self._frame_start = self._unpacker.tell() + self._tell_offset
+            # A frame ended: the size check's scan starts afresh at the next one (the chunks
+            # that hold earlier frames are dropped by the next _fill or _scan).
+            self._frame_start = self._scan_pos = self._unpacker.tell() + self._tell_offset
+            self._scan_skip = 0
             self._release_unpacker()
             if not isinstance(frame, dict):
                 self._fail(
@@ -313,12 +406,19 @@ class Connection:
 
     def _fail(self, error: LambdadError) -> NoReturn:
         self._unpacker = None  # its state is unknown now: never back to the pool
+        self._chunks = []
         self._move("recv-garbage")
+        error.details["fatal"] = True
         raise RemoteProtocolError(error)
 
     def _parse(self, frame: dict[Any, Any]) -> Event:
         raw_id = frame.get("id")
         id_ok = isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 <= raw_id <= MAX_ID
+        if not id_ok and isinstance(raw_id, float) and raw_id.is_integer():
+            # What some msgpack encoders emit for large numbers (JavaScript's): same integer.
+            id_ok = 0 <= raw_id <= MAX_FLOAT_ID
+            if id_ok:
+                raw_id = int(raw_id)
         if self.role is Role.SERVER:
             return self._parse_request(frame, raw_id if id_ok else None)
         return self._parse_response(frame, raw_id if id_ok else None)
@@ -335,6 +435,16 @@ class Connection:
             )
         if "op" not in frame:
             return BadRequest(id, ProtocolError("request has no 'op'"))
+        # "id" and "op" are there: any key beyond them and "args" is one too many.
+        if len(frame) > (3 if "args" in frame else 2):
+            unknown = [key for key in frame if key not in REQUEST_KEYS]
+            return BadRequest(
+                id,
+                ProtocolError(
+                    f"unknown request key {_describe(unknown[0])}; a request has only "
+                    "'id', 'op' and 'args'"
+                ),
+            )
         op = frame["op"]
         if not isinstance(op, str):
             return BadRequest(id, ProtocolError(f"'op' must be a string, got {_kind(op)}"))
@@ -346,7 +456,27 @@ class Connection:
                 return BadRequest(
                     id, ProtocolError(f"'args' keys must be strings, got {_describe(key)}")
                 )
+        allowed = OPERATION_ARGS.get(op)
+        if allowed is not None and not allowed.issuperset(args):
+            key = next(key for key in args if key not in allowed)
+            return BadRequest(
+                id,
+                InvalidParameterValue(
+                    f"unknown argument {key!r:.64} for {op!r}; it takes "
+                    f"{', '.join(sorted(allowed)) or 'no arguments'}",
+                    field=key[:64],
+                ),
+            )
         if op == "hello":
+            if "version" not in args:
+                self._move("recv-hello-unsupported")
+                return BadRequest(
+                    id,
+                    UnsupportedVersion(
+                        f"hello has no 'version'; this daemon speaks {sorted(SUPPORTED_VERSIONS)}",
+                        supported=sorted(SUPPORTED_VERSIONS),
+                    ),
+                )
             version = args.get("version")
             # An int check first: a list or map version is unhashable for the set lookup.
             if (
@@ -415,6 +545,40 @@ class Connection:
         # such); the packer resets itself, so the connection stays usable.
         data: bytes = self._packer.pack(frame)
         return data
+
+
+def _too_large(limit: int) -> FrameTooLarge:
+    return FrameTooLarge(f"frame larger than the limit of {limit} bytes", limit=limit)
+
+
+# The size check's view of msgpack: for each first byte, (header bytes, bytes of the length
+# field inside the header, kind). Kind _BODY: the length counts body bytes after the header
+# (str, bin, ext); 1 or 2: it counts elements of an array or map (x1 or x2 values, each at
+# least one byte); _SCALAR: the token is the header alone. Fixstr bodies count as header.
+_INVALID, _SCALAR, _BODY = -1, 0, 3
+
+
+def _token_table() -> list[tuple[int, int, int]]:
+    table = [(1, 0, _SCALAR)] * 256  # fixints, fixmap, fixarray, nil, true, false
+    for b in range(0xA0, 0xC0):
+        table[b] = (1 + (b & 0x1F), 0, _SCALAR)  # fixstr
+    table[0xC1] = (1, 0, _INVALID)
+    for b, length_bytes in ((0xC4, 1), (0xC5, 2), (0xC6, 4), (0xD9, 1), (0xDA, 2), (0xDB, 4)):
+        table[b] = (1 + length_bytes, length_bytes, _BODY)  # bin8/16/32, str8/16/32
+    for b, length_bytes in ((0xC7, 1), (0xC8, 2), (0xC9, 4)):
+        table[b] = (2 + length_bytes, length_bytes, _BODY)  # ext8/16/32 (+ a type byte)
+    for b, size in ((0xCA, 5), (0xCB, 9), (0xCC, 2), (0xCD, 3), (0xCE, 5), (0xCF, 9)):
+        table[b] = (size, 0, _SCALAR)  # float32/64, uint8..64
+    for b, size in ((0xD0, 2), (0xD1, 3), (0xD2, 5), (0xD3, 9)):
+        table[b] = (size, 0, _SCALAR)  # int8..64
+    for b, size in ((0xD4, 3), (0xD5, 4), (0xD6, 6), (0xD7, 10), (0xD8, 18)):
+        table[b] = (size, 0, _SCALAR)  # fixext1..16
+    table[0xDC], table[0xDD] = (3, 2, 1), (5, 4, 1)  # array16/32
+    table[0xDE], table[0xDF] = (3, 2, 2), (5, 4, 2)  # map16/32
+    return table
+
+
+_TOKENS: Final = _token_table()
 
 
 def _check_id(id: object, what: str) -> None:

@@ -207,14 +207,16 @@ class Function:
         for v in self.versions:
             if str(v.number) == number:
                 return v
-        raise ResourceNotFound(f"function {self.name!r} has no version {number!r}")
+        raise ResourceNotFound(
+            f"function {self.name!r} has no version {number!r}", name=self.name, qualifier=number
+        )
 
     def alias(self, name: str) -> Alias:
         try:
             return self.aliases[name]
         except KeyError:
             raise ResourceNotFound(
-                f"function {self.name!r} has no alias {name!r}", name=self.name
+                f"function {self.name!r} has no alias {name!r}", name=self.name, qualifier=name
             ) from None
 
     def resolve(self, qualifier: str | None, rand: Callable[[], float] = random.random) -> Target:

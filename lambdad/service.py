@@ -24,7 +24,13 @@ from lambdad import __version__
 from lambdad.admission import Admission
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
-from lambdad.errors import InvalidParameterValue, RequestTooLarge, ShuttingDown, TooManyRequests
+from lambdad.errors import (
+    InvalidParameterValue,
+    RequestTooLarge,
+    ResourceNotFound,
+    ShuttingDown,
+    TooManyRequests,
+)
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker
@@ -308,7 +314,15 @@ class Service:
         return await self.events.dead_letters(name)
 
     async def redrive(self, name: str | None, event_id: str | None) -> int:
-        return await self.events.redrive(name, event_id)
+        """Re-queue dead letters: one event, or all of a function's (or everyone's).
+
+        Raises:
+            ResourceNotFound: ``event_id`` names no dead letter.
+        """
+        redriven = await self.events.redrive(name, event_id)
+        if event_id is not None and not redriven:
+            raise ResourceNotFound(f"no dead letter with event id {event_id!r}", event_id=event_id)
+        return redriven
 
     # -- for the async worker --------------------------------------------------------------
 

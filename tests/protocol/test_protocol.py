@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lambdad.errors import (
     FrameTooLarge,
+    InvalidParameterValue,
     LambdadError,
     ProtocolError,
     TooManyRequests,
@@ -20,6 +21,7 @@ from lambdad.protocol import (
     CLOSED,
     MAX_ID,
     NEED_DATA,
+    OPERATION_ARGS,
     PROTOCOL_VERSION,
     TRANSITIONS,
     BadRequest,
@@ -97,7 +99,6 @@ def test_request_before_hello_is_refused_and_the_connection_still_works() -> Non
         {"version": [1]},  # unhashable: used to escape as a TypeError
         {"version": {"v": 1}},
         {"version": None},
-        {},
     ],
     ids=repr,
 )
@@ -119,6 +120,19 @@ def test_unsupported_version_is_refused_with_the_supported_list(args: dict[str, 
     server.receive_data(frame({"id": 6, "op": "hello", "args": {"version": 1}}))
     assert drain(server) == [Request(6, "hello", {"version": 1})]
     assert server.state is State.READY
+
+
+def test_hello_without_a_version_says_so() -> None:
+    server = Connection(Role.SERVER)
+    server.receive_data(frame({"id": 5, "op": "hello", "args": {"client": "x/1"}}))
+
+    [event] = drain(server)
+
+    assert isinstance(event, BadRequest)
+    assert isinstance(event.error, UnsupportedVersion)
+    assert event.error.message == "hello has no 'version'; this daemon speaks [1]"
+    assert event.error.details == {"supported": [1]}
+    assert server.state is State.AWAIT_HELLO
 
 
 def test_unsupported_hello_after_a_good_one_is_refused_but_keeps_the_connection_ready() -> None:
@@ -163,9 +177,9 @@ def test_a_hello_that_cannot_be_encoded_was_not_sent() -> None:
 def test_client_may_pipeline_requests_behind_hello() -> None:
     pair = ConnectionPair()
     received = pair.send(
-        pair.client, hello_request(0), Request(1, "ping"), Request(2, "list", {"all": True})
+        pair.client, hello_request(0), Request(1, "ping"), Request(2, "get", {"name": "f"})
     )
-    assert received == [hello_request(0), Request(1, "ping"), Request(2, "list", {"all": True})]
+    assert received == [hello_request(0), Request(1, "ping"), Request(2, "get", {"name": "f"})]
 
 
 def test_server_cannot_send_requests() -> None:
@@ -256,7 +270,8 @@ def msgpack_values() -> st.SearchStrategy[Any]:
 
 args_maps = st.dictionaries(st.text(max_size=10), msgpack_values(), max_size=5)
 ids = st.integers(min_value=0, max_value=MAX_ID)
-ops = st.text(min_size=1, max_size=12).filter(lambda op: op != "hello")
+# Not a known op: their arguments are checked (random ones would be refused).
+ops = st.text(min_size=1, max_size=12).filter(lambda op: op not in OPERATION_ARGS)
 requests = st.builds(Request, ids, ops, args_maps)
 
 bodies = st.dictionaries(st.text(max_size=10), msgpack_values(), max_size=5)
@@ -298,6 +313,24 @@ def test_requests_split_anywhere_decode_to_the_same_events(
     assert received == [hello_request(0), *sent]
     server.receive_data(b"")
     assert server.next_event() is CLOSED
+
+
+@FUZZ
+@given(requests, st.data())
+def test_a_request_one_byte_over_the_limit_is_always_too_large(
+    request: Request, data: st.DataObject
+) -> None:
+    # The header check must never pass a frame over the limit, nor (above) refuse one at it.
+    # (No hello first: it might not fit, and the size limit does not depend on the state.)
+    client = Connection(Role.CLIENT)
+    client.send(hello_request(0))
+    frame_bytes = client.send(request)
+    server = Connection(Role.SERVER, max_frame_size=len(frame_bytes) - 1)
+
+    with pytest.raises(RemoteProtocolError) as info:
+        feed_in_chunks(server, frame_bytes, cut_points(data, len(frame_bytes)))
+
+    assert isinstance(info.value.error, FrameTooLarge)
 
 
 @FUZZ
@@ -436,25 +469,75 @@ def test_a_frame_over_the_limit_is_fatal(make: Any, chunk: int | None) -> None:
         feed_in_chunks(server, data, list(range(0, len(data), chunk)) if chunk else [])
 
     assert isinstance(info.value.error, FrameTooLarge)
-    assert info.value.error.details == {"limit": LIMIT}
+    assert info.value.error.details == {"limit": LIMIT, "fatal": True}
     assert info.value.error.message == f"frame larger than the limit of {LIMIT} bytes"
     assert server.state is State.ERROR
 
 
-def test_a_frame_announcing_a_huge_string_is_refused_before_the_limit_is_buffered() -> None:
-    server = ready_server(LIMIT)
-    # A str32 header claiming 1 GiB: the peer need not send it all for us to give up.
-    header = b"\x83\xa2id\x01\xa2op\xa1x\xa4args\x81\xa3pad\xdb" + (2**30).to_bytes(4, "big")
-    server.receive_data(header)
-    assert server.next_event() is NEED_DATA
+def _huge(header: bytes, declared: int) -> bytes:
+    """A request whose 'pad' argument starts with ``header`` + ``declared`` as its length."""
+    width = {0xC4: 1, 0xD9: 1, 0xC5: 2, 0xDA: 2, 0xDC: 2, 0xDE: 2, 0xC7: 1}.get(header[0], 4)
+    return (
+        b"\x83\xa2id\x01\xa2op\xa1x\xa4args\x81\xa3pad" + header + declared.to_bytes(width, "big")
+    )
 
-    server.receive_data(b"p" * (LIMIT - len(header)))
-    assert server.next_event() is NEED_DATA  # exactly at the limit: could still be a frame
-    server.receive_data(b"p")
+
+@pytest.mark.parametrize(
+    ("header", "declared"),
+    [
+        (b"\xdb", 2**30),  # str32 of 1 GiB
+        (b"\xc6", 100 * 2**20),  # bin32 of 100 MiB
+        (b"\xc9", 2**31),  # ext32 (its type byte follows the length)
+        (b"\xda", LIMIT),  # str16 one limit long: the header itself does not fit as well
+        (b"\xdd", 2**32 - 1),  # array32 of 4 G elements (each at least a byte)
+        (b"\xdf", LIMIT // 2),  # map32: keys and values, two bytes per entry at least
+    ],
+    ids=["str32", "bin32", "ext32", "str16", "array32", "map32"],
+)
+@pytest.mark.parametrize("bytewise", [False, True], ids=["one-call", "bytewise"])
+def test_a_frame_declaring_more_than_the_limit_is_refused_from_its_header(
+    header: bytes, declared: int, bytewise: bool
+) -> None:
+    server = ready_server(LIMIT)
+    data = _huge(header, declared)
+    if header == b"\xc9":
+        data += b"\x05"  # the ext type: the header is complete only with it
 
     with pytest.raises(RemoteProtocolError) as info:
-        server.next_event()
+        feed_in_chunks(server, data, list(range(len(data))) if bytewise else [])
+
     assert isinstance(info.value.error, FrameTooLarge)
+    assert info.value.error.details == {"limit": LIMIT, "fatal": True}
+    assert server.state is State.ERROR
+
+
+def test_a_header_that_fits_exactly_waits_for_its_body() -> None:
+    server = ready_server(LIMIT)
+    head = _huge(b"\xc5", 0)
+    body = LIMIT - len(head)
+    data = _huge(b"\xc5", body)
+    server.receive_data(data)
+    assert server.next_event() is NEED_DATA  # the frame would end exactly at the limit
+
+    for _ in range(body):  # byte by byte: the scan skips the body it has already seen
+        server.receive_data(b"p")
+        event = server.next_event()
+    assert isinstance(event, Request)
+    assert event.args == {"pad": b"p" * body}
+    assert server.next_event() is NEED_DATA
+
+
+def test_an_incomplete_frame_behind_whole_ones_is_measured_from_its_own_start() -> None:
+    server = ready_server(LIMIT)
+    whole = [padded_request(LIMIT - 10, id=i) for i in range(1, 4)]
+    partial = padded_request(LIMIT, id=9)
+    server.receive_data(b"".join(whole) + partial[:-1])
+    assert [e.id for e in drain(server) if isinstance(e, Request)] == [1, 2, 3]
+
+    server.receive_data(partial[-1:])
+
+    [event] = drain(server)
+    assert isinstance(event, Request) and event.id == 9
 
 
 def test_many_small_frames_far_over_the_limit_in_one_call_all_decode() -> None:
@@ -480,7 +563,17 @@ def test_many_small_frames_far_over_the_limit_in_one_call_all_decode() -> None:
         ({"op": "ping"}, None, "request has no 'id'"),
         ({"id": -1, "op": "ping"}, None, "'id' must be an integer in [0, 2**63), got int -1"),
         ({"id": True, "op": "ping"}, None, "'id' must be an integer in [0, 2**63), got bool True"),
-        ({"id": 1.0, "op": "ping"}, None, "'id' must be an integer in [0, 2**63), got float 1.0"),
+        ({"id": 1.5, "op": "ping"}, None, "'id' must be an integer in [0, 2**63), got float 1.5"),
+        (
+            {"id": 2.0**53 + 2, "op": "ping"},
+            None,
+            f"'id' must be an integer in [0, 2**63), got float {2.0**53 + 2!r}",
+        ),
+        (
+            {"id": 4, "op": "ping", "arg": {}},
+            4,
+            "unknown request key str 'arg'; a request has only 'id', 'op' and 'args'",
+        ),
         ({"id": "1", "op": "ping"}, None, "'id' must be an integer in [0, 2**63), got str '1'"),
         (
             {"id": 2**63, "op": "ping"},
@@ -509,6 +602,50 @@ def test_wrong_shaped_request_is_a_bad_request(obj: Any, bad_id: int | None, mes
     assert bad.error.message == message
     assert good == Request(8, "ping", {})
     assert server.state is State.READY
+
+
+@pytest.mark.parametrize("id", [0.0, 7.0, 2.0**32, 2.0**53], ids=repr)
+def test_an_integral_float_id_is_that_integer(id: float) -> None:
+    server = ready_server()
+    server.receive_data(frame({"id": id, "op": "ping"}))
+    [event] = drain(server)
+    assert event == Request(int(id), "ping", {})
+    assert type(event.id) is int  # and so the response echoes it as a msgpack integer
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "field"),
+    [
+        ("deploy", {"name": "f", "code": b"", "timeout_S": 9}, "timeout_S"),
+        ("invoke", {"name": "f", "Payload": b"{}"}, "Payload"),
+        ("ping", {"x": 1}, "x"),
+        ("hello", {"version": 1, "extensions": []}, "extensions"),
+    ],
+)
+def test_an_unknown_argument_of_a_known_op_is_refused(
+    op: str, args: dict[str, Any], field: str
+) -> None:
+    server = ready_server()
+    server.receive_data(frame({"id": 2, "op": op, "args": args}))
+
+    [event] = drain(server)
+
+    assert isinstance(event, BadRequest)
+    assert event.id == 2
+    assert type(event.error) is InvalidParameterValue
+    assert event.error.details == {"field": field}
+    assert event.error.message.startswith(f"unknown argument {field!r} for {op!r}; it takes ")
+    assert server.state is State.READY
+
+
+def test_every_documented_argument_is_accepted() -> None:
+    server = ready_server()
+    for id, (op, allowed) in enumerate(OPERATION_ARGS.items(), start=1):
+        args = {key: None for key in allowed}
+        if op == "hello":
+            args["version"] = PROTOCOL_VERSION
+        server.receive_data(frame({"id": id, "op": op, "args": args}))
+        assert drain(server) == [Request(id, op, args)]
 
 
 def test_args_default_to_an_empty_map() -> None:
@@ -653,7 +790,7 @@ def test_a_fatal_error_is_sent_back_before_closing() -> None:
     assert event.id is None
     exc = event.exception()
     assert type(exc) is FrameTooLarge
-    assert exc.details == {"limit": LIMIT}
+    assert exc.details == {"limit": LIMIT, "fatal": True}
 
 
 def test_bad_request_reaches_the_client_as_its_error() -> None:
