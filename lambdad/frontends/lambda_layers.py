@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Final
 
 from lambdad.frontends.http import Response
@@ -32,6 +32,7 @@ from lambdad.frontends.lambda_api_routes import (
 )
 from lambdad.layers import (
     ARCHITECTURES,
+    LAYER_NAME_RE,
     RUNTIMES,
     Layers,
     LayerVersion,
@@ -113,11 +114,15 @@ def _marker(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode()
 
 
-def _unmarker(marker: str) -> str:
+def _unmarker(marker: str, valid: Callable[[str], bool]) -> str:
+    """A Marker we handed out (a layer name or a version number), or InvalidParameterValue."""
     try:
-        return base64.urlsafe_b64decode(marker.encode()).decode()
+        value = base64.b64decode(marker.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError("InvalidParameterValueException", f"Invalid Marker: {marker!r}") from None
+        value = ""
+    if not valid(value):
+        raise ApiError("InvalidParameterValueException", f"Invalid Marker: {marker!r}")
+    return value
 
 
 class LayerOperations:
@@ -175,7 +180,7 @@ class LayerOperations:
         marker, limit = _page(call)
         items = self.layers.list_layers(runtime, architecture)
         if marker is not None:
-            start = _unmarker(marker)
+            start = _unmarker(marker, lambda v: LAYER_NAME_RE.fullmatch(v) is not None)
             items = [v for v in items if v.name >= start]
         doc: dict[str, Any] = {
             "Layers": [
@@ -197,9 +202,7 @@ class LayerOperations:
         marker, limit = _page(call)
         items = self.layers.list_versions(name, runtime, architecture)
         if marker is not None:
-            start = _unmarker(marker)
-            if not start.isdigit():
-                raise ApiError("InvalidParameterValueException", f"Invalid Marker: {marker!r}")
+            start = _unmarker(marker, lambda v: v.isdigit() and len(v) <= 10)
             items = [v for v in items if v.number <= int(start)]  # newest first
         doc: dict[str, Any] = {
             "LayerVersions": [_version_doc(v, call.region, full=False) for v in items[:limit]]
