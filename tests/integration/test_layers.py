@@ -131,3 +131,23 @@ def test_changing_layers_needs_an_admin(shared_daemon: DaemonProcess, tmp_path: 
     assert "needs root" in str(outcome["layer_delete"])
     with shared_daemon.client() as client:
         assert [la["version"] for la in client.list_layers("admindeps")] == [1]
+
+
+def test_the_async_client(daemon: DaemonProcess, tmp_path: Path) -> None:
+    import asyncio
+
+    from lambdad.client import AsyncClient
+
+    async def main() -> tuple[dict[str, object], list[dict[str, object]], list[dict[str, object]]]:
+        async with AsyncClient(daemon.socket) as client:
+            published = await client.publish_layer(
+                "asyncdeps", layer_dir(tmp_path, 1), compatible_architectures=["arm64"]
+            )
+            listed = await client.list_layers("asyncdeps")
+            await client.delete_layer("asyncdeps", 1)
+            return published, listed, await client.list_layers()
+
+    published, listed, after = asyncio.run(main())
+    assert published["version"] == 1 and published["compatible_architectures"] == ["arm64"]
+    assert listed == [published]
+    assert after == []
