@@ -58,9 +58,15 @@ bench: venv
 bench-quick: venv
 	$(PY) -m benchmarks --quick
 
-## Debian's peers for the same-run baselines (bwrap, crun, runc, firejail).
+## Debian's peers for the same-run baselines (bwrap, crun, runc, firejail), and
+## serverless-offline 13 under Serverless Framework 3 for the http scenario (npm, into a cache
+## directory that is not committed).
+SLS_DIR := benchmarks/.cache/serverless-offline
 bench-peers:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap crun runc firejail procps
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+	mkdir -p $(SLS_DIR) && test -f $(SLS_DIR)/package.json || echo '{"name": "lambdad-bench-serverless-offline", "private": true}' > $(SLS_DIR)/package.json
+	cd $(SLS_DIR) && npm install --no-audit --no-fund serverless@3 serverless-offline@13
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold, harness, metering, peers, report, scale, throughput, warm
+from benchmarks import cold, harness, http_invoke, metering, peers, report, scale, throughput, warm
 from benchmarks.harness import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,6 +31,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "peers": peers.run,
     "cold": cold.run,
     "warm": warm.run,
+    "http": http_invoke.run,
     "metering": metering.run,
     "throughput": throughput.run,
     "scale": scale.run,

@@ -251,11 +251,13 @@ class BenchDaemon:
         label: names the directory, the log and the cgroup parent.
         work_dir: where the socket, state and log go.
         settings: ``[daemon]`` settings for the TOML config (see lambdad/config.py).
+        extra_args: more ``lambdad serve`` arguments (``--api HOST:PORT``).
     """
 
     label: str
     work_dir: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     started_s: float = 0.0
 
@@ -288,6 +290,7 @@ class BenchDaemon:
                 self.state_dir,
                 log_path=str(self.log_path),
                 config_path=str(self.config_path),
+                extra_args=self.extra_args,
                 env=env,
                 cwd=str(ROOT),
                 deadline_s=START_DEADLINE_S,

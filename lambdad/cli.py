@@ -94,7 +94,66 @@ def _parser() -> argparse.ArgumentParser:
     rd = verb("redrive", "re-queue dead letters (all of a function's, or one event)")
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
+    _layer_parser(verb("layer", "publish, list and delete layers (shared code for /opt)"))
     return p
+
+
+def _layer_parser(la: argparse.ArgumentParser) -> None:
+    sub = la.add_subparsers(dest="layer_verb", required=True, metavar="ACTION")
+    pub = sub.add_parser("publish", help="publish the next version of a layer; prints its number")
+    pub.add_argument("name")
+    pub.add_argument("--code", required=True, help="a directory or a zip file")
+    pub.add_argument(
+        "--compatible-runtime", action="append", default=[], metavar="R", dest="runtimes"
+    )
+    pub.add_argument(
+        "--compatible-architecture",
+        action="append",
+        default=[],
+        choices=["x86_64", "arm64"],
+        dest="architectures",
+    )
+    pub.add_argument("--description", default="")
+    pub.add_argument("--license-info", default="")
+    ls = sub.add_parser("ls", help="every layer's newest version, or every version of NAME")
+    ls.add_argument("name", nargs="?")
+    rm = sub.add_parser("rm", help="delete a layer version (functions using it keep it)")
+    rm.add_argument("ref", metavar="NAME:VERSION")
+
+
+def _layer_verb(client: Any, args: argparse.Namespace) -> int:
+    if args.layer_verb == "publish":
+        layer = client.publish_layer(
+            args.name,
+            args.code,
+            compatible_runtimes=args.runtimes,
+            compatible_architectures=args.architectures,
+            description=args.description,
+            license_info=args.license_info,
+        )
+        print(layer["version"])
+        print(f"published {layer['arn']}", file=sys.stderr)
+        return 0
+    if args.layer_verb == "ls":
+        layers = client.list_layers(args.name)
+        cols = ("name", "version", "compatible_runtimes", "unzipped_size", "created",
+                "description")  # fmt: skip
+        header = ["NAME", "VERSION", "RUNTIMES", "UNZIPPED", "CREATED", "DESCRIPTION"]
+        rows = [
+            [",".join(v) if isinstance(v, list) else str(v) for v in (la[c] for c in cols)]
+            for la in layers
+        ]
+        rows = [[cell or "-" for cell in row] for row in rows]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(cols))]
+        for row in [header, *rows]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+    name, sep, number = args.ref.rpartition(":")
+    if not sep or not name or not number.isdigit():
+        raise InvalidRequest(f"layer rm wants NAME:VERSION, got {args.ref!r}")
+    client.delete_layer(name, int(number))
+    print(f"deleted {name}:{number}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,6 +262,8 @@ def _client_verb(args: argparse.Namespace) -> int:
                 raise InvalidRequest("redrive needs a function name or --event ID")
             print(f"re-queued {client.redrive(args.name, args.event)} event(s)")
             return 0
+        if args.verb == "layer":
+            return _layer_verb(client, args)
     raise AssertionError(args.verb)
 
 

@@ -24,7 +24,7 @@ import socket
 import stat
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,25 @@ def zip_code(code: str | os.PathLike[str]) -> bytes:
                 with open(full, "rb") as f:
                     archive.writestr(info, f.read())
     return buffer.getvalue()
+
+
+def layer_args(
+    name: str,
+    code: str | os.PathLike[str],
+    compatible_runtimes: Sequence[str] = (),
+    compatible_architectures: Sequence[str] = (),
+    description: str = "",
+    license_info: str = "",
+) -> dict[str, Any]:
+    """The ``layer_publish`` request: the zip of ``code`` (a directory or a zip) and fields."""
+    return {
+        "name": name,
+        "code": zip_code(code),
+        "compatible_runtimes": list(compatible_runtimes),
+        "compatible_architectures": list(compatible_architectures),
+        "description": description,
+        "license_info": license_info,
+    }
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -379,6 +398,33 @@ class Client:
         args = {k: v for k, v in (("name", name), ("event_id", event_id)) if v is not None}
         return int(self.call("redrive", **args)["redriven"])
 
+    # -- layers ------------------------------------------------------------------------
+
+    def publish_layer(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        *,
+        compatible_runtimes: Sequence[str] = (),
+        compatible_architectures: Sequence[str] = (),
+        description: str = "",
+        license_info: str = "",
+    ) -> dict[str, Any]:
+        """Publish the next version of layer ``name``; returns it (``version``, ``arn``, ...)."""
+        args = layer_args(
+            name, code, compatible_runtimes, compatible_architectures, description, license_info
+        )
+        return self.call("layer_publish", **args)["layer"]  # type: ignore[no-any-return]
+
+    def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every layer's newest version; or, with ``name``, that layer's versions, newest first."""
+        args = {"name": name} if name is not None else {}
+        return self.call("layer_list", **args)["layers"]  # type: ignore[no-any-return]
+
+    def delete_layer(self, name: str, version: int) -> None:
+        """Delete one version (functions that use it keep it). Raises ResourceNotFound."""
+        self.call("layer_delete", name=name, version=version)
+
 
 class AsyncOperations:
     """The operations of the async clients (asyncio and trio), written once over ``call``."""
@@ -437,6 +483,28 @@ class AsyncOperations:
     ) -> tuple[str, dict[str, int]]:
         body = await self.call("logs", name=name, cursor=cursor)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    async def publish_layer(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        *,
+        compatible_runtimes: Sequence[str] = (),
+        compatible_architectures: Sequence[str] = (),
+        description: str = "",
+        license_info: str = "",
+    ) -> dict[str, Any]:
+        args = layer_args(
+            name, code, compatible_runtimes, compatible_architectures, description, license_info
+        )
+        return (await self.call("layer_publish", **args))["layer"]  # type: ignore[no-any-return]
+
+    async def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"name": name} if name is not None else {}
+        return (await self.call("layer_list", **args))["layers"]  # type: ignore[no-any-return]
+
+    async def delete_layer(self, name: str, version: int) -> None:
+        await self.call("layer_delete", name=name, version=version)
 
 
 class AsyncClient(AsyncOperations):

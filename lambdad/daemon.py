@@ -108,6 +108,8 @@ class Daemon:
     async def start(self) -> None:
         for line in self.registry.load_errors:
             log.info("skipped a damaged function record: %s", line)
+        for line in self.service.layers.store.load_errors:
+            log.warning("skipped a damaged layer record: %s", line)
         try:
             await self._start(self.egress)
             await self._start(self.runtimes)

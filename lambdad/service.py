@@ -34,6 +34,7 @@ from lambdad.errors import (
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker
+from lambdad.layers import Layers, LayerStore
 from lambdad.logs import LogStore, wire_cursor
 from lambdad.metering import merge
 from lambdad.model import (
@@ -90,6 +91,7 @@ class Service:
         invoker: Invoker,
         runtimes: Runtimes,
         memory_budget_mb: int,
+        layers: Layers | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -100,6 +102,10 @@ class Service:
         self.invoker = invoker
         self.runtimes = runtimes
         self.memory_budget_mb = memory_budget_mb
+        # Layers (lambdad/layers.py): the fronts publish, list and delete through this.
+        # Functions reference no layers until issue 14 mounts them at /opt; it passes the
+        # store an ``in_use`` that reads the registry, so deleted versions stay while used.
+        self.layers = layers or Layers(LayerStore(registry.state_dir))
         self.missing: builtins.list[str] = []  # protections this host lacks (hello, stats)
         self.egress_unavailable: str | None = None  # why network = "egress" cannot run here
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name

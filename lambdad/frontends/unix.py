@@ -40,9 +40,11 @@ from lambdad.errors import (
     InvalidParameterValue,
     LambdadError,
     ProtocolError,
+    ResourceNotFound,
     ServiceError,
 )
 from lambdad.functions import validate
+from lambdad.layers import PublishRequest, parse_layer_name
 from lambdad.model import Caller, InvokeRequest, wire_name
 from lambdad.protocol import (
     BadRequest,
@@ -61,7 +63,7 @@ log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"})
+ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive", "layer_publish", "layer_delete"})
 
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
@@ -218,6 +220,47 @@ class UnixFront(Component):
         name = None if event_id is not None else wire_name(args)
         return {"redriven": await self.service.redrive(name, event_id)}
 
+    # -- layers (lambdad/layers.py) --------------------------------------------------------
+
+    async def op_layer_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        request = PublishRequest.make(
+            args.get("name"),
+            args.get("code"),
+            description=args.get("description", ""),
+            license_info=args.get("license_info", ""),
+            compatible_runtimes=args.get("compatible_runtimes") or (),
+            compatible_architectures=args.get("compatible_architectures") or (),
+        )
+        return {"layer": (await self.service.layers.publish(request)).to_wire()}
+
+    async def op_layer_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        """Every layer's newest version, or (``name``) every version of one, newest first."""
+        name = args.get("name")
+        if name is None:
+            versions = self.service.layers.list_layers()
+        else:
+            versions = self.service.layers.list_versions(_layer_name(name))
+        return {"layers": [v.to_wire() for v in versions]}
+
+    async def op_layer_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name = _layer_name(args.get("name"))
+        number = args.get("version")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise InvalidParameterValue(
+                f"version must be a positive integer, got {number!r}", field="version"
+            )
+        if await self.service.layers.delete(name, number) is None:
+            raise ResourceNotFound(
+                f"Layer version {name}:{number} does not exist", name=name, version=number
+            )
+        return {"deleted": f"{name}:{number}"}
+
+
+def _layer_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidParameterValue(f"name must be a layer name, got {value!r}", field="name")
+    return parse_layer_name(value)
+
 
 OPS: Final[dict[str, Op]] = {
     "hello": UnixFront.op_hello,
@@ -231,6 +274,9 @@ OPS: Final[dict[str, Op]] = {
     "logs": UnixFront.op_logs,
     "dead_letters": UnixFront.op_dead_letters,
     "redrive": UnixFront.op_redrive,
+    "layer_publish": UnixFront.op_layer_publish,
+    "layer_list": UnixFront.op_layer_list,
+    "layer_delete": UnixFront.op_layer_delete,
 }
 
 
