@@ -87,6 +87,12 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     "logs": frozenset({"name", "cursor"}),
     "dead_letters": frozenset({"name"}),
     "redrive": frozenset({"name", "event_id"}),
+    "layer_publish": frozenset(
+        {"name", "code", "description", "license_info", "compatible_runtimes",
+         "compatible_architectures"}
+    ),
+    "layer_list": frozenset({"name"}),
+    "layer_delete": frozenset({"name", "version"}),
 }
 
 
