@@ -73,7 +73,7 @@ class Daemon:
         )
         specializer = Specializer(self.warm, self.runtimes, self.registry, self.logs, budget)
         self.invoker = Invoker(
-            self.warm, specializer, self._latest_version, config.sync_payload_max
+            self.warm, specializer, self._live_versions, config.sync_payload_max
         )
         self.service = Service(
             config, self.registry, self.logs, events, self.admission, self.warm,
@@ -94,9 +94,9 @@ class Daemon:
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _latest_version(self, name: str) -> int | None:
+    def _live_versions(self, name: str) -> frozenset[str]:
         fn = self.registry.functions.get(name)
-        return fn.latest.number if fn is not None else None
+        return fn.live_keys() if fn is not None else frozenset()
 
     # -- start, stop, reload ---------------------------------------------------------------
 

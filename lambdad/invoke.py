@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,12 +44,14 @@ class Invoker:
         self,
         warm: WarmPool[Sandbox],
         specializer: Specializer,
-        latest_version: Callable[[str], int | None],
+        live_versions: Callable[[str], Container[str]],
         max_result: int,
     ) -> None:
         self.warm = warm
         self.specializer = specializer
-        self.latest_version = latest_version  # a function's $LATEST number; None if deleted
+        # The keys (Version.key) of a function's $LATEST and published versions; empty once
+        # it is deleted. A sandbox of any other version is retired when it is released.
+        self.live_versions = live_versions
         self.max_result = max_result
         self.draining = False
 
@@ -86,7 +88,7 @@ class Invoker:
         self, state: FunctionState[Sandbox], version: Version, force_cold: bool
     ) -> tuple[Sandbox, ColdStart | None]:
         if not force_cold:
-            warm = self.warm.take(state, version.number)
+            warm = self.warm.take(state, version.key)
             if warm is not None:
                 return warm, None
         for attempt in range(GENERIC_RETRIES):
@@ -191,12 +193,12 @@ class Invoker:
         return InvocationResult.ran(request_id, result, error, function_error, report, tail)
 
     def _release(self, state: FunctionState[Sandbox], sandbox: Sandbox, version: Version) -> None:
-        """Back to the idle list, or retired: the function was deleted or has a newer
-        version, or the daemon is draining."""
+        """Back to the idle list, or retired: the function was deleted, its version is no
+        longer live ($LATEST changed and was not published), or the daemon is draining."""
         if (
             not self.warm.current(state)
             or self.draining
-            or self.latest_version(state.name) != version.number
+            or version.key not in self.live_versions(state.name)
         ):
             self.warm.retire(state, sandbox)
             return

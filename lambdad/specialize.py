@@ -123,7 +123,7 @@ class Specializer:
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb = (
             cfg.name,
-            version.number,
+            version.key,
             cfg.memory_mb,
         )
         self.warm.add(state, sandbox)
