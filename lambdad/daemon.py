@@ -72,9 +72,7 @@ class Daemon:
             config, self.cgroups, cgroup_parent, os.path.join(config.state_dir, "rootfs")
         )
         specializer = Specializer(self.warm, self.runtimes, self.registry, self.logs, budget)
-        self.invoker = Invoker(
-            self.warm, specializer, self._live_versions, config.sync_payload_max
-        )
+        self.invoker = Invoker(self.warm, specializer, self._live_versions, config.sync_payload_max)
         self.service = Service(
             config, self.registry, self.logs, events, self.admission, self.warm,
             self.invoker, self.runtimes, budget,

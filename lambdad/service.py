@@ -53,7 +53,7 @@ from lambdad.model import (
     SandboxCounts,
     ServerInfo,
 )
-from lambdad.placement import FunctionState, WarmPool
+from lambdad.placement import INITIALIZED, FunctionState, WarmPool
 from lambdad.registry import LATEST, VERSION_RE, Alias, Function, Registry, revision_id_of
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import TicketState
@@ -149,27 +149,22 @@ class Service:
                 f"{limit} bytes",
                 limit=limit,
             )
-        target = self.registry.get(request.function).resolve(request.qualifier)
-        version = target.version
+        version = self.registry.get(request.function).version(request.qualifier)
         if self.draining:
             raise ShuttingDown("lambdad is shutting down")
         if kind == "dryrun":
-            return InvocationResult(request_id="", status=204, executed_version=target.executed)
+            return InvocationResult(request_id="", status=204, executed_version=str(version.number))
         if kind == "async":
             event_id = await self.events.put(request.function, request.qualifier, request.payload)
             self.on_async_accepted()
             return InvocationResult(request_id=event_id, status=202, event_id=event_id)
-        result = await self.run(
+        return await self.run(
             version,
             request.payload,
             log_tail=request.log_tail,
             request_id=request.request_id or "",
             force_cold=request.force_cold,
         )
-        if result.executed_version != target.executed:
-            # "$LATEST" rather than its number: what X-Amz-Executed-Version reports.
-            result = dataclasses.replace(result, executed_version=target.executed)
-        return result
 
     async def run(
         self,
@@ -511,7 +506,7 @@ class Service:
             return 0
         key = fn.published(target).key
         state = self.warm.state(name)
-        return sum(1 for s in state.sandboxes if s.version == key and s.state.value != "specializing")
+        return sum(1 for s in state.sandboxes if s.version == key and s.state in INITIALIZED)
 
     async def tag(self, name: str, tags: Mapping[str, str]) -> None:
         async with self._registry_lock:
