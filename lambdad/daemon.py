@@ -178,6 +178,7 @@ class Daemon:
                 socket_path=self.config.socket_path,
                 state_dir=self.config.state_dir,
                 strict=self.config.strict,
+                api_address=self.config.api_address or None,
             )
         except Exception as exc:
             log.info("SIGHUP: configuration not reloaded: %s", exc)

@@ -40,6 +40,7 @@ from lambdad.errors import (
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version
 from lambdad.invoke import Call, Invoker
+from lambdad.keys import ApiKey, KeyStore, NewKey
 from lambdad.logs import LogStore, wire_cursor
 from lambdad.metering import merge
 from lambdad.model import (
@@ -111,6 +112,7 @@ class Service:
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
         self._registry_lock = asyncio.Lock()
+        self._code_sizes: dict[str, int] = {}
         for fn in registry:
             warm.state(fn.name)
             admission.set_reserved(fn.name, fn.latest.config.concurrency)
@@ -520,18 +522,43 @@ class Service:
             kept = {k: v for k, v in fn.tags.items() if k not in drop}
             await asyncio.to_thread(self.registry.set_tags, name, kept)
 
-    def account(self) -> dict[str, int]:
+    async def account(self) -> dict[str, int]:
         """Limits and usage, as ``GetAccountSettings`` reports them."""
         scheduler = self.admission.scheduler
-        code_bytes = 0
-        for entry in {v.code_sha256 for fn in self.registry for v in (fn.latest, *fn.versions)}:
-            code_bytes += _tree_size(os.path.join(self.registry.code_dir, entry))
+        trees = {v.code_sha256 for fn in self.registry for v in (fn.latest, *fn.versions)}
+        sizes = [await asyncio.to_thread(self.code_size, tree) for tree in sorted(trees)]
+        code_bytes = sum(sizes)
         return {
             "concurrent_executions": scheduler.global_limit,
             "unreserved_concurrent_executions": scheduler.unreserved_limit,
             "function_count": len(self.registry.functions),
             "total_code_size": code_bytes,
         }
+
+    def code_size(self, code_sha256: str) -> int:
+        """Bytes of an extracted code tree (cached: trees are immutable)."""
+        size = self._code_sizes.get(code_sha256)
+        if size is None:
+            size = _tree_size(os.path.join(self.registry.code_dir, code_sha256))
+            self._code_sizes[code_sha256] = size
+        return size
+
+    @functools.cached_property
+    def keys(self) -> KeyStore:
+        """The Lambda API's keys (``<state>/api-keys.json``), loaded on first use.
+
+        Raises:
+            ValueError: the file exists but is not a key store.
+        """
+        return KeyStore(self.config.state_dir)
+
+    async def create_key(self, name: str | None, admin: bool) -> NewKey:
+        """A new API key; its secret is in the result only. Raises InvalidParameterValue."""
+        return await asyncio.to_thread(functools.partial(self.keys.create, name=name, admin=admin))
+
+    async def remove_key(self, id_or_name: str) -> ApiKey:
+        """Raises ResourceNotFound."""
+        return await asyncio.to_thread(self.keys.remove, id_or_name)
 
     def _versions_changed(self, name: str) -> None:
         """After ``$LATEST`` or the published versions changed: admission's reservation, and

@@ -54,7 +54,12 @@ log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"})
+ADMIN_OPS: Final = frozenset(
+    {
+        "deploy", "delete", "redrive", "publish", "alias_create", "alias_update", "alias_delete",
+        "keys_create", "keys_list", "keys_remove",
+    }
+)  # fmt: skip
 
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
@@ -211,6 +216,74 @@ class UnixFront(Component):
         name = None if event_id is not None else wire_name(args)
         return {"redriven": await self.service.redrive(name, event_id)}
 
+    # -- versions, aliases and API keys ---------------------------------------------------
+
+    async def op_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        description = _text(args, "description") or ""
+        version, created = await self.service.publish(wire_name(args), description=description)
+        return {"version": str(version.number), "created": created}
+
+    async def op_aliases(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        fn = self.service.registry.get(wire_name(args))
+        return {"aliases": [a.to_dict() for _, a in sorted(fn.aliases.items())]}
+
+    async def op_alias_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.create_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            _text(args, "version", required=True) or "",
+            description=_text(args, "description") or "",
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_update(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.update_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            version=_text(args, "version"),
+            description=_text(args, "description"),
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name, alias = wire_name(args), _text(args, "alias", required=True) or ""
+        await self.service.delete_alias(name, alias)
+        return {"deleted": alias}
+
+    async def op_keys_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        admin = args.get("admin", False)
+        if not isinstance(admin, bool):
+            raise InvalidParameterValue("admin must be true or false", field="admin")
+        new = await self.service.create_key(_text(args, "key_name"), admin)
+        return {"key": new.credentials()}
+
+    async def op_keys_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {"keys": [key.describe() for key in self.service.keys.list()]}
+
+    async def op_keys_remove(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        key = await self.service.remove_key(_text(args, "key", required=True) or "")
+        return {"removed": key.describe()}
+
+
+def _text(args: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidParameterValue(f"{key} must be a non-empty string", field=key)
+    return value
+
+
+def _weights(args: dict[str, Any]) -> dict[str, float] | None:
+    weights = args.get("weights")
+    if weights is None:
+        return None
+    if not isinstance(weights, dict):
+        raise InvalidParameterValue("weights must map a version to a weight", field="weights")
+    return weights
+
 
 OPS: Final[dict[str, Op]] = {
     "hello": UnixFront.op_hello,
@@ -224,6 +297,14 @@ OPS: Final[dict[str, Op]] = {
     "logs": UnixFront.op_logs,
     "dead_letters": UnixFront.op_dead_letters,
     "redrive": UnixFront.op_redrive,
+    "publish": UnixFront.op_publish,
+    "aliases": UnixFront.op_aliases,
+    "alias_create": UnixFront.op_alias_create,
+    "alias_update": UnixFront.op_alias_update,
+    "alias_delete": UnixFront.op_alias_delete,
+    "keys_create": UnixFront.op_keys_create,
+    "keys_list": UnixFront.op_keys_list,
+    "keys_remove": UnixFront.op_keys_remove,
 }
 
 
