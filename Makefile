@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint unit bench bench-quick bench-peers clean
+.PHONY: venv run test lint unit bench bench-quick bench-peers clean awscli
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,17 @@ venv: $(STAMP)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: venv
-	$(VENV)/bin/lambdad serve --examples examples
+	@echo "Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
+	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
-test: venv lint
+test: venv lint awscli
 	$(PY) -m pytest -q
+
+# api-ops (issue 11): the AWS CLI the Lambda API tests drive -- Debian's awscli is v2.
+# (Belongs in the system package list, scripts/system-packages, once that exists here.)
+awscli:
+	@command -v /usr/bin/aws >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends awscli; }
 
 lint: venv
 	$(VENV)/bin/ruff check lambdad sandbox tests benchmarks

@@ -111,7 +111,8 @@ class Invoker:
         cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
-        start_line = f"START RequestId: {request_id} Version: {version.number}\n".encode()
+        label = version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        start_line = f"START RequestId: {request_id} Version: {label}\n".encode()
         stream.write(start_line)
         if call.log_tail:
             sandbox.log_tail = bytearray(start_line)
@@ -168,7 +169,10 @@ class Invoker:
             elif answer.error is not None:
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                stream.write(outcomes.error_log_lines(error))
+                error_lines = outcomes.error_log_lines(error)
+                stream.write(error_lines)
+                if sandbox.log_tail is not None:  # Lambda's Tail shows the error lines too
+                    sandbox.log_tail += error_lines
             else:
                 result = answer.result
         memory_used = (

@@ -154,7 +154,7 @@ class Specializer:
                 except OSError:
                     pass
             init = messages.Init(
-                function={**cfg.to_dict(), "version": str(version.number)},
+                function={**cfg.to_dict(), "version": str(version.number or "$LATEST")},
                 code_path=code_path,
                 log_stream=sandbox.log_stream.name,
                 pids_max=cfg.pids_max,

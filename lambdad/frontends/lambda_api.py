@@ -888,6 +888,9 @@ class LambdaApiFront(Component):
         host, _, port = self.config.api_address.rpartition(":")
         self.address = await self.server.start(host or "127.0.0.1", int(port))
         self.service.addresses[self.name] = self.address
+        log.info(
+            "Lambda API on http://%s (SigV4; a key: lambdad keys create --admin)", self.address
+        )
         for warning in self.service.keys.warnings:
             log.warning("%s", warning)
 
