@@ -219,7 +219,9 @@ class UnixFront(Component):
     # -- versions, aliases and API keys ---------------------------------------------------
 
     async def op_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
-        description = _text(args, "description") or ""
+        description = args.get("description") or ""
+        if not isinstance(description, str):
+            raise InvalidParameterValue("description must be a string", field="description")
         version, created = await self.service.publish(wire_name(args), description=description)
         return {"version": str(version.number), "created": created}
 
