@@ -90,7 +90,6 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=120,
-        user=user,
     )
 
 
