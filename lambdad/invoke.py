@@ -122,6 +122,7 @@ class Invoker:
         result: bytes | None = None
         duration_ms: float
         maxrss_kb = 0
+        platform_line = b""  # the error line(s) the daemon writes for this invocation's log
         try:
             sandbox.send_invoke(request_id, call.payload, int(cfg.timeout_s * 1000))
             answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
@@ -134,14 +135,14 @@ class Invoker:
             function_error = outcomes.UNHANDLED
             error = outcomes.timeout_error(cfg.timeout_s)
             message = outcomes.timeout_message(cfg.timeout_s)
-            stream.write(f"{_utc()} {request_id} {message}\n".encode())
+            platform_line = f"{_utc()} {request_id} {message}\n".encode()
             maxrss_kb = peak * 1024
         except SandboxDied:
             duration_ms = (time.monotonic_ns() - started) / 1e6
             description, peak_bytes, oom_kills = await exit_description(sandbox)
             function_error = outcomes.UNHANDLED
             error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
             maxrss_kb = peak_bytes // 1024
         except messages.MessageError as exc:
             # The sandbox runs untrusted code: a malformed answer condemns it.
@@ -149,7 +150,7 @@ class Invoker:
             sandbox.violation(f"malformed result ({exc})")
             duration_ms = (time.monotonic_ns() - started) / 1e6
             error = outcomes.invalid_response(request_id, str(exc))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
@@ -164,17 +165,18 @@ class Invoker:
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
                 maxrss_kb = 0
-                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                error_lines = outcomes.error_log_lines(error)
-                stream.write(error_lines)
-                if sandbox.log_tail is not None:  # Lambda's Tail shows the error lines too
-                    sandbox.log_tail += error_lines
+                platform_line = outcomes.error_log_lines(error)
             else:
                 result = answer.result
+        if platform_line:
+            stream.write(platform_line)
+            if sandbox.log_tail is not None:  # Lambda's Tail shows the error lines too
+                sandbox.log_tail += platform_line
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )

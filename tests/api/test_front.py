@@ -20,7 +20,7 @@ from botocore.credentials import Credentials
 
 from tests.api.conftest import ApiDaemon, start_api_daemon, zip_of
 from tests.api.test_operations import create, invoke, source
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_CONFIG, make_daemon
 
 
 def signed(
@@ -220,3 +220,28 @@ def test_functions_keys_and_aliases_survive_a_restart(tmp_path: Path) -> None:
         assert keys == 0o600
     finally:
         api.daemon.stop()
+
+
+def test_serve_api_flag_turns_the_front_on(tmp_path: Path) -> None:
+    d = make_daemon(str(tmp_path), TEST_CONFIG, extra_args=["--api", "127.0.0.1:0"])
+    d.start()
+    try:
+        with d.client() as c:
+            address = c.stats()["api_address"]
+        assert address and address.startswith("127.0.0.1:")
+        api = ApiDaemon(d, f"http://{address}", {}, {})
+        status, headers, _ = send(api, "GET", "/2016-08-19/account-settings", b"", {})
+        assert (
+            status == 403 and headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+        )
+        assert "Lambda API on http://" in d.output()
+    finally:
+        d.stop()
+    (tmp_path / "plain").mkdir()
+    plain = make_daemon(str(tmp_path / "plain"), TEST_CONFIG)
+    plain.start()
+    try:
+        with plain.client() as c:
+            assert c.stats()["api_address"] is None  # off unless asked for
+    finally:
+        plain.stop()

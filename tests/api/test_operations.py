@@ -406,9 +406,10 @@ def test_invocation_types_and_headers(api_daemon: ApiDaemon, lam: Any) -> None:
 def test_unhandled_errors(lam: Any) -> None:
     crash = "import os\ndef handler(event, context):\n    os._exit(3)\n"
     create(lam, "ops-crash", Code={"ZipFile": zip_of(crash)})
-    answer, error = invoke(lam, "ops-crash")
+    answer, error = invoke(lam, "ops-crash", LogType="Tail")
     assert answer["FunctionError"] == "Unhandled"
     assert error["errorType"] == "Runtime.ExitError"
+    assert error["errorMessage"] in base64.b64decode(answer["LogResult"]).decode()
 
 
 def test_payload_bytes_reach_the_handler_unchanged(lam: Any) -> None:
