@@ -767,17 +767,18 @@ def _executed(fn: Function, qualifier: str | None, number: str | None) -> str:
 async def invoke(ctx: Context, call: Call) -> Response:
     name, qualifier = qualified(call.match)
     request = call.request
-    invocation_type = request.header("x-amz-invocation-type") or "RequestResponse"
+    headers = dict(request.headers)  # one pass, instead of one scan per header read
+    invocation_type = headers.get("x-amz-invocation-type") or "RequestResponse"
     kind = INVOCATION_TYPES.get(invocation_type)
     if kind is None:
         raise invalid(
             f"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun, got "
             f"{invocation_type!r}"
         )
-    log_type = request.header("x-amz-log-type") or "None"
+    log_type = headers.get("x-amz-log-type") or "None"
     if log_type not in ("None", "Tail"):
         raise invalid(f"X-Amz-Log-Type must be None or Tail, got {log_type!r}")
-    client_context = request.header("x-amz-client-context")
+    client_context = headers.get("x-amz-client-context")
     if client_context is not None:
         if len(client_context) > CLIENT_CONTEXT_MAX:
             raise invalid(f"X-Amz-Client-Context is over {CLIENT_CONTEXT_MAX} bytes")
@@ -795,7 +796,7 @@ async def invoke(ctx: Context, call: Call) -> Response:
             type=kind,
             log_tail=log_type == "Tail" and kind == "sync",
             client_context=client_context,
-            trace_id=request.header("x-amzn-trace-id"),
+            trace_id=headers.get("x-amzn-trace-id"),
             caller=Caller("http", principal=identity.access_key_id if identity else None),
         )
     )
