@@ -805,17 +805,17 @@ async def invoke(ctx: Context, call: Call) -> Response:
     executed = _executed(fn, qualifier, result.executed_version)
     if result.status == 204:
         return Response(204, (("x-amz-executed-version", executed),))
-    headers = [("content-type", "application/json"), ("x-amz-executed-version", executed)]
+    out = [("content-type", "application/json"), ("x-amz-executed-version", executed)]
     if result.function_error is not None:
-        headers.append(("x-amz-function-error", result.function_error))
+        out.append(("x-amz-function-error", result.function_error))
     if result.log_tail is not None:
         tail = result.log_tail.encode()[-4096:]
-        headers.append(("x-amz-log-result", base64.b64encode(tail).decode()))
+        out.append(("x-amz-log-result", base64.b64encode(tail).decode()))
     if result.error is not None:
         body = json.dumps(dict(result.error)).encode()
     else:
         body = result.result if result.result is not None else b"null"
-    return Response(200, tuple(headers), body)
+    return Response(200, tuple(out), body)
 
 
 @operation("InvokeWithResponseStream")
