@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,67 @@ def test_the_boto3_example(fresh_api: ApiDaemon, tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["1 Hello, Ada!", "True"]
+
+
+AWS_CLI_TOUR = """
+set -euo pipefail
+export AWS_PAGER="" AWS_DEFAULT_REGION=eu-west-1
+export AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$KEY_SECRET
+lam() { aws lambda --endpoint-url "$LAMBDA_ENDPOINT" --output json "$@"; }
+printf 'def handler(event, context):\\n    return {"v": "one"}\\n' > app.py
+python3 -m zipfile -c one.zip app.py
+for name in tour-a tour-b tour-c; do
+  lam create-function --function-name $name --runtime python3.11 --handler app.handler \\
+      --zip-file fileb://one.zip --role arn:aws:iam::000000000000:role/x --publish > /dev/null
+done
+lam list-functions --page-size 1 > list.json
+lam list-functions --max-items 2 > page.json
+lam create-alias --function-name tour-a --name live --function-version 1 > alias.json
+printf 'def handler(event, context):\\n    return {"v": "two"}\\n' > app.py
+python3 -m zipfile -c two.zip app.py
+lam update-function-code --function-name tour-a --zip-file fileb://two.zip --publish > v2.json
+lam wait function-updated-v2 --function-name tour-a
+lam update-alias --function-name tour-a --name live --function-version 1 \\
+    --routing-config '{"AdditionalVersionWeights": {"2": 0.5}}' > routed.json
+lam put-function-concurrency --function-name tour-b --reserved-concurrent-executions 3 > /dev/null
+lam get-account-settings > account.json
+lam invoke --function-name tour-a --qualifier 2 --cli-binary-format raw-in-base64-out \\
+    --payload '{}' out.json > invoke.json
+lam tag-resource --resource arn:aws:lambda:eu-west-1:000000000000:function:tour-a --tags team=a
+lam list-tags --resource arn:aws:lambda:eu-west-1:000000000000:function:tour-a > tags.json
+lam delete-function --function-name tour-c
+if lam get-function --function-name tour-c 2> missing.txt; then exit 9; fi
+"""
+
+
+def test_an_aws_cli_tour_of_the_operations(api_daemon: ApiDaemon, tmp_path: Path) -> None:
+    """The AWS CLI v2 has its own fork of botocore: drive more of the API through it."""
+    run = subprocess.run(
+        ["bash", "-c", AWS_CLI_TOUR],
+        cwd=tmp_path,
+        env={
+            **environment(api_daemon, tmp_path),
+            "KEY_ID": api_daemon.admin["AccessKeyId"],
+            "KEY_SECRET": api_daemon.admin["SecretAccessKey"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr + run.stdout
+
+    def read(name: str) -> Any:
+        return json.loads((tmp_path / name).read_text())
+
+    listed = {f["FunctionName"] for f in read("list.json")["Functions"]}
+    assert {"tour-a", "tour-b", "tour-c"} <= listed  # the CLI followed NextMarker
+    page = read("page.json")
+    assert len(page["Functions"]) == 2 and "NextToken" in page
+    assert read("alias.json")["AliasArn"].endswith(":eu-west-1:000000000000:function:tour-a:live")
+    assert read("v2.json")["Version"] == "2"
+    assert read("routed.json")["RoutingConfig"] == {"AdditionalVersionWeights": {"2": 0.5}}
+    assert read("account.json")["AccountLimit"]["UnreservedConcurrentExecutions"] == 297
+    assert read("invoke.json")["ExecutedVersion"] == "2"
+    assert read("out.json") == {"v": "two"}
+    assert read("tags.json")["Tags"] == {"team": "a"}
+    assert "ResourceNotFoundException" in (tmp_path / "missing.txt").read_text()
