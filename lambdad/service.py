@@ -477,6 +477,13 @@ class Service:
                 field="Qualifier",
             )
         fn.resolve(qualifier)  # raises ResourceNotFound for a missing version or alias
+        alias = fn.aliases.get(qualifier)
+        if alias is not None and alias.version == LATEST and count is not None:
+            raise InvalidParameterValue(
+                f"Alias {qualifier} points to $LATEST: provisioned concurrency needs a "
+                "published version",
+                field="Qualifier",
+            )
         if count is None and qualifier not in fn.provisioned:
             raise ResourceNotFound(
                 f"No Provisioned Concurrency Config found for this function: {name}:{qualifier}",

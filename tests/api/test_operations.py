@@ -309,6 +309,11 @@ def test_provisioned_concurrency(lam: Any) -> None:
         )
     with pytest.raises(lam.exceptions.ProvisionedConcurrencyConfigNotFoundException):
         lam.get_provisioned_concurrency_config(FunctionName="ops-provisioned", Qualifier="live")
+    lam.create_alias(FunctionName="ops-provisioned", Name="edge", FunctionVersion="$LATEST")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.put_provisioned_concurrency_config(
+            FunctionName="ops-provisioned", Qualifier="edge", ProvisionedConcurrentExecutions=1
+        )
     put = lam.put_provisioned_concurrency_config(
         FunctionName="ops-provisioned", Qualifier="live", ProvisionedConcurrentExecutions=2
     )
