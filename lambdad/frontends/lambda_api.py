@@ -18,6 +18,7 @@ in ``docs/lambda-api.md``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import importlib
@@ -27,12 +28,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.errors import ResourceNotFound
-from lambdad.frontends.http import HttpServer, Limits, Response
+from lambdad.frontends.http import HttpServer, Limits, Request, Response
 from lambdad.frontends.lambda_api_routes import (
     ACCOUNT_ID,
     ApiError,
@@ -56,6 +57,7 @@ from lambdad.sigv4 import Identity
 from sandbox import runtimes
 
 log = logging.getLogger("lambdad")
+T = TypeVar("T")
 
 # Modules that add operations to OPERATIONS (imported if present, in this order).
 EXTENSIONS: Final = ("lambdad.frontends.lambda_layers",)
@@ -241,6 +243,21 @@ def _get(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: 
 
 # -- functions ------------------------------------------------------------------------------
 
+OFF_LOOP_BYTES: Final = 256 * 1024  # bigger bodies are parsed in a worker thread
+
+
+async def _off_loop(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)``, in a worker thread when the request is big: parsing and base64-decoding
+    a 50 MB zip takes the loop for a good fraction of a second, during which no warm invoke
+    would be answered."""
+    if len(request.body) > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+async def _big_json_body(request: Request) -> dict[str, Any]:
+    return await _off_loop(request, json_body, request)
+
 
 def lambda_runtime(name: str) -> str:
     """The runtime a Lambda ``Runtime`` name runs on here.
@@ -358,7 +375,7 @@ def _tags(value: Any) -> dict[str, str]:
 
 @operation("CreateFunction")
 async def create_function(ctx: Context, call: Call) -> Response:
-    doc = json_body(call.request)
+    doc = await _big_json_body(call.request)
     name_value = _get(doc, "FunctionName", str, "a function name")
     if name_value is None:
         raise invalid("FunctionName is required")
@@ -369,7 +386,7 @@ async def create_function(ctx: Context, call: Call) -> Response:
         raise invalid("Runtime is required for a Zip package")
     if _get(doc, "Role", str, "an IAM role ARN") is None:
         raise invalid("Role is required")
-    code = _zip_file(doc.get("Code"))
+    code = await _off_loop(call.request, _zip_file, doc.get("Code"))
     config = _validated(_config_args(doc, {"name": name, "timeout_s": 3}))
     _check_layers(ctx, config)
     tags = _tags(doc["Tags"]) if doc.get("Tags") is not None else {}
@@ -427,11 +444,11 @@ async def update_function_code(ctx: Context, call: Call) -> Response:
     name, qualifier = qualified(call.match)
     if qualifier is not None:
         raise invalid("UpdateFunctionCode updates $LATEST: give the function name alone")
-    doc = json_body(call.request)
+    doc = await _big_json_body(call.request)
     for source in ("S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri", "SourceKMSKeyArn"):
         if doc.get(source) is not None:
             raise invalid(f"{source} is not supported by lambdad: upload ZipFile")
-    code = _zip_bytes(doc.get("ZipFile"), "ZipFile")
+    code = await _off_loop(call.request, _zip_bytes, doc.get("ZipFile"), "ZipFile")
     fn = ctx.service.registry.get(name)
     args = fn.latest.config.to_dict()
     if doc.get("Architectures") is not None:

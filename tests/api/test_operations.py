@@ -477,3 +477,19 @@ def test_unknown_wrong_and_removed_keys_are_refused(api_daemon: ApiDaemon, lam: 
     with pytest.raises(ClientError) as info:
         api_daemon.client(doomed).get_function(FunctionName="ops-auth")
     assert error_code(info) == "UnrecognizedClientException"
+
+
+def test_a_big_zip_is_parsed_off_the_loop_and_deployed(lam: Any) -> None:
+    import io
+    import os
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", source("big"))
+        z.writestr("blob.bin", os.urandom(2 * 1024 * 1024))  # incompressible: a 2 MB zip
+    made = create(lam, "ops-big", Code={"ZipFile": buf.getvalue()})
+    assert made["CodeSize"] >= 2 * 1024 * 1024
+    assert invoke(lam, "ops-big")[1]["tag"] == "big"
+    updated = lam.update_function_code(FunctionName="ops-big", ZipFile=buf.getvalue())
+    assert updated["CodeSha256"] == made["CodeSha256"]
