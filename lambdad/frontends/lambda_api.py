@@ -62,6 +62,7 @@ T = TypeVar("T")
 # Modules that add operations to OPERATIONS (imported if present, in this order).
 EXTENSIONS: Final = ("lambdad.frontends.lambda_layers",)
 CODE_BODY_MAX: Final = 70 * 1024 * 1024  # a 50 MB zip, base64 in JSON (Lambda's direct upload)
+OTHER_BODY_MAX: Final = 1024 * 1024  # every other operation's JSON body
 CLIENT_CONTEXT_MAX: Final = 3583  # bytes of base64, Lambda's limit
 LIST_MAX_ITEMS: Final = 10_000
 LIST_DEFAULT_ITEMS: Final = 50
@@ -848,13 +849,20 @@ async def invoke_with_response_stream(ctx: Context, call: Call) -> Response:
 
 
 def _body_limit(config: DaemonConfig) -> Callable[[str, str], int]:
-    """Bigger bodies for code uploads than for invocations (checked before reading)."""
+    """Body limits by operation, checked before the body is read (so before the signature
+    is): zips for the code uploads, the payload limit for invocations, 1 MB for the rest."""
     invoke_max = config.sync_payload_max + 1
 
     def limit(method: str, path: str) -> int:
-        if path.endswith("/invocations"):
+        if path.endswith("/invocations") or path.endswith("/response-streaming-invocations"):
             return invoke_max
-        return CODE_BODY_MAX
+        if (method == "POST" and path.rstrip("/") == "/2015-03-31/functions") or (
+            method == "PUT" and path.endswith("/code")
+        ):
+            return CODE_BODY_MAX  # CreateFunction, UpdateFunctionCode
+        if method == "POST" and path.startswith("/2018-10-31/layers/"):
+            return CODE_BODY_MAX  # PublishLayerVersion (lambdad.frontends.lambda_layers)
+        return OTHER_BODY_MAX
 
     return limit
 

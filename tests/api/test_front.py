@@ -245,3 +245,23 @@ def test_serve_api_flag_turns_the_front_on(tmp_path: Path) -> None:
             assert c.stats()["api_address"] is None  # off unless asked for
     finally:
         plain.stop()
+
+
+def test_body_limits_depend_on_the_operation(api_daemon: ApiDaemon) -> None:
+    # Refused from Content-Length alone, before the body is read (and before any signature).
+    for method, path, size in (
+        ("PUT", "/2015-03-31/functions/x/configuration", 1024 * 1024 + 1),
+        ("POST", "/2015-03-31/functions/x/invocations", 6 * 1024 * 1024 + 2),
+        ("POST", "/2015-03-31/functions", 70 * 1024 * 1024 + 1),
+    ):
+        netloc = urlsplit(api_daemon.endpoint).netloc
+        conn = http.client.HTTPConnection(netloc, timeout=30)
+        try:
+            conn.putrequest(method, path)
+            conn.putheader("Content-Length", str(size))
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == 413, (path, response.status)
+            assert response.getheader("x-amzn-errortype") == "RequestTooLargeException"
+        finally:
+            conn.close()
