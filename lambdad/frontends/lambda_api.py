@@ -73,9 +73,8 @@ TAG_KEY_MAX: Final = 128
 TAG_VALUE_MAX: Final = 256
 TAGS_MAX: Final = 50
 INVOCATION_TYPES: Final = {"RequestResponse": "sync", "Event": "async", "DryRun": "dryrun"}
-# CreateFunction members lambdad stores but does not act on, and ones it refuses.
-IGNORED: Final = ("VpcConfig", "DeadLetterConfig", "KMSKeyArn", "TracingConfig", "SnapStart",
-                  "LoggingConfig", "CodeSigningConfigArn")  # fmt: skip
+# CreateFunction / UpdateFunctionConfiguration members lambdad refuses (docs/lambda-api.md
+# lists them, and the ones accepted and ignored: VpcConfig, DeadLetterConfig, KMSKeyArn, ...).
 REFUSED: Final = ("FileSystemConfigs", "ImageConfig", "CapacityProviderConfig", "DurableConfig",
                   "TenancyConfig", "PublishTo", "AcceleratorConfig")  # fmt: skip
 
@@ -130,13 +129,6 @@ def _hex_code_sha256(value: str) -> str:
         return base64.b64decode(value, validate=True).hex()
     except (binascii.Error, ValueError):
         raise invalid(f"CodeSha256 is not a base64 SHA-256: {value!r}") from None
-
-
-def _label(fn: Function, version: Version) -> str:
-    """``$LATEST`` or the published number a version is shown as."""
-    if version is fn.latest and fn.head is not None:
-        return LATEST
-    return str(version.number)
 
 
 def configuration(
