@@ -265,3 +265,20 @@ def test_body_limits_depend_on_the_operation(api_daemon: ApiDaemon) -> None:
             assert response.getheader("x-amzn-errortype") == "RequestTooLargeException"
         finally:
             conn.close()
+
+
+def test_a_request_signed_more_than_five_minutes_ago_is_refused(
+    api_daemon: ApiDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime
+
+    import botocore.auth
+
+    stale = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(minutes=6)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: stale)
+    status, headers, body = signed(api_daemon, "GET", "/2015-03-31/functions")
+    assert status == 403 and headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert "Signature expired" in json.loads(body)["message"]
+    monkeypatch.undo()
+    status, _, _ = signed(api_daemon, "GET", "/2015-03-31/functions")
+    assert status == 200
