@@ -28,7 +28,8 @@ system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: $(call SYSTEM_STAMP,run) venv
-	$(VENV)/bin/lambdad serve --examples examples
+	@echo "Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
+	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: $(call SYSTEM_STAMP,test) venv lint

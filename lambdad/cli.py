@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse to start if any isolation mechanism is unavailable",
     )
     s.add_argument(
+        "--api",
+        metavar="HOST:PORT",
+        help="also serve the Lambda HTTP API (SigV4; keys from `lambdad keys create`) here",
+    )
+    s.add_argument(
         "--examples", metavar="DIR", help="deploy every subdirectory of DIR as a function at start"
     )
 
@@ -70,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--tmp", type=int, default=512, help="MB of /tmp")
 
     i = verb("invoke", "invoke a function; result on stdout, REPORT on stderr")
-    i.add_argument("name")
+    i.add_argument("name", help="NAME, or NAME:QUALIFIER (a version number, $LATEST or an alias)")
     i.add_argument("stdin", nargs="?", choices=["-"], help="read the payload from standard input")
     i.add_argument("--payload", help="JSON text, or @FILE")
     i.add_argument(
@@ -80,6 +85,43 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument(
         "--log-tail", action="store_true", help="print the last 4 KB of its log on stderr"
     )
+
+    pb = verb("publish", "publish $LATEST as a new numbered version")
+    pb.add_argument("name")
+    pb.add_argument("--description", default="")
+
+    al = verb("alias", "create, change, list or remove a function's aliases")
+    al_sub = al.add_subparsers(dest="alias_verb", required=True, metavar="ACTION")
+    for action, text in (("create", "create an alias"), ("update", "change an alias")):
+        ap = al_sub.add_parser(action, help=text, description=text)
+        ap.add_argument("name")
+        ap.add_argument("alias")
+        if action == "create":
+            ap.add_argument("version", help="a published version number or $LATEST")
+        else:
+            ap.add_argument("--version", help="a published version number or $LATEST")
+        ap.add_argument(
+            "--weight",
+            metavar="VERSION=WEIGHT",
+            help="route WEIGHT (0..1) of the invocations to VERSION; 'none' removes routing",
+        )
+        ap.add_argument("--description")
+    ap = al_sub.add_parser("ls", help="list aliases")
+    ap.add_argument("name")
+    ap = al_sub.add_parser("rm", help="remove an alias")
+    ap.add_argument("name")
+    ap.add_argument("alias")
+
+    ky = verb("keys", "API keys of the Lambda HTTP API (admin)")
+    ky_sub = ky.add_subparsers(dest="keys_verb", required=True, metavar="ACTION")
+    kc = ky_sub.add_parser(
+        "create", help="make a key; prints its secret, once", description="make a key"
+    )
+    kc.add_argument("--admin", action="store_true", help="may change state, not just invoke")
+    kc.add_argument("--name", help="a name for it (default: its id)")
+    ky_sub.add_parser("ls", help="list keys (never their secrets)")
+    kr = ky_sub.add_parser("rm", help="remove a key: requests signed with it fail from now on")
+    kr.add_argument("key", help="access key id or name")
 
     verb("ls", "list functions")
     r = verb("rm", "delete a function")
@@ -187,7 +229,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["LAMBDAD_CONFIG_FILE"] = os.path.abspath(args.config)
     cfg = config.load(
-        args.config, socket_path=args.socket, state_dir=args.state_dir, strict=args.strict
+        args.config,
+        socket_path=args.socket,
+        state_dir=args.state_dir,
+        strict=args.strict,
+        api_address=args.api,
     )
 
     examples = args.examples
@@ -245,6 +291,14 @@ def _client_verb(args: argparse.Namespace) -> int:
         if args.verb == "ls":
             _print_table(client.list())
             return 0
+        if args.verb == "publish":
+            published = client.call("publish", name=args.name, description=args.description)
+            print(json.dumps(published))
+            return 0
+        if args.verb == "alias":
+            return _alias(client, args)
+        if args.verb == "keys":
+            return _keys(client, args)
         if args.verb == "rm":
             client.delete(args.name)
             print(f"deleted {args.name}")
@@ -265,6 +319,53 @@ def _client_verb(args: argparse.Namespace) -> int:
         if args.verb == "layer":
             return _layer_verb(client, args)
     raise AssertionError(args.verb)
+
+
+def _alias(client: Any, args: argparse.Namespace) -> int:
+    if args.alias_verb == "ls":
+        print(json.dumps(client.call("aliases", name=args.name)["aliases"], indent=2))
+        return 0
+    if args.alias_verb == "rm":
+        client.call("alias_delete", name=args.name, alias=args.alias)
+        print(f"deleted alias {args.alias} of {args.name}")
+        return 0
+    call: dict[str, Any] = {"name": args.name, "alias": args.alias}
+    if args.version is not None:
+        call["version"] = args.version
+    if args.description is not None:
+        call["description"] = args.description
+    if args.weight is not None:
+        call["weights"] = _parse_weight(args.weight)
+    op = "alias_create" if args.alias_verb == "create" else "alias_update"
+    print(json.dumps(client.call(op, **call)["alias"], indent=2, sort_keys=True))
+    return 0
+
+
+def _parse_weight(item: str) -> dict[str, float]:
+    if item == "none":
+        return {}
+    version, sep, weight = item.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return {version: float(weight)}
+    except ValueError:
+        raise InvalidRequest(f"--weight wants VERSION=WEIGHT (or none), got {item!r}") from None
+
+
+def _keys(client: Any, args: argparse.Namespace) -> int:
+    if args.keys_verb == "create":
+        call: dict[str, Any] = {"admin": args.admin}
+        if args.name is not None:
+            call["key_name"] = args.name
+        print(json.dumps(client.call("keys_create", **call)["key"], indent=2))
+        return 0
+    if args.keys_verb == "ls":
+        print(json.dumps(client.call("keys_list")["keys"], indent=2))
+        return 0
+    removed = client.call("keys_remove", key=args.key)["removed"]
+    print(f"removed key {removed['AccessKeyId']} ({removed['Name']})")
+    return 0
 
 
 def _parse_env(item: str) -> tuple[str, str]:
@@ -293,7 +394,10 @@ def _payload(args: argparse.Namespace) -> bytes:
 
 def _invoke(client: Any, args: argparse.Namespace) -> int:
     kind = "async" if args.async_ else "dryrun" if args.dry_run else "sync"
-    inv = client.invoke(args.name, _payload(args), type=kind, log_tail=args.log_tail)
+    name, _, qualifier = args.name.partition(":")
+    inv = client.invoke(
+        name, _payload(args), type=kind, log_tail=args.log_tail, qualifier=qualifier or None
+    )
     if kind != "sync":
         print(json.dumps({"status": inv.status, "event_id": inv.event_id}))
         return 0

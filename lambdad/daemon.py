@@ -77,9 +77,7 @@ class Daemon:
             config, self.cgroups, cgroup_parent, os.path.join(config.state_dir, "rootfs")
         )
         specializer = Specializer(self.warm, self.runtimes, self.registry, self.logs, budget)
-        self.invoker = Invoker(
-            self.warm, specializer, self._latest_version, config.sync_payload_max
-        )
+        self.invoker = Invoker(self.warm, specializer, self._live_versions, config.sync_payload_max)
         self.service = Service(
             config, self.registry, self.logs, events, self.admission, self.warm,
             self.invoker, self.runtimes, budget,
@@ -99,9 +97,9 @@ class Daemon:
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _latest_version(self, name: str) -> int | None:
+    def _live_versions(self, name: str) -> frozenset[str]:
         fn = self.registry.functions.get(name)
-        return fn.latest.number if fn is not None else None
+        return fn.live_keys() if fn is not None else frozenset()
 
     # -- start, stop, reload ---------------------------------------------------------------
 
@@ -195,6 +193,7 @@ class Daemon:
                 socket_path=self.config.socket_path,
                 state_dir=self.config.state_dir,
                 strict=self.config.strict,
+                api_address=self.config.api_address or None,
             )
         except Exception as exc:
             log.info("SIGHUP: configuration not reloaded: %s", exc)

@@ -29,6 +29,11 @@ MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0
 TMP_RANGE: Final = (16, 10240)
 ENV_MAX_BYTES: Final = 4096
+ARCHITECTURES: Final = ("x86_64", "arm64")  # Lambda's spellings; stored, not emulated
+MAX_LAYERS: Final = 5
+LAYER_ARN_RE: Final = re.compile(
+    r"^arn:[a-zA-Z0-9-]+:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]{1,140}:[0-9]{1,10}$"
+)
 # Lambda refuses to let a function override these; so do we.
 RESERVED_ENV: Final = frozenset(
     {
@@ -64,10 +69,18 @@ class FunctionConfig:
     tmp_mb: int = 512  # size of the private /tmp
     min_warm: int = 0  # provisioned concurrency: sandboxes kept initialized
     pids_max: int = 64  # processes/threads in the sandbox
+    # Shown by the Lambda API, not acted on by the core (docs/lambda-api.md says which):
+    description: str = ""  # CreateFunction's Description
+    role: str = ""  # the execution role's ARN: stored and shown, never assumed
+    architectures: tuple[str, ...] = ("x86_64",)  # stored and shown; the host's own CPU runs it
+    layers: tuple[str, ...] = ()  # layer version ARNs, in order (mounting is the runtimes' job)
+    lambda_runtime: str = ""  # Runtime as the API caller spelled it ("python3.11"); "" = runtime
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["env"] = dict(self.env)
+        d["architectures"] = list(self.architectures)
+        d["layers"] = list(self.layers)
         return d
 
 
@@ -145,9 +158,32 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
     # At most Lambda's quota of tasks per execution environment: a sandbox's pids_max is booked
     # against a share of the host's pid_max (lambdad/hostbudget.py).
     pids_max = _int(args, "pids_max", 64, 8, MAX_PIDS_PER_SANDBOX)
-    layers = args.get("layers") or []
-    if layers:
-        raise InvalidParameterValue("layers are not supported yet", field="layers")
+    texts = {}
+    for key, limit in (("description", 256), ("role", 2048), ("lambda_runtime", 64)):
+        value = args.get(key, "")
+        if not isinstance(value, str) or len(value) > limit:
+            raise InvalidParameterValue(
+                f"{key} must be a string of at most {limit} characters", field=key
+            )
+        texts[key] = value
+    architectures = tuple(args.get("architectures") or ("x86_64",))
+    if len(architectures) != 1 or architectures[0] not in ARCHITECTURES:
+        raise InvalidParameterValue(
+            f"architectures must be one of {', '.join(ARCHITECTURES)}, got {list(architectures)!r}",
+            field="architectures",
+        )
+    layers = args.get("layers") or ()
+    if not isinstance(layers, list | tuple):
+        raise InvalidParameterValue("layers must be a list of layer version ARNs", field="layers")
+    for arn in layers:
+        if not isinstance(arn, str) or not LAYER_ARN_RE.fullmatch(arn):
+            raise InvalidParameterValue(
+                f"layers must be layer version ARNs, got {arn!r}", field="layers"
+            )
+    if len(layers) > MAX_LAYERS:
+        raise InvalidParameterValue(
+            f"a function may use at most {MAX_LAYERS} layers", field="layers"
+        )
     return FunctionConfig(
         name=name,
         handler=handler,
@@ -160,6 +196,11 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         tmp_mb=tmp_mb,
         min_warm=min_warm,
         pids_max=pids_max,
+        description=texts["description"],
+        role=texts["role"],
+        architectures=architectures,
+        layers=tuple(layers),
+        lambda_runtime=texts["lambda_runtime"],
     )
 
 
@@ -207,7 +248,26 @@ class Version:
             created=float(d["created"]),
         )
 
+    @property
+    def key(self) -> str:
+        """What a warm sandbox is specialized for: the number *and* the content address.
+
+        The number alone is not enough: an unpublished ``$LATEST`` is always number 0, so two
+        UpdateFunctionCode calls without a publish would both be "version 0"."""
+        return f"{self.number}:{self.sha256}"
+
+
+# Fields added after versions were first stored: left out of the content address while they
+# have their default value, so a version stored before they existed keeps its address.
+_LATER_FIELDS: Final = {
+    "description": "", "role": "", "architectures": ["x86_64"], "layers": [], "lambda_runtime": "",
+}  # fmt: skip
+
 
 def version_sha256(config: FunctionConfig, code_sha256: str) -> str:
-    blob = json.dumps({"config": config.to_dict(), "code": code_sha256}, sort_keys=True)
+    d = config.to_dict()
+    for key, default in _LATER_FIELDS.items():
+        if d.get(key) == default:
+            del d[key]
+    blob = json.dumps({"config": d, "code": code_sha256}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

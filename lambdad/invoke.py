@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,12 +44,14 @@ class Invoker:
         self,
         warm: WarmPool[Sandbox],
         specializer: Specializer,
-        latest_version: Callable[[str], int | None],
+        live_versions: Callable[[str], Container[str]],
         max_result: int,
     ) -> None:
         self.warm = warm
         self.specializer = specializer
-        self.latest_version = latest_version  # a function's $LATEST number; None if deleted
+        # The keys (Version.key) of a function's $LATEST and published versions; empty once
+        # it is deleted. A sandbox of any other version is retired when it is released.
+        self.live_versions = live_versions
         self.max_result = max_result
         self.draining = False
 
@@ -86,7 +88,7 @@ class Invoker:
         self, state: FunctionState[Sandbox], version: Version, force_cold: bool
     ) -> tuple[Sandbox, ColdStart | None]:
         if not force_cold:
-            warm = self.warm.take(state, version.number)
+            warm = self.warm.take(state, version.key)
             if warm is not None:
                 return warm, None
         for attempt in range(GENERIC_RETRIES):
@@ -109,7 +111,8 @@ class Invoker:
         cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
-        start_line = f"START RequestId: {request_id} Version: {version.number}\n".encode()
+        label = version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        start_line = f"START RequestId: {request_id} Version: {label}\n".encode()
         stream.write(start_line)
         if call.log_tail:
             sandbox.log_tail = bytearray(start_line)
@@ -119,6 +122,7 @@ class Invoker:
         result: bytes | None = None
         duration_ms: float
         maxrss_kb = 0
+        platform_line = b""  # the error line(s) the daemon writes for this invocation's log
         try:
             sandbox.send_invoke(request_id, call.payload, int(cfg.timeout_s * 1000))
             answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
@@ -131,14 +135,14 @@ class Invoker:
             function_error = outcomes.UNHANDLED
             error = outcomes.timeout_error(cfg.timeout_s)
             message = outcomes.timeout_message(cfg.timeout_s)
-            stream.write(f"{_utc()} {request_id} {message}\n".encode())
+            platform_line = f"{_utc()} {request_id} {message}\n".encode()
             maxrss_kb = peak * 1024
         except SandboxDied:
             duration_ms = (time.monotonic_ns() - started) / 1e6
             description, peak_bytes, oom_kills = await exit_description(sandbox)
             function_error = outcomes.UNHANDLED
             error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
             maxrss_kb = peak_bytes // 1024
         except messages.MessageError as exc:
             # The sandbox runs untrusted code: a malformed answer condemns it.
@@ -146,7 +150,7 @@ class Invoker:
             sandbox.violation(f"malformed result ({exc})")
             duration_ms = (time.monotonic_ns() - started) / 1e6
             error = outcomes.invalid_response(request_id, str(exc))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
@@ -161,14 +165,18 @@ class Invoker:
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
                 maxrss_kb = 0
-                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                stream.write(outcomes.error_log_lines(error))
+                platform_line = outcomes.error_log_lines(error)
             else:
                 result = answer.result
+        if platform_line:
+            stream.write(platform_line)
+            if sandbox.log_tail is not None:  # Lambda's Tail shows the error lines too
+                sandbox.log_tail += platform_line
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
@@ -191,12 +199,12 @@ class Invoker:
         return InvocationResult.ran(request_id, result, error, function_error, report, tail)
 
     def _release(self, state: FunctionState[Sandbox], sandbox: Sandbox, version: Version) -> None:
-        """Back to the idle list, or retired: the function was deleted or has a newer
-        version, or the daemon is draining."""
+        """Back to the idle list, or retired: the function was deleted, its version is no
+        longer live ($LATEST changed and was not published), or the daemon is draining."""
         if (
             not self.warm.current(state)
             or self.draining
-            or self.latest_version(state.name) != version.number
+            or version.key not in self.live_versions(state.name)
         ):
             self.warm.retire(state, sandbox)
             return

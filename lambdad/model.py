@@ -299,6 +299,7 @@ class GlobalStatsView:
         body["async"] = dict(self.async_events)
         body["missing"] = list(self.missing)
         body["metrics_address"] = self.addresses.get("metrics")
+        body["api_address"] = self.addresses.get("api")
         return {"stats": body}
 
 

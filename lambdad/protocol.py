@@ -87,6 +87,14 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     "logs": frozenset({"name", "cursor"}),
     "dead_letters": frozenset({"name"}),
     "redrive": frozenset({"name", "event_id"}),
+    "publish": frozenset({"name", "description"}),
+    "aliases": frozenset({"name"}),
+    "alias_create": frozenset({"name", "alias", "version", "description", "weights"}),
+    "alias_update": frozenset({"name", "alias", "version", "description", "weights"}),
+    "alias_delete": frozenset({"name", "alias"}),
+    "keys_create": frozenset({"key_name", "admin"}),
+    "keys_list": frozenset(),
+    "keys_remove": frozenset({"key"}),
     "layer_publish": frozenset(
         {"name", "code", "description", "license_info", "compatible_runtimes",
          "compatible_architectures"}

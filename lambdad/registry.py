@@ -196,6 +196,10 @@ class Function:
     aliases: dict[str, Alias] = field(default_factory=dict)
     last_number: int = 0  # the highest version number ever published (never reused)
     descriptions: dict[int, str] = field(default_factory=dict)  # PublishVersion's Description
+    tags: dict[str, str] = field(default_factory=dict)  # TagResource (the function's, unversioned)
+    # PutProvisionedConcurrencyConfig: qualifier (version number or alias) -> sandboxes kept
+    # initialized for what it resolves to (an alias: its primary version).
+    provisioned: dict[str, int] = field(default_factory=dict)
 
     @property
     def latest(self) -> Version:
@@ -243,6 +247,11 @@ class Function:
             return Target(self.latest, LATEST, alias.name)
         return Target(self.published(chosen), chosen, alias.name)
 
+    def live_keys(self) -> frozenset[str]:
+        """The :attr:`Version.key` of ``$LATEST`` and of every published version: what warm
+        sandboxes may be specialized for."""
+        return frozenset(v.key for v in (self.latest, *self.versions))
+
     def version(self, qualifier: str | None) -> Version:
         """The version a qualifier (none, ``$LATEST``, number or alias) runs."""
         return self.resolve(qualifier).version
@@ -260,6 +269,8 @@ class Function:
             "aliases": {n: a.to_dict() for n, a in sorted(self.aliases.items())},
             "last_number": self.last_number,
             "descriptions": {str(k): v for k, v in sorted(self.descriptions.items())},
+            "tags": dict(sorted(self.tags.items())),
+            "provisioned": dict(sorted(self.provisioned.items())),
         }
 
     @classmethod
@@ -276,6 +287,8 @@ class Function:
             aliases={str(n): Alias.from_dict(a) for n, a in dict(raw.get("aliases", {})).items()},
             last_number=max(int(raw.get("last_number", last)), last),
             descriptions={int(k): str(v) for k, v in dict(raw.get("descriptions", {})).items()},
+            tags={str(k): str(v) for k, v in dict(raw.get("tags", {})).items()},
+            provisioned={str(k): int(v) for k, v in dict(raw.get("provisioned", {})).items()},
         )
         numbers = {str(v.number) for v in versions}
         for alias in fn.aliases.values():
@@ -571,6 +584,22 @@ class Registry:
         old = fn.alias(alias)
         self._commit(replace(fn, aliases={k: v for k, v in fn.aliases.items() if k != alias}))
         return old
+
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> Function:
+        """Replace the function's tags (TagResource / UntagResource compute the new set)."""
+        fn = replace(self.get(name), tags=dict(tags))
+        self._commit(fn)
+        return fn
+
+    def set_provisioned(self, name: str, qualifier: str, count: int | None) -> Function:
+        """Set (``count``) or remove (None) a provisioned-concurrency record."""
+        old = self.get(name)
+        provisioned = {k: v for k, v in old.provisioned.items() if k != qualifier}
+        if count is not None:
+            provisioned[qualifier] = count
+        fn = replace(old, provisioned=provisioned)
+        self._commit(fn)
+        return fn
 
     def resolve(
         self, name: str, qualifier: str | None, rand: Callable[[], float] = random.random

@@ -143,7 +143,7 @@ class Sandbox:
         self.cgroup = cgroup
         self.state = State.STARTING
         self.function: str | None = None
-        self.version: int | None = None
+        self.version: str | None = None  # the Version.key it is specialized for
         self.memory_mb = 128  # what it is charged against the memory budget
         self.pids_max = 64  # what it is charged against the host's task budget
         self.generic_phases: dict[str, int] = {}

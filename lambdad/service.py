@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import dataclasses
+import functools
+import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from lambdad import __version__
@@ -26,7 +30,9 @@ from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.errors import (
     InvalidParameterValue,
+    PreconditionFailed,
     RequestTooLarge,
+    ResourceConflict,
     ResourceNotFound,
     ShuttingDown,
     TooManyRequests,
@@ -34,6 +40,7 @@ from lambdad.errors import (
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker
+from lambdad.keys import ApiKey, KeyStore, NewKey
 from lambdad.layers import Layers, LayerStore
 from lambdad.logs import LogStore, wire_cursor
 from lambdad.metering import merge
@@ -48,8 +55,8 @@ from lambdad.model import (
     SandboxCounts,
     ServerInfo,
 )
-from lambdad.placement import FunctionState, WarmPool
-from lambdad.registry import Registry
+from lambdad.placement import INITIALIZED, FunctionState, WarmPool
+from lambdad.registry import LATEST, VERSION_RE, Alias, Function, Registry, revision_id_of
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import TicketState
 
@@ -112,6 +119,7 @@ class Service:
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
         self._registry_lock = asyncio.Lock()
+        self._code_sizes: dict[str, int] = {}
         for fn in registry:
             warm.state(fn.name)
             admission.set_reserved(fn.name, fn.latest.config.concurrency)
@@ -220,8 +228,9 @@ class Service:
         state = self.warm.state(config.name)
         self.admission.set_reserved(config.name, config.concurrency)
         if created:
-            # Warm sandboxes of older versions drain: idle ones retire now, busy ones on release.
-            self.warm.retire_idle_except(state, version.number)
+            # A deploy moves the function on: idle sandboxes of other versions retire now;
+            # busy ones on release unless their version is still live (published).
+            self.warm.retire_idle_except(state, {version.key})
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
@@ -234,13 +243,13 @@ class Service:
         """
         if limit is None:
             return
-        total = self.admission.global_limit
-        keep = min(self.config.unreserved_concurrency_min, total // 2)
-        most = self.admission.max_reservation(name, keep)
+        most = self.max_reservation(name)
         if limit > most:
             raise InvalidParameterValue(
-                f"reserved concurrency {limit} for {name!r} would leave the unreserved functions "
-                f"less than {keep} of the global limit of {total}: at most {most} can be reserved",
+                f"Specified ReservedConcurrentExecutions for function decreases account's "
+                f"UnreservedConcurrentExecution below its minimum value of "
+                f"[{self.unreserved_minimum()}] (global limit {self.admission.global_limit}): "
+                f"at most {most} can be reserved for {name!r}",
                 field="concurrency",
                 limit=most,
             )
@@ -330,6 +339,275 @@ class Service:
             raise ResourceNotFound(f"no dead letter with event id {event_id!r}", event_id=event_id)
         return redriven
 
+    # -- versions, aliases, concurrency, tags: what the Lambda API's operations need ---------
+
+    async def create_function(
+        self, config: FunctionConfig, code: bytes, *, publish: bool = False
+    ) -> Version:
+        """``CreateFunction``: a new function whose ``$LATEST`` is ``config`` + ``code``.
+
+        Returns ``$LATEST``, or the published version 1 with ``publish``.
+
+        Raises:
+            ResourceConflict: the function exists. InvalidParameterValue: the code.
+        """
+        if not code:
+            raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
+        async with self._registry_lock:
+            if config.name in self.registry.functions:
+                raise ResourceConflict(f"Function already exist: {config.name}", name=config.name)
+            code_sha = await asyncio.to_thread(self.registry.store_code, code)
+            version = await asyncio.to_thread(self.registry.set_latest, config, code_sha)
+            if publish:
+                version, _ = await asyncio.to_thread(self.registry.publish, config.name)
+        self._versions_changed(config.name)
+        return version
+
+    async def update_function(
+        self,
+        name: str,
+        *,
+        config: FunctionConfig | None = None,
+        code: bytes | None = None,
+        publish: bool = False,
+        revision_id: str | None = None,
+    ) -> Version:
+        """``UpdateFunctionCode`` / ``UpdateFunctionConfiguration``: a new ``$LATEST``.
+
+        Returns ``$LATEST``, or the version ``publish`` made (or found identical).
+
+        Raises:
+            ResourceNotFound; PreconditionFailed (a stale ``revision_id``);
+            InvalidParameterValue (the code).
+        """
+        async with self._registry_lock:
+            fn = self.registry.get(name)
+            if revision_id is not None and revision_id != revision_id_of(fn.latest):
+                raise PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. "
+                    "Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+                    name=name,
+                )
+            code_sha = fn.latest.code_sha256
+            if code is not None:
+                code_sha = await asyncio.to_thread(self.registry.store_code, code)
+            version = await asyncio.to_thread(
+                self.registry.set_latest, config or fn.latest.config, code_sha
+            )
+            if publish:
+                version, _ = await asyncio.to_thread(self.registry.publish, name)
+        self._versions_changed(name)
+        return version
+
+    async def publish(
+        self,
+        name: str,
+        *,
+        description: str = "",
+        code_sha256: str | None = None,
+        revision_id: str | None = None,
+    ) -> tuple[Version, bool]:
+        """``PublishVersion`` (:meth:`Registry.publish`)."""
+        async with self._registry_lock:
+            result = await asyncio.to_thread(
+                self.registry.publish,
+                name,
+                description=description,
+                code_sha256=code_sha256,
+                revision_id=revision_id,
+            )
+        self._versions_changed(name)
+        return result
+
+    async def delete_version(self, name: str, qualifier: str) -> None:
+        """``DeleteFunction`` with a version qualifier (:meth:`Registry.delete_version`)."""
+        async with self._registry_lock:
+            await asyncio.to_thread(self.registry.delete_version, name, qualifier)
+            if qualifier in self.registry.get(name).provisioned:
+                await asyncio.to_thread(self.registry.set_provisioned, name, qualifier, None)
+        self._versions_changed(name)
+
+    async def create_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        *,
+        description: str = "",
+        weights: Mapping[str, float] | None = None,
+    ) -> Alias:
+        async with self._registry_lock:
+            return await asyncio.to_thread(
+                functools.partial(
+                    self.registry.create_alias,
+                    name, alias, version, description=description, weights=weights,
+                )
+            )  # fmt: skip
+
+    async def update_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        version: str | None = None,
+        description: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        revision_id: str | None = None,
+    ) -> Alias:
+        async with self._registry_lock:
+            return await asyncio.to_thread(
+                functools.partial(
+                    self.registry.update_alias, name, alias, version=version,
+                    description=description, weights=weights, revision_id=revision_id,
+                )
+            )  # fmt: skip
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        async with self._registry_lock:
+            await asyncio.to_thread(self.registry.delete_alias, name, alias)
+            if alias in self.registry.get(name).provisioned:
+                await asyncio.to_thread(self.registry.set_provisioned, name, alias, None)
+
+    def max_reservation(self, name: str) -> int:
+        """The most ``name`` may reserve (``Scheduler.max_reservation``) while the unreserved
+        minimum stays shared by everyone else."""
+        return self.admission.max_reservation(name, self.unreserved_minimum())
+
+    def unreserved_minimum(self) -> int:
+        """``unreserved_concurrency_min``, but never more than half the global limit (a small
+        host must still be able to reserve something)."""
+        return min(self.config.unreserved_concurrency_min, self.admission.global_limit // 2)
+
+    async def set_concurrency(self, name: str, reserved: int | None) -> Version:
+        """``Put``/``DeleteFunctionConcurrency``: reserve (or stop reserving) concurrency.
+
+        Stored in ``$LATEST``'s configuration, where a msgpack deploy keeps it too.
+
+        Raises:
+            ResourceNotFound; InvalidParameterValue: more than :meth:`max_reservation`.
+        """
+        fn = self.registry.get(name)
+        self.check_reservation(name, reserved)
+        config = dataclasses.replace(fn.latest.config, concurrency=reserved)
+        return await self.update_function(name, config=config)
+
+    async def set_provisioned(self, name: str, qualifier: str, count: int | None) -> Function:
+        """``Put``/``DeleteProvisionedConcurrencyConfig``: keep ``count`` sandboxes of what
+        ``qualifier`` (a version number or an alias, never ``$LATEST``) resolves to
+        initialized — the sweeper's ``min_warm`` for that version.
+
+        Raises:
+            ResourceNotFound (function, version or alias; a missing record on delete);
+            InvalidParameterValue ($LATEST).
+        """
+        fn = self.registry.get(name)
+        if qualifier in ("", LATEST):
+            raise InvalidParameterValue(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function "
+                "versions.",
+                field="Qualifier",
+            )
+        fn.resolve(qualifier)  # raises ResourceNotFound for a missing version or alias
+        alias = fn.aliases.get(qualifier)
+        if alias is not None and alias.version == LATEST and count is not None:
+            raise InvalidParameterValue(
+                f"Alias {qualifier} points to $LATEST: provisioned concurrency needs a "
+                "published version",
+                field="Qualifier",
+            )
+        if count is None and qualifier not in fn.provisioned:
+            raise ResourceNotFound(
+                f"No Provisioned Concurrency Config found for this function: {name}:{qualifier}",
+                name=name,
+            )
+        async with self._registry_lock:
+            return await asyncio.to_thread(self.registry.set_provisioned, name, qualifier, count)
+
+    def provisioned_targets(self, fn: Function) -> builtins.list[tuple[Version, int]]:
+        """Which versions of ``fn`` keep how many sandboxes initialized: ``$LATEST``'s
+        ``min_warm``, and each provisioned-concurrency record (an alias: its primary)."""
+        targets = [(fn.latest, fn.latest.config.min_warm)]
+        for qualifier, count in fn.provisioned.items():
+            try:
+                alias = fn.aliases.get(qualifier)
+                target = alias.version if alias is not None else qualifier
+                version = fn.latest if target == LATEST else fn.published(target)
+            except ResourceNotFound:
+                continue
+            targets.append((version, count))
+        return targets
+
+    def provisioned_ready(self, name: str, qualifier: str) -> int:
+        """How many initialized sandboxes the qualifier's provisioned version has now."""
+        fn = self.registry.get(name)
+        alias = fn.aliases.get(qualifier)
+        target = alias.version if alias is not None else qualifier
+        if not VERSION_RE.fullmatch(target):
+            return 0
+        key = fn.published(target).key
+        state = self.warm.state(name)
+        return sum(1 for s in state.sandboxes if s.version == key and s.state in INITIALIZED)
+
+    async def tag(self, name: str, tags: Mapping[str, str]) -> None:
+        async with self._registry_lock:
+            fn = self.registry.get(name)
+            await asyncio.to_thread(self.registry.set_tags, name, {**fn.tags, **tags})
+
+    async def untag(self, name: str, keys: Iterable[str]) -> None:
+        async with self._registry_lock:
+            fn = self.registry.get(name)
+            drop = set(keys)
+            kept = {k: v for k, v in fn.tags.items() if k not in drop}
+            await asyncio.to_thread(self.registry.set_tags, name, kept)
+
+    async def account(self) -> dict[str, int]:
+        """Limits and usage, as ``GetAccountSettings`` reports them."""
+        scheduler = self.admission.scheduler
+        trees = {v.code_sha256 for fn in self.registry for v in (fn.latest, *fn.versions)}
+        sizes = [await asyncio.to_thread(self.code_size, tree) for tree in sorted(trees)]
+        code_bytes = sum(sizes)
+        return {
+            "concurrent_executions": scheduler.global_limit,
+            "unreserved_concurrent_executions": scheduler.unreserved_limit,
+            "function_count": len(self.registry.functions),
+            "total_code_size": code_bytes,
+        }
+
+    def code_size(self, code_sha256: str) -> int:
+        """Bytes of an extracted code tree (cached: trees are immutable)."""
+        size = self._code_sizes.get(code_sha256)
+        if size is None:
+            size = _tree_size(os.path.join(self.registry.code_dir, code_sha256))
+            self._code_sizes[code_sha256] = size
+        return size
+
+    @functools.cached_property
+    def keys(self) -> KeyStore:
+        """The Lambda API's keys (``<state>/api-keys.json``), loaded on first use.
+
+        Raises:
+            ValueError: the file exists but is not a key store.
+        """
+        return KeyStore(self.config.state_dir)
+
+    async def create_key(self, name: str | None, admin: bool) -> NewKey:
+        """A new API key; its secret is in the result only. Raises InvalidParameterValue."""
+        return await asyncio.to_thread(functools.partial(self.keys.create, name=name, admin=admin))
+
+    async def remove_key(self, id_or_name: str) -> ApiKey:
+        """Raises ResourceNotFound."""
+        return await asyncio.to_thread(self.keys.remove, id_or_name)
+
+    def _versions_changed(self, name: str) -> None:
+        """After ``$LATEST`` or the published versions changed: admission's reservation, and
+        idle sandboxes of versions that are gone retire (busy ones when released)."""
+        fn = self.registry.get(name)
+        state = self.warm.state(name)
+        self.admission.set_reserved(name, fn.latest.config.concurrency)
+        self.warm.retire_idle_except(state, fn.live_keys())
+        for listener in self.listeners:
+            listener.on_deploy(name, fn.latest.number, True)
+
     # -- for the async worker --------------------------------------------------------------
 
     async def run_event(
@@ -339,6 +617,15 @@ class Service:
         version = self.registry.get(name).version(qualifier)
         result = await self.run(version, payload, request_id=event_id)
         return {"error": result.error}
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 def _view(state: FunctionState[Sandbox]) -> FunctionStatsView:

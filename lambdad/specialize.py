@@ -119,7 +119,7 @@ class Specializer:
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb, sandbox.pids_max = (
             cfg.name,
-            version.number,
+            version.key,
             cfg.memory_mb,
             cfg.pids_max,
         )
@@ -153,7 +153,7 @@ class Specializer:
                 except OSError:
                     pass
             init = messages.Init(
-                function={**cfg.to_dict(), "version": str(version.number)},
+                function={**cfg.to_dict(), "version": str(version.number or "$LATEST")},
                 code_path=code_path,
                 log_stream=sandbox.log_stream.name,
                 pids_max=cfg.pids_max,

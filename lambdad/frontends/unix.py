@@ -63,7 +63,12 @@ log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive", "layer_publish", "layer_delete"})
+ADMIN_OPS: Final = frozenset(
+    {
+        "deploy", "delete", "redrive", "publish", "alias_create", "alias_update", "alias_delete",
+        "keys_create", "keys_list", "keys_remove", "layer_publish", "layer_delete",
+    }
+)  # fmt: skip
 
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
@@ -256,10 +261,80 @@ class UnixFront(Component):
         return {"deleted": f"{name}:{number}"}
 
 
+    # -- versions, aliases and API keys ---------------------------------------------------
+
+    async def op_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        description = args.get("description") or ""
+        if not isinstance(description, str):
+            raise InvalidParameterValue("description must be a string", field="description")
+        version, created = await self.service.publish(wire_name(args), description=description)
+        return {"version": str(version.number), "created": created}
+
+    async def op_aliases(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        fn = self.service.registry.get(wire_name(args))
+        return {"aliases": [a.to_dict() for _, a in sorted(fn.aliases.items())]}
+
+    async def op_alias_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.create_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            _text(args, "version", required=True) or "",
+            description=_text(args, "description") or "",
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_update(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.update_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            version=_text(args, "version"),
+            description=_text(args, "description"),
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name, alias = wire_name(args), _text(args, "alias", required=True) or ""
+        await self.service.delete_alias(name, alias)
+        return {"deleted": alias}
+
+    async def op_keys_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        admin = args.get("admin", False)
+        if not isinstance(admin, bool):
+            raise InvalidParameterValue("admin must be true or false", field="admin")
+        new = await self.service.create_key(_text(args, "key_name"), admin)
+        return {"key": new.credentials()}
+
+    async def op_keys_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {"keys": [key.describe() for key in self.service.keys.list()]}
+
+    async def op_keys_remove(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        key = await self.service.remove_key(_text(args, "key", required=True) or "")
+        return {"removed": key.describe()}
+
+
 def _layer_name(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidParameterValue(f"name must be a layer name, got {value!r}", field="name")
     return parse_layer_name(value)
+
+def _text(args: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidParameterValue(f"{key} must be a non-empty string", field=key)
+    return value
+
+
+def _weights(args: dict[str, Any]) -> dict[str, float] | None:
+    weights = args.get("weights")
+    if weights is None:
+        return None
+    if not isinstance(weights, dict):
+        raise InvalidParameterValue("weights must map a version to a weight", field="weights")
+    return weights
 
 
 OPS: Final[dict[str, Op]] = {
@@ -277,6 +352,14 @@ OPS: Final[dict[str, Op]] = {
     "layer_publish": UnixFront.op_layer_publish,
     "layer_list": UnixFront.op_layer_list,
     "layer_delete": UnixFront.op_layer_delete,
+    "publish": UnixFront.op_publish,
+    "aliases": UnixFront.op_aliases,
+    "alias_create": UnixFront.op_alias_create,
+    "alias_update": UnixFront.op_alias_update,
+    "alias_delete": UnixFront.op_alias_delete,
+    "keys_create": UnixFront.op_keys_create,
+    "keys_list": UnixFront.op_keys_list,
+    "keys_remove": UnixFront.op_keys_remove,
 }
 
 

@@ -278,12 +278,15 @@ def test_unknown_network_modes(network: Any) -> None:
     assert exc.message == f"network must be 'none' or 'egress', got {network!r}"
 
 
-def test_layers_are_refused_for_now() -> None:
+def test_layers_are_layer_version_arns() -> None:
     exc = refused({"layers": ["numpy"]})
     assert exc.details == {"field": "layers"}
-    assert exc.message == "layers are not supported yet"
-    assert validate({"name": "f", "layers": []}).name == "f"
-    assert validate({"name": "f", "layers": None}).name == "f"
+    assert exc.message == "layers must be layer version ARNs, got 'numpy'"
+    assert validate({"name": "f", "layers": []}).layers == ()
+    assert validate({"name": "f", "layers": None}).layers == ()
+    arn = "arn:aws:lambda:us-east-1:000000000000:layer:numpy:3"
+    assert validate({"name": "f", "layers": [arn]}).layers == (arn,)
+    assert refused({"layers": [arn] * 6}).message == "a function may use at most 5 layers"
 
 
 def test_the_first_bad_field_is_named() -> None:

@@ -200,11 +200,11 @@ def run(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             warm: WarmPool[Any] = WarmPool()
             specializer = Specializer(warm, world, registry, logs, 1024)
 
-            def latest(name: str) -> int | None:
+            def live(name: str) -> frozenset[str]:
                 fn = registry.functions.get(name)
-                return fn.latest.number if fn else None
+                return fn.live_keys() if fn else frozenset()
 
-            invoker = Invoker(warm, specializer, latest, cfg.sync_payload_max)
+            invoker = Invoker(warm, specializer, live, cfg.sync_payload_max)
             admission = Admission(Scheduler(8, cfg.queue_max), cfg.queue_timeout_s)
             service = Service(cfg, registry, logs, events, admission, warm, invoker, world, 1024)
             try:
