@@ -272,7 +272,7 @@ class Sandbox:
         elif self.state is State.STARTING and not self._inbox:
             self._inbox.append(msg)
         else:
-            self.violation(f"unexpected message {str(msg.get('t'))[:40]!r}")
+            self.violation(f"unexpected message {messages.kind_of(msg)}")
 
     def violation(self, what: str) -> None:
         """The sandbox broke the daemon<->sandbox protocol: kill it; the waiter gets

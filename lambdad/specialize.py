@@ -107,15 +107,33 @@ class Specializer:
     ) -> tuple[Sandbox, ColdStart]:
         """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
 
+        Every way out but success releases the sandbox it took: it is killed and no longer
+        counted against the budgets (issue 12 point 11: what the sandbox sends during Init
+        is hostile input, and a path that forgot it kept it charged forever).
+
         Raises:
             InitFailed: Init failed; the sandbox is gone.
             GenericLost: the pooled sandbox was already dead; try again.
             TooManyRequests: the memory budget is full of busy sandboxes.
         """
+        taken: list[Sandbox] = []
+        try:
+            return await self._cold_start(state, version, taken)
+        except BaseException:
+            for sandbox in taken:
+                self.warm.discard(state, sandbox)
+                if sandbox.alive:
+                    sandbox.kill()
+            raise
+
+    async def _cold_start(
+        self, state: FunctionState[Sandbox], version: Version, taken: list[Sandbox]
+    ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self.make_room(cfg.memory_mb, cfg.pids_max)
         t_acquire = time.monotonic_ns()
         sandbox, source = await self.pools.pool(cfg.runtime).acquire()
+        taken.append(sandbox)
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb, sandbox.pids_max = (
             cfg.name,
