@@ -19,6 +19,7 @@ from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
 from lambdad.logs import LogStore
+from lambdad.metering import LINK_SLACK_MS, bounded_duration
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
@@ -233,8 +234,14 @@ class Specializer:
             "daemon_prepare": (t_sent - t0) // 1000,
             "init_roundtrip": (time.monotonic_ns() - t_sent) // 1000,
         }
-        phases.update(reply.phases)
-        init_ms = reply.init_us / 1000 + set_limits_us / 1000
+        # The sandbox's phases inside the round trip, never in place of the daemon's own.
+        phases.update({k: v for k, v in reply.phases.items() if k not in phases})
+        # Init Duration is billed like Duration: the sandbox's claim, bounded by the round trip
+        # (user code runs during Init and shares the process that measures it).
+        init_ms = bounded_duration(
+            reply.init_us / 1000, (sandbox.received_ns - t_sent) / 1e6, LINK_SLACK_MS
+        )
+        init_ms += set_limits_us / 1000
         cold = ColdStart(source, init_ms, phases)
         if isinstance(reply, messages.InitError):
             self.warm.discard(state, sandbox)
