@@ -16,6 +16,7 @@ import pytest
 
 from lambdad.client import Client
 from lambdad.metering import LINK_SLACK_MS, link_slack_ms
+from tests.conftest import wait_for
 from tests.security.conftest import assert_daemon_serves, deploy
 
 pytestmark = pytest.mark.root
@@ -27,14 +28,17 @@ WORK_MS = 300
 def test_a_handler_cannot_shorten_its_billed_duration(client: Client, mode: str) -> None:
     name = f"sec-clock-{mode}"
     deploy(client, name, "clock", timeout_s=5)
-    for attempt in range(2):  # cold, then warm (the patches persist in a warm sandbox)
+    # Cold, then warm (the patches persist in a warm sandbox). A forged frame is taken as the
+    # answer and the runtime's own, which follows, costs the sandbox: once is enough.
+    for attempt in range(1 if mode == "forge" else 2):
         began = time.monotonic()
         inv = client.invoke(name, {"mode": mode, "work_ms": WORK_MS})
         waited_ms = (time.monotonic() - began) * 1000
         report = inv.report
         assert report is not None
-        if mode == "forge":  # the forged frame is taken as the answer; the real one then
-            assert inv.result == {"forged": True}  # costs the sandbox (an unexpected message)
+        if mode == "forge":
+            assert inv.result == {"forged": True}
+            wait_for(lambda: client.stats(name)["sandboxes"]["live"] == 0, timeout=10)
         else:
             assert inv.error is None, inv.error
             assert inv.result["work_ms"] >= WORK_MS
