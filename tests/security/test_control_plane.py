@@ -105,6 +105,7 @@ def each_op(c: Client, name: str, delete: bool = True) -> dict[str, str]:
         "hello": lambda: c.call("hello", version=1, client="tenant"),
         "ping": lambda: c.call("ping"),
         "invoke": lambda: c.invoke(name, {"mode": "ok"}).result,
+        "invoke force_cold": lambda: c.invoke(name, {"mode": "ok"}, force_cold=True).result,
         "get": lambda: c.get(name),
         "list": lambda: c.list(),
         "stats": lambda: c.stats(),
@@ -153,7 +154,10 @@ def test_a_non_admin_may_invoke_and_see_metadata_but_no_secret(
     # Names and metadata: the function, its variables' names, not their values.
     assert "'API_KEY': None" in seen["get"] and "'redacted': ['env']" in seen["get"], seen["get"]
     assert secret_function in seen["list"] and "'API_KEY': None" in seen["list"]
-    for what in ("logs", "dead_letters", "dead_letters name", "redrive", "deploy", "delete"):
+    for what in (
+        "invoke force_cold", "logs", "dead_letters", "dead_letters name", "redrive", "deploy",
+        "delete",
+    ):  # fmt: skip
         assert seen[what].startswith("AccessDenied: "), (what, seen[what])
         assert ADMIN_GROUP.gr_name in seen[what]  # the message says who may
 
@@ -174,6 +178,7 @@ def test_admins_see_the_secret_where_it_is(
         for what in ("get", "list", "logs", "dead_letters", "dead_letters name"):
             assert SECRET in seen[what], (what, seen[what])
         assert seen["redrive"].startswith("ok "), seen["redrive"]
+        assert seen["invoke force_cold"].startswith("ok "), seen["invoke force_cold"]
         assert seen["deploy"].startswith("ok "), seen["deploy"]
 
 
