@@ -16,7 +16,7 @@ from typing import Any, Final
 from lambdad import outcomes
 from lambdad.errors import InvalidRequest, ServiceError
 from lambdad.functions import Version
-from lambdad.metering import Report, billed
+from lambdad.metering import Report, billed, bounded_duration, link_slack_ms
 from lambdad.model import InvocationResult
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import Sandbox, SandboxDied, State
@@ -158,7 +158,14 @@ class Invoker:
                 sandbox.log_tail = None
                 self._release(state, sandbox, version)
                 raise InvalidRequest(answer.bad_payload)
-            duration_ms, maxrss_kb = answer.duration_us / 1000, answer.maxrss_kb
+            # The sandbox's own figure, within what the daemon's clock allows: the function
+            # shares the runtime's process and could make its clocks say anything.
+            duration_ms = bounded_duration(
+                answer.duration_us / 1000,
+                (sandbox.received_ns - started) / 1e6,
+                link_slack_ms(len(call.payload) + len(answer.result or b"")),
+            )
+            maxrss_kb = answer.maxrss_kb
             if answer.result is not None and len(answer.result) > self.max_result:
                 problem = f"result of {len(answer.result)} bytes is over {self.max_result}"
                 sandbox.violation(f"malformed result ({problem})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,9 @@ class Report:
     """What one invocation cost. Times in milliseconds unless the name says otherwise."""
 
     request_id: str
-    duration_ms: float  # handler start to end, measured inside the sandbox (monotonic clock)
+    # handler start to end, measured inside the sandbox (monotonic clock), bounded by the
+    # daemon's own round trip (bounded_duration)
+    duration_ms: float
     billed_ms: int  # duration rounded up to the millisecond (at least 1)
     memory_mb: int  # the function's memory size
     max_memory_used_mb: int  # the sandbox cgroup's peak (the whole environment, as on Lambda)
@@ -53,6 +55,36 @@ class Report:
 
 def billed(duration_ms: float) -> int:
     return max(1, math.ceil(round(duration_ms, 6)))
+
+
+# What a sandbox reports is a claim; the daemon's own round trip bounds it (docs/security.md,
+# "Metering a function cannot forge"). The round trip holds the handler's interval plus the
+# overhead around it: waking the sandbox, the runtime's JSON work, copying the messages both
+# ways, waking the daemon.
+LINK_SLACK_MS: Final = 1.0  # that overhead for small messages, with room: Lambda's granularity
+# ... and for large ones, the copies between the daemon's transport and the runtime: measured
+# 14 ns/byte p50, 20 max for 12 MB (6 MB each way) on a 2-core VM at load 17. The runtime's
+# JSON work on a large payload can take longer (17 MB/s for many small objects): beyond this
+# allowance it is billed, as on Lambda, where the platform times the runtime's next->response.
+LINK_SLACK_NS_PER_BYTE: Final = 20.0
+
+
+def link_slack_ms(message_bytes: int) -> float:
+    """How much less than the daemon's round trip an honest sandbox may report, for an
+    exchange that carried ``message_bytes`` of payload and result."""
+    return LINK_SLACK_MS + message_bytes * LINK_SLACK_NS_PER_BYTE / 1e6
+
+
+def bounded_duration(claimed_ms: float, roundtrip_ms: float, slack_ms: float) -> float:
+    """The duration to report and bill: the sandbox's ``claimed_ms`` if it lies within
+    [``roundtrip_ms`` - ``slack_ms``, ``roundtrip_ms``], else the nearer bound.
+
+    The sandbox's interval is inside the daemon's round trip (the daemon's clock started
+    before it sent the request and stopped after the answer came), so a claim above the round
+    trip is impossible and one far below it is a lie: whatever the function does to its own
+    clocks, it can shave at most ``slack_ms`` off what it is billed.
+    """
+    return min(max(claimed_ms, roundtrip_ms - slack_ms), roundtrip_ms)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -276,6 +276,7 @@ class FunctionStatsView:
         body = dict(self.stats)
         body["sandboxes"] = {
             "warm": c.warm, "initializing": c.initializing, "idle": c.idle, "frozen": c.frozen,
+            "live": c.live,
         }  # fmt: skip
         return {"name": self.name, "stats": body}
 
@@ -290,12 +291,14 @@ class GlobalStatsView:
     async_events: Mapping[str, int]
     missing: tuple[str, ...]
     addresses: Mapping[str, str]  # what the fronts listen on, e.g. {"metrics": "127.0.0.1:9464"}
+    memory_in_use_mb: int = 0  # the memory limits of every specialized sandbox still counted
 
     def to_wire(self) -> dict[str, Any]:
         body = dict(self.stats)
         body["sandboxes"] = {"generic": self.generic_sandboxes, "warm": self.warm_sandboxes}
         body["global_concurrency_limit"] = self.global_concurrency_limit
         body["memory_budget_mb"] = self.memory_budget_mb
+        body["memory_in_use_mb"] = self.memory_in_use_mb
         body["async"] = dict(self.async_events)
         body["missing"] = list(self.missing)
         body["metrics_address"] = self.addresses.get("metrics")

@@ -150,6 +150,9 @@ class Sandbox:
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None
         self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
+        # The daemon's clock when the last awaited message arrived: the end of the round trip
+        # that bounds what the sandbox claims about its own timing (lambdad.metering).
+        self.received_ns = 0
         self.exit_info: asyncio.Future[ExitInfo] = zygote.loop.create_future()
         self.on_close: Callable[[], object] | None = None  # e.g. release its egress wiring
         self._sock = sock  # used only for sendmsg with fds; the transport owns reading
@@ -268,11 +271,12 @@ class Sandbox:
         if not isinstance(msg, dict):
             self.violation(f"message is a {type(msg).__name__}, not a map")
         elif self._waiter is not None and not self._waiter.done():
+            self.received_ns = time.monotonic_ns()
             self._waiter.set_result(msg)
         elif self.state is State.STARTING and not self._inbox:
             self._inbox.append(msg)
         else:
-            self.violation(f"unexpected message {str(msg.get('t'))[:40]!r}")
+            self.violation(f"unexpected message {messages.kind_of(msg)}")
 
     def violation(self, what: str) -> None:
         """The sandbox broke the daemon<->sandbox protocol: kill it; the waiter gets

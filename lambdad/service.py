@@ -302,6 +302,7 @@ class Service:
             async_events=await self.events.counts(),
             missing=tuple(self.missing),
             addresses=dict(self.addresses),
+            memory_in_use_mb=self.warm.memory_in_use(),
         )
 
     def generic_sandboxes(self) -> dict[str, int]:

@@ -19,6 +19,7 @@ from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
 from lambdad.logs import LogStore
+from lambdad.metering import LINK_SLACK_MS, bounded_duration
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
@@ -107,15 +108,33 @@ class Specializer:
     ) -> tuple[Sandbox, ColdStart]:
         """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
 
+        Every way out but success releases the sandbox it took: it is killed and no longer
+        counted against the budgets (issue 12 point 11: what the sandbox sends during Init
+        is hostile input, and a path that forgot it kept it charged forever).
+
         Raises:
             InitFailed: Init failed; the sandbox is gone.
             GenericLost: the pooled sandbox was already dead; try again.
             TooManyRequests: the memory budget is full of busy sandboxes.
         """
+        taken: list[Sandbox] = []
+        try:
+            return await self._cold_start(state, version, taken)
+        except BaseException:
+            for sandbox in taken:
+                self.warm.discard(state, sandbox)
+                if sandbox.alive:
+                    sandbox.kill()
+            raise
+
+    async def _cold_start(
+        self, state: FunctionState[Sandbox], version: Version, taken: list[Sandbox]
+    ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self.make_room(cfg.memory_mb, cfg.pids_max)
         t_acquire = time.monotonic_ns()
         sandbox, source = await self.pools.pool(cfg.runtime).acquire()
+        taken.append(sandbox)
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb, sandbox.pids_max = (
             cfg.name,
@@ -215,8 +234,14 @@ class Specializer:
             "daemon_prepare": (t_sent - t0) // 1000,
             "init_roundtrip": (time.monotonic_ns() - t_sent) // 1000,
         }
-        phases.update(reply.phases)
-        init_ms = reply.init_us / 1000 + set_limits_us / 1000
+        # The sandbox's phases inside the round trip, never in place of the daemon's own.
+        phases.update({k: v for k, v in reply.phases.items() if k not in phases})
+        # Init Duration is billed like Duration: the sandbox's claim, bounded by the round trip
+        # (user code runs during Init and shares the process that measures it).
+        init_ms = bounded_duration(
+            reply.init_us / 1000, (sandbox.received_ns - t_sent) / 1e6, LINK_SLACK_MS
+        )
+        init_ms += set_limits_us / 1000
         cold = ColdStart(source, init_ms, phases)
         if isinstance(reply, messages.InitError):
             self.warm.discard(state, sandbox)

@@ -368,15 +368,31 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
 M = TypeVar("M", bound=Message)
 
 
+def kind_of(raw: Any) -> str:
+    """What a decoded msgpack object claims to be, for an error message: never the object's
+    own ``str()``, which a hostile sender can make raise (a list nested 1,000 deep is a
+    RecursionError) or make huge."""
+    kind = raw.get("t") if isinstance(raw, dict) else None
+    if isinstance(kind, str):
+        return repr(kind[:40])
+    return f"a {type(kind if isinstance(raw, dict) else raw).__name__}"
+
+
 def decode(raw: Any) -> Message:
-    """The message a decoded msgpack object is. Raises :class:`MessageError`."""
+    """The message a decoded msgpack object is. Raises :class:`MessageError`, and nothing
+    else, whatever ``raw`` is: what a sandbox sends is hostile input."""
     if not isinstance(raw, dict):
         raise MessageError(f"message is a {type(raw).__name__}, not a map")
     kind = raw.get("t")
     decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
     if decoder is None:
-        raise MessageError(f"unknown message kind {str(kind)[:40]!r}")
-    return decoder(raw)
+        raise MessageError(f"unknown message kind {kind_of(raw)}")
+    try:
+        return decoder(raw)
+    except MessageError:
+        raise
+    except Exception as exc:  # e.g. RecursionError from str() of a deeply nested field
+        raise MessageError(f"malformed {kind_of(raw)} message ({type(exc).__name__})") from None
 
 
 def expect(raw: Any, kind: type[M]) -> M:

@@ -2,8 +2,11 @@
 
 The ops translate the protocol's maps into :mod:`lambdad.model` values, call the
 :class:`~lambdad.service.Service`, and translate back: the core never sees a wire-shaped
-request. Who may deploy/delete/redrive (root, the daemon's own uid, or the admin group) is
-decided here, from ``SO_PEERCRED``.
+request. Who may call which op, and what a caller who is not an admin sees of the answer, is
+decided here and only here (:data:`ACCESS`, :data:`REDACT`, :meth:`UnixFront.dispatch`), from
+``SO_PEERCRED``: admins are root, the daemon's own uid and the admin group; everyone else who
+can open the socket (mode 0660, group ``lambdad``) may invoke and see names and metadata, never
+environment values, logs or dead letters (docs/security.md, "The control plane").
 
 The connection side is a thin asyncio protocol that feeds :mod:`lambdad.protocol`.
 
@@ -24,6 +27,7 @@ until the client's EOF or LINGER_S.
 from __future__ import annotations
 
 import asyncio
+import enum
 import grp
 import logging
 import os
@@ -63,13 +67,59 @@ log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset(
-    {
-        "deploy", "delete", "redrive", "publish", "alias_create", "alias_update", "alias_delete",
-        "keys_create", "keys_list", "keys_remove", "layer_publish", "layer_delete",
-    }
-)  # fmt: skip
 
+
+class Access(enum.Enum):
+    """Who may call an op."""
+
+    ANYONE = "anyone"  # whoever can open the socket; answers redacted (REDACT) for non-admins
+    ADMIN = "admin"  # root, the daemon's own uid, members of the admin group
+
+
+# Who may call each op: the one place this is decided (docs/security.md has the same table;
+# tests/security/test_control_plane.py checks both). An op missing here is admin-only, so a
+# new op is closed until someone decides it may be open.
+ACCESS: Final[dict[str, Access]] = {
+    "hello": Access.ANYONE,
+    "ping": Access.ANYONE,
+    "invoke": Access.ANYONE,
+    "get": Access.ANYONE,
+    "list": Access.ANYONE,
+    "stats": Access.ANYONE,
+    "deploy": Access.ADMIN,
+    "delete": Access.ADMIN,
+    "logs": Access.ADMIN,  # what handlers print: secrets, other tenants' data
+    "dead_letters": Access.ADMIN,  # failed events' errors
+    "redrive": Access.ADMIN,
+    "publish": Access.ADMIN,
+    "aliases": Access.ANYONE,  # names and weights, no configuration
+    "alias_create": Access.ADMIN,
+    "alias_update": Access.ADMIN,
+    "alias_delete": Access.ADMIN,
+    "keys_create": Access.ADMIN,
+    "keys_list": Access.ADMIN,  # who holds keys is the operator's business
+    "keys_remove": Access.ADMIN,
+    "layer_publish": Access.ADMIN,
+    "layer_list": Access.ANYONE,  # names, sizes and hashes, no content
+    "layer_delete": Access.ADMIN,
+}
+ADMIN_OPS: Final = frozenset(op for op, access in ACCESS.items() if access is Access.ADMIN)
+# Arguments that make an open op an admin's: force_cold turns every call into a cold start
+# (a fresh sandbox, retired afterwards), a knob for benchmarks, not a tenant's.
+ADMIN_ARGS: Final[dict[str, frozenset[str]]] = {"invoke": frozenset({"force_cold"})}
+
+
+def _redact_function(function: dict[str, Any]) -> dict[str, Any]:
+    """A function as a non-admin sees it: environment variable names, never their values."""
+    env = function.get("env") or {}
+    return {**function, "env": dict.fromkeys(env), "redacted": ["env"]}
+
+
+# What a non-admin must not see in an op's answer, removed before it is sent.
+REDACT: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "get": lambda body: {**body, "function": _redact_function(body["function"])},
+    "list": lambda body: {**body, "functions": [_redact_function(f) for f in body["functions"]]},
+}
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
 
@@ -150,14 +200,27 @@ class UnixFront(Component):
     # -- requests ----------------------------------------------------------------------
 
     async def dispatch(self, op: str, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        """Run ``op`` for ``peer`` (None: an in-process caller, trusted like root), as
+        :data:`ACCESS` and :data:`REDACT` say.
+
+        Raises:
+            ProtocolError: no such op. AccessDenied: ``op`` is for admins only.
+        """
         handler = OPS.get(op)
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}", ops=sorted(OPS))
-        if op in ADMIN_OPS and not self.is_admin(peer):
-            raise AccessDenied(
-                f"{op} needs root or membership of group {self.config.admin_group!r}"
-            )
-        return await handler(self, args, peer)
+        admin = self.is_admin(peer)
+        if not admin:
+            what = op
+            if ACCESS.get(op, Access.ADMIN) is Access.ANYONE:
+                what = next((f"{op} with {a}" for a in ADMIN_ARGS.get(op, ()) if args.get(a)), "")
+            if what:
+                raise AccessDenied(
+                    f"{what} needs root or membership of group {self.config.admin_group!r}"
+                )
+        body = await handler(self, args, peer)
+        redact = None if admin else REDACT.get(op)
+        return redact(body) if redact is not None else body
 
     def is_admin(self, peer: Caller | None) -> bool:
         if peer is None:
@@ -387,8 +450,8 @@ class ClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self.peer = peer_credentials(sock)
+        # Fail closed: a peer whose credentials cannot be read is nobody in particular.
+        self.peer = (peer_credentials(sock) if sock is not None else None) or UNKNOWN_PEER
         timeout = self.front.config.hello_timeout_s
         if timeout > 0:
             self._hello_timer = asyncio.get_running_loop().call_later(timeout, self._no_hello)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ class FakeSandbox:
         self.exit_info: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self._pending: collections.deque[messages.Message | BaseException] = collections.deque()
         self.invocations = 0
+        self.received_ns = 0  # the daemon's clock at the last answer (lambdad.metering)
 
     @property
     def alive(self) -> bool:
@@ -134,6 +136,10 @@ class FakeSandbox:
         reply = self._pending.popleft()
         if isinstance(reply, BaseException):
             raise reply
+        # As if the answer took what the sandbox claims, and 50 us of link on top: the daemon
+        # bounds the claim by this round trip.
+        claimed_us = getattr(reply, "duration_us", 0) or getattr(reply, "init_us", 0)
+        self.received_ns = time.monotonic_ns() + int(claimed_us * 1000) + 50_000
         return reply
 
     async def receive(self, kind: type[Any], timeout: float) -> Any:

@@ -109,6 +109,62 @@ def test_what_a_sandbox_sends_is_validated(raw: Any, problem: str) -> None:
         m.decode(raw)
 
 
+def _nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"t": _nested(1000, None)},
+        {"t": "init-error", "error": {"errorMessage": _nested(1000, "x")}},
+        {"t": "result", "bad_payload": _nested(1000, 1)},
+        {"t": "spawn-failed", "message": _nested(1000, 1)},
+    ],
+    ids=["kind", "init-error", "bad-payload", "spawn-failed"],
+)
+def test_a_field_too_deep_to_print_is_a_message_error(raw: Any) -> None:
+    # str() of a list nested 1,000 deep raises RecursionError: it must not escape decode
+    # (issue 12 point 11: it escaped the daemon's cold start and leaked the sandbox).
+    with pytest.raises(m.MessageError):
+        m.decode(raw)
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_fields = st.sampled_from(
+    ["t", "phases", "init_us", "error", "result", "duration_us", "maxrss_kb", "bad_payload",
+     "function", "code_path", "log_stream", "request_id", "payload", "timeout_ms", "id", "pid"]
+)  # fmt: skip
+
+
+@given(
+    kind=st.sampled_from(sorted(m.KIND.values())) | _values,
+    fields=st.dictionaries(_fields, _values, max_size=6),
+)
+def test_decode_raises_nothing_but_message_error(kind: Any, fields: dict[str, Any]) -> None:
+    try:
+        msg = m.decode({**fields, "t": kind})
+    except m.MessageError:
+        return
+    assert type(msg) in m.KIND
+
+
 def test_an_error_object_is_bounded() -> None:
     huge = {
         "errorMessage": "x" * 10**6,
