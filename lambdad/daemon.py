@@ -743,10 +743,9 @@ class Daemon:
                 function_error = "Unhandled"
             else:
                 if error is not None:
-                    function_error = (
-                        "Handled" if error["errorType"] not in _UNHANDLED_TYPES else "Unhandled"
-                    )
-                    _log_error(stream, request_id, error)
+                    # Lambda answers Unhandled for a raised exception too; the runtime has
+                    # already logged the error in Lambda's format.
+                    function_error = "Unhandled"
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
@@ -915,6 +914,7 @@ class Daemon:
                         "log_stream": sandbox.log_stream.name,
                         "pids_max": cfg.pids_max,
                         "egress": egress,
+                        "region": self.config.region,
                     },
                     fds,
                 )
@@ -971,8 +971,7 @@ class Daemon:
             state.sandboxes.discard(sandbox)
             sandbox.kill()
             error = dict(msg.get("error") or {"errorType": "Runtime.Unknown", "errorMessage": ""})
-            _log_error(sandbox.log_stream, "", error) if sandbox.log_stream else None
-            raise InitFailed(error, cold)
+            raise InitFailed(error, cold)  # the runtime has logged it, as Lambda's does
         return sandbox, cold
 
     def _make_room(self, memory_mb: int) -> None:
@@ -1087,8 +1086,6 @@ class Daemon:
 
 
 _INITIALIZED: Final = frozenset({State.IDLE, State.BUSY, State.FROZEN})
-# Errors the runtime reports that are the platform's verdict, not the handler's exception.
-_UNHANDLED_TYPES: Final = frozenset({"Runtime.MarshalError", "Function.ResponseSizeTooLarge"})
 
 
 def _parse_result(
@@ -1133,15 +1130,6 @@ def _name(args: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidParameterValue("name must be a non-empty string", field="name")
     return name
-
-
-def _log_error(stream: Any, request_id: str, error: dict[str, Any]) -> None:
-    import json
-
-    line = json.dumps({k: error.get(k) for k in ("errorMessage", "errorType", "stackTrace")})
-    stream.write(
-        f"[ERROR] {error.get('errorType')}: {error.get('errorMessage')}\n{line}\n".encode()
-    )
 
 
 def _utc() -> str:

@@ -34,6 +34,9 @@ class RootSpec:
     mountpoint: str  # an existing host directory where the root is assembled (private ns)
     runtime_binds: Sequence[tuple[str, str]] = ()  # (host path, sandbox path), read-only
     etc_files: Mapping[str, str] = field(default_factory=dict)  # /etc/<name> -> content
+    # Sandbox paths inside the binds above to hide under an empty read-only tmpfs (the host
+    # interpreter's site-packages: what was pip-installed on the host is not the runtime's).
+    masks: Sequence[str] = ()
 
 
 def _bind_ro(src: str, dst: str) -> None:
@@ -66,6 +69,9 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
     for host_path, sandbox_path in spec.runtime_binds:
         _make_target(host_path, root + sandbox_path)
         _bind_ro(host_path, root + sandbox_path)
+    for path in spec.masks:
+        if os.path.isdir(root + path):
+            _libc.mount("tmpfs", root + path, "tmpfs", _RO, "size=4k,mode=755")
 
     _build_dev(root + "/dev")
     _build_etc(root + "/etc", spec.etc_files, uid, gid)

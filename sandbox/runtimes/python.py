@@ -1,9 +1,14 @@
 """The python3 runtime: specialization, handler import (Init) and the invocation loop.
 
 Runs inside the sandbox, single-threaded, blocking. Lambda semantics: ``handler(event,
-context)``, module globals persist across warm invocations, a handler exception is a
-``Handled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result that is not JSON
+context)``, module globals persist across warm invocations, a handler exception is an
+``Unhandled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result that is not JSON
 serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportModuleError``.
+
+What Lambda's runtime does beyond the invocation loop lives beside this module, one concern
+each: :mod:`.python_layout` (where files are, what a function can import),
+:mod:`.lambda_env` (environment variables, trace ids), :mod:`.lambda_context`,
+:mod:`.lambda_json` (result encoding), :mod:`.lambda_logging` (root logger, error records).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import io
-import json
+import logging
 import os
 import resource
 import signal
@@ -21,115 +26,88 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+import sandbox
 from sandbox import contain, rlimits, wire
+from sandbox.runtimes import lambda_env, lambda_json, lambda_logging, python_layout
+from sandbox.runtimes.lambda_context import LambdaContext
 
-PRELOAD = ("json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64")
-TASK_ROOT = "/var/task"
-ARN_PREFIX = "arn:aws:lambda:local:000000000000:function:"
+PRELOAD = (
+    "json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64",
+    "simplejson", "importlib.util", "importlib.machinery",
+)  # fmt: skip
+TASK_ROOT = python_layout.TASK_ROOT
 MAX_RESULT = 6 * 1024 * 1024  # Lambda's synchronous response limit
+# This runtime's own frames are not the function's business (nor are its host paths).
+_RUNTIME_DIR = os.path.dirname(os.path.realpath(sandbox.__file__)) + "/"
+_path_map: dict[str, str] = {}  # host directory -> sandbox path, set at pool time
 
 
-class LambdaContext:
-    """The ``context`` argument: Lambda's fields and ``get_remaining_time_in_millis()``."""
-
-    def __init__(
-        self, request_id: str, function: Mapping[str, Any], deadline_ns: int, stream: str
-    ) -> None:
-        name = str(function["name"])
-        self.aws_request_id = request_id
-        self.function_name = name
-        self.function_version = str(function["version"])
-        self.memory_limit_in_mb = int(function["memory_mb"])
-        self.invoked_function_arn = ARN_PREFIX + name
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = stream
-        self.identity = None
-        self.client_context = None
-        self._deadline_ns = deadline_ns
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, (self._deadline_ns - time.monotonic_ns()) // 1_000_000)
+def sandbox_layout() -> python_layout.Layout:
+    """What of the host a python sandbox sees (the zygote builds every root from this)."""
+    project = os.path.dirname(_RUNTIME_DIR.rstrip("/"))
+    return python_layout.layout(sys.base_prefix, sys.prefix, project)
 
 
-def lambda_environment(function: Mapping[str, Any], stream: str, task_root: str) -> dict[str, str]:
-    """The environment a Lambda python handler expects, plus the function's own variables."""
-    name = str(function["name"])
-    env = {
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function["memory_mb"]),
-        "AWS_LAMBDA_FUNCTION_VERSION": str(function["version"]),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(function["timeout_s"])),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-        "AWS_LAMBDA_RUNTIME_API": "",
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
-        "AWS_REGION": "local",
-        "AWS_DEFAULT_REGION": "local",
-        "LAMBDA_TASK_ROOT": task_root,
-        "LAMBDA_RUNTIME_DIR": "/var/runtime",
-        "_HANDLER": str(function["handler"]),
-        "TZ": "UTC",
-        "LANG": "en_US.UTF-8",
-        "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.update({str(k): str(v) for k, v in dict(function.get("env") or {}).items()})
-    return env
+def _relocate(path: str) -> str:
+    return python_layout.relocate_path(path, _path_map)
 
 
 def error_shape(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
-    """Lambda's error object for an exception raised by user code."""
+    """Lambda's error object for an exception raised by user code: the runtime's leading
+    frames dropped (awslambdaric drops its bootstrap.py's), paths as the sandbox sees them."""
     frames = traceback.extract_tb(exc.__traceback__)
-    # Drop this runtime's own frames: the user should see their code only.
-    frames = traceback.StackSummary.from_list(
-        [f for f in frames if not f.filename.endswith(("runtimes/python.py",))]
-    )
+    while frames and frames[0].filename.startswith(_RUNTIME_DIR):
+        del frames[0]
+    for frame in frames:
+        frame.filename = _relocate(frame.filename)
     return {
         "errorMessage": str(exc),
         "errorType": error_type or type(exc).__name__,
-        "stackTrace": frames.format(),
+        "stackTrace": traceback.format_list(frames),
     }
 
 
 def load_handler(handler: str) -> Callable[[Any, Any], Any]:
-    """Import ``module.func`` (``dir/module.func`` allowed). Raises ``_InitError``."""
+    """Import ``module.func`` (``dir/module.func`` allowed) as awslambdaric's ``_get_handler``
+    does, with its error types and messages. Raises ``_InitError``."""
     module_name, _, func_name = handler.rpartition(".")
-    module_name = module_name.replace("/", ".")
-    try:
-        module = importlib.import_module(module_name)
-    except SyntaxError as exc:
+    if module_name.split(".")[0] in sys.builtin_module_names:
         raise _InitError(
-            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}", exc
-        ) from exc
+            "Runtime.BuiltInModuleConflict",
+            f"Cannot use built-in module {module_name} as a handler module",
+        )
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
         raise _InitError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    except SyntaxError as exc:
+        trace = [f'  File "{_relocate(str(exc.filename))}" Line {exc.lineno}\n    {exc.text}']
+        raise _InitError(
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{module_name}': {exc}",
+            trace,
         ) from exc
     except Exception as exc:
-        raise _InitError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
-        ) from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
+        # Lambda reports an exception raised by the module's top level as itself.
+        raise _InitError(type(exc).__name__, str(exc), error_shape(exc)["stackTrace"]) from exc
+    try:
+        func = getattr(module, func_name)
+    except AttributeError:
         raise _InitError(
             "Runtime.HandlerNotFound", f"Handler '{func_name}' missing on module '{module_name}'"
-        )
+        ) from None
     return func  # type: ignore[no-any-return]
 
 
 class _InitError(Exception):
-    def __init__(self, error_type: str, message: str, cause: BaseException | None = None) -> None:
+    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
         super().__init__(message)
-        # Only the user's own frames: importlib's machinery is noise to them.
-        frames = [
-            f
-            for f in (traceback.extract_tb(cause.__traceback__) if cause else [])
-            if not f.filename.startswith("<frozen") and "/importlib/" not in f.filename
-        ]
         self.error: dict[str, Any] = {
             "errorMessage": message,
             "errorType": error_type,
-            "stackTrace": traceback.StackSummary.from_list(frames).format(),
+            "stackTrace": trace or [],
         }
 
 
@@ -139,8 +117,7 @@ def _warm_up() -> None:
     A sandbox is a fork of the zygote: the first time any code path runs in it, every page it
     writes (reference counts, caches) is copied. Doing that here, before the sandbox is ready,
     moves ~1 ms of page faults from the first invocation to the pool."""
-    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
-    event = json.loads(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
+    event = lambda_json.decode_event(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
     function = {
         "name": "warm-up",
         "version": "0",
@@ -149,9 +126,11 @@ def _warm_up() -> None:
         "env": {},
         "handler": "app.handler",
     }
-    context = LambdaContext("00000000-0000-0000-0000-000000000000", function, 0, "warm-up")
+    env = lambda_env.lambda_environment(function, "warm-up", TASK_ROOT)
+    context = LambdaContext("00000000-0000-0000-0000-000000000000", env, "arn", 0)
     context.get_remaining_time_in_millis()
-    dumps({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]}).encode()
+    lambda_json.encode_result({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]})
+    lambda_env.new_trace_id()
     try:
         raise ValueError("warm-up")
     except ValueError as exc:
@@ -165,7 +144,7 @@ def _warm_up() -> None:
     # The environment is replaced at specialization; do it once now, so that those dict and
     # environ writes are already this process's own pages.
     os.environ.clear()
-    os.environ.update(lambda_environment(function, "warm-up", TASK_ROOT))
+    os.environ.update(env)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             # print() from a handler should reach `lambdad logs -f` line by line, as on Lambda.
@@ -192,20 +171,6 @@ def _reap_orphans() -> None:
             return
 
 
-def _rewrite_paths(path_map: Mapping[str, str]) -> None:
-    """sys.path and the prefixes point at host paths; inside, the runtime lives elsewhere."""
-
-    def move(p: str) -> str:
-        for host, inside in path_map.items():
-            if p == host or p.startswith(host + "/"):
-                return inside + p[len(host) :]
-        return p
-
-    sys.path[:] = [move(p) for p in sys.path]
-    for attr in ("prefix", "exec_prefix", "base_prefix", "base_exec_prefix"):
-        setattr(sys, attr, move(getattr(sys, attr)))
-
-
 def serve(
     chan: wire.StreamChannel,
     isolation: contain.Isolation,
@@ -215,8 +180,9 @@ def serve(
     generic_phases: dict[str, int],
 ) -> NoReturn:
     """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
+    _path_map.update(path_map)
     if isolation.namespaces:
-        _rewrite_paths(path_map)
+        python_layout.relocate_modules(path_map)
     _warm_up()
     chan.send({"t": wire.READY, "phases": generic_phases})
     msg, fds = chan.recv()
@@ -259,16 +225,29 @@ def serve(
     t_env = time.monotonic_ns()
     task_root = TASK_ROOT if isolation.namespaces else str(msg["code_path"])
     stream = str(msg["log_stream"])
+    region = str(msg.get("region") or lambda_env.DEFAULT_REGION)
+    env = lambda_env.lambda_environment(
+        function,
+        stream,
+        task_root,
+        region,
+        str(msg.get("initialization_type") or lambda_env.ON_DEMAND),
+    )
     os.environ.clear()
-    os.environ.update(lambda_environment(function, stream, task_root))
-    sys.path[:0] = [task_root, "/opt/python"]
+    os.environ.update(env)
+    if isolation.namespaces:
+        python_layout.isolate_imports(task_root)
+    else:  # no private root: the host's paths, the function's code first
+        sys.path[:0] = [task_root, "/opt/python"]
     os.chdir(task_root)
+    json_logs = lambda_logging.setup(env, _relocate)
     t_import = time.monotonic_ns()
     phases["runtime_env"] = (t_import - t_env) // 1000
     try:
         handler = load_handler(str(function["handler"]))
     except _InitError as exc:
         phases["import"] = (time.monotonic_ns() - t_import) // 1000
+        _log_error(exc.error, json_logs, init=True)
         sys.stdout.flush()
         sys.stderr.flush()
         chan.send(
@@ -287,16 +266,26 @@ def serve(
         {"t": wire.INIT_DONE, "phases": phases, "init_us": (time.monotonic_ns() - t_init) // 1000}
     )
     signal.signal(signal.SIGCHLD, _on_sigchld)
-    _invocation_loop(chan, handler, function, stream)
+    arn = lambda_env.function_arn(region, str(function["name"]))
+    _invocation_loop(chan, handler, env, arn, json_logs)
+
+
+def _log_error(error: Mapping[str, Any], json_logs: bool, init: bool = False) -> None:
+    """Lambda's runtime logs every error result it reports, Init's after a warning."""
+    if init:
+        logging.getLogger().warning(lambda_logging.UNHANDLED_WARNING)
+    sys.stdout.write(lambda_logging.error_lines(error, json_logs))
 
 
 def _invocation_loop(
     chan: wire.StreamChannel,
     handler: Callable[[Any, Any], Any],
-    function: Mapping[str, Any],
-    stream: str,
+    env: Mapping[str, str],
+    arn: str,
+    json_logs: bool,
 ) -> NoReturn:
-    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+    set_request = lambda_logging.set_request
+    environ = os.environ
     while True:
         msg, _ = chan.recv(with_fds=False)
         if msg is None or msg.get("t") != wire.INVOKE:
@@ -305,12 +294,22 @@ def _invocation_loop(
         received = time.monotonic_ns()
         reply: dict[str, Any] = {"t": wire.RESULT}
         try:
-            event = json.loads(msg["payload"]) if msg["payload"] else None
+            event = lambda_json.decode_event(msg["payload"])
         except (ValueError, UnicodeDecodeError) as exc:
             chan.send({**reply, "bad_payload": f"Could not parse request body into json: {exc}"})
             continue
+        # The X-Ray trace header: the caller's when it sent one, else a fresh one (Lambda
+        # generates one for every invocation, sampled or not).
+        environ["_X_AMZN_TRACE_ID"] = str(msg.get("trace_id") or lambda_env.new_trace_id())
+        set_request(request_id, msg.get("tenant_id"))
         context = LambdaContext(
-            request_id, function, received + int(msg["timeout_ms"]) * 1_000_000, stream
+            request_id,
+            env,
+            str(msg.get("invoked_function_arn") or arn),
+            received + int(msg["timeout_ms"]) * 1_000_000,
+            msg.get("client_context"),
+            msg.get("cognito_identity"),
+            msg.get("tenant_id"),
         )
         start = time.monotonic_ns()
         try:
@@ -321,7 +320,7 @@ def _invocation_loop(
             reply["error"] = error_shape(exc)
         else:
             try:
-                reply["result"] = dumps(result).encode()
+                reply["result"] = lambda_json.encode_result(result)
                 if len(reply["result"]) > MAX_RESULT:
                     del reply["result"]
                     reply["error"] = {
@@ -330,12 +329,14 @@ def _invocation_loop(
                         "errorType": "Function.ResponseSizeTooLarge",
                         "stackTrace": [],
                     }
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 reply["error"] = {
                     "errorMessage": f"Unable to marshal response: {exc}",
                     "errorType": "Runtime.MarshalError",
                     "stackTrace": [],
                 }
+        if "error" in reply:
+            _log_error(reply["error"], json_logs)
         reply["duration_us"] = (end - start) / 1000
         reply["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         sys.stdout.flush()

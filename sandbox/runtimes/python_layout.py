@@ -1,0 +1,226 @@
+"""Where the python runtime's files live inside a sandbox, and what a function can import.
+
+Lambda's layout, which this reproduces: the interpreter under ``/var/lang``, the runtime and
+its SDK (boto3, botocore, ...) under ``/var/runtime``, layers under ``/opt``, the function at
+``/var/task``. The host's paths (``/root/.pyenv/versions/3.11.7``, lambdad's virtual
+environment, its source tree) are never visible as themselves, and nothing of lambdad's own
+dependencies is importable by a function.
+
+Three moments:
+
+* zygote start (:func:`layout`): the read-only binds and the masked directories of every
+  sandbox's root; lambdad's venv and source tree are *not* among them: the runtime's modules
+  are already in memory when ``pivot_root`` happens.
+* pool time, after ``pivot_root`` (:func:`relocate_modules`): the modules imported before it
+  still name host paths in ``__file__``, ``__path__`` and their specs, so a lazily imported
+  submodule (``importlib.metadata``, ``logging.handlers``, ``encodings.idna``) would be looked
+  for where it does not exist. They are moved to their sandbox paths.
+* specialization, before the handler's import (:func:`isolate_imports`): ``sys.path`` becomes
+  Lambda's, the import system forgets lambdad's modules and finders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+
+LANG_DIR = "/var/lang"  # the interpreter's prefix, as on Lambda
+RUNTIME_DIR = "/var/runtime"  # the runtime-provided SDK, as on Lambda (python3.11)
+TASK_ROOT = "/var/task"
+# The runtime-provided SDK is built by `make python-sdk` into <project>/build/python-sdk/<X.Y>.
+SDK_SUBDIR = os.path.join("build", "python-sdk")
+# Import machinery that is the interpreter's own; anything else on sys.meta_path (setuptools'
+# editable-install finder, distutils' shim) belongs to lambdad's environment.
+_STDLIB_FINDER_MODULES = frozenset(
+    {"_frozen_importlib", "_frozen_importlib_external", "importlib._bootstrap",
+     "importlib._bootstrap_external", "zipimport"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The python runtime's part of a sandbox's root."""
+
+    path_map: Mapping[str, str]  # host directory -> its path inside, longest host path first
+    binds: tuple[tuple[str, str], ...]  # (host path, sandbox path), read-only, in this order
+    masks: tuple[str, ...]  # sandbox paths covered by an empty read-only tmpfs
+    sdk_dir: str | None  # host directory of the runtime-provided SDK, None if not built
+    warnings: tuple[str, ...] = field(default=())
+
+
+def pyver(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def sdk_dir(project_dir: str, version: str = pyver()) -> str:
+    return os.path.join(project_dir, SDK_SUBDIR, version)
+
+
+def layout(
+    base_prefix: str,
+    prefix: str,
+    project_dir: str,
+    version: str = pyver(),
+    host_ro: Iterable[str] = ("/usr",),
+) -> Layout:
+    """The binds and masks for an interpreter installed at ``base_prefix``.
+
+    ``prefix`` (a virtual environment) and ``project_dir`` (an editable install's source tree)
+    are mapped, so that frames and module paths can be named, but not mounted.
+    ``host_ro``: host directories every sandbox sees as themselves (``sandbox.mounts.HOST_RO``);
+    an interpreter under one of them (a system Python in ``/usr``) has its ``site-packages``
+    masked there too.
+    """
+    base = os.path.realpath(base_prefix)
+    paths = {base: LANG_DIR}
+    venv = os.path.realpath(prefix)
+    if venv != base:
+        paths[venv] = RUNTIME_DIR + "/venv"  # mapped for naming only: never mounted
+    project = os.path.realpath(project_dir)
+    if not any(project == p or project.startswith(p + "/") for p in paths):
+        paths[project] = RUNTIME_DIR + "/src"  # idem
+    path_map = dict(sorted(paths.items(), key=lambda kv: -len(kv[0])))
+
+    binds: list[tuple[str, str]] = [(base, LANG_DIR)]
+    warnings: list[str] = []
+    sdk: str | None = sdk_dir(project, version)
+    if sdk is not None and os.path.isdir(sdk):
+        binds.append((sdk, RUNTIME_DIR))
+    else:
+        warnings.append(
+            f"python{version}: no runtime-provided SDK at {sdk} (`make python-sdk` builds it): "
+            "functions cannot import boto3 unless they ship it"
+        )
+        sdk = None
+    # The interpreter's own site-packages hold whatever was pip-installed on the host: not
+    # part of the runtime. Hidden both where it appears under /var/lang and, for a system
+    # Python, where it appears as itself (Debian: /usr/lib/python3/dist-packages, ...).
+    masks: list[str] = []
+    for site_dir in _site_dirs(base, version):
+        inside = relocate_path(site_dir, {base: LANG_DIR})
+        if inside != site_dir:
+            masks.append(inside)
+        if any(site_dir == d or site_dir.startswith(d + "/") for d in host_ro):
+            masks.append(site_dir)
+    return Layout(path_map, tuple(binds), tuple(dict.fromkeys(masks)), sdk, tuple(warnings))
+
+
+def _site_dirs(base: str, version: str) -> list[str]:
+    """Existing site directories of the interpreter at ``base`` (pyenv: one; Debian: three)."""
+    candidates = [
+        f"{base}/lib/python{version}/site-packages",
+        f"{base}/lib/python{version}/dist-packages",
+        f"{base}/lib/python3/dist-packages",
+        f"{base}/local/lib/python{version}/dist-packages",
+        f"{base}/local/lib/python{version}/site-packages",
+    ]
+    return [p for p in candidates if os.path.isdir(p)]
+
+
+def relocate_path(path: str, path_map: Mapping[str, str]) -> str:
+    """``path`` as seen inside the sandbox (unchanged if no mapped directory contains it)."""
+    for host, inside in path_map.items():
+        if path == host or path.startswith(host + "/"):
+            return inside + path[len(host) :]
+    return path
+
+
+def relocate_modules(path_map: Mapping[str, str]) -> None:
+    """Child half, after ``pivot_root``: every imported module, the path finder's caches and
+    ``sys``'s prefixes name sandbox paths from now on."""
+
+    def move(p: str) -> str:
+        return relocate_path(p, path_map)
+
+    for module in list(sys.modules.values()):
+        _relocate_module(module, move)
+    sys.path[:] = [move(p) for p in sys.path]
+    # A function that runs sys.executable gets the interpreter, not lambdad's venv.
+    sys.executable = getattr(sys, "_base_executable", sys.executable)
+    for attr in ("prefix", "exec_prefix", "base_prefix", "base_exec_prefix", "executable",
+                 "_base_executable", "_stdlib_dir"):  # fmt: skip
+        value = getattr(sys, attr, None)
+        if isinstance(value, str) and value.startswith("/"):
+            try:
+                setattr(sys, attr, move(value))
+            except (AttributeError, TypeError):
+                pass
+    # Inside, there is no virtual environment: the interpreter's prefix is the prefix.
+    sys.prefix, sys.exec_prefix = sys.base_prefix, sys.base_exec_prefix
+    # Finders cached per host directory would look in places that do not exist here.
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    # sysconfig computes its paths once from the prefixes: forget the host's.
+    if getattr(sysconfig, "_CONFIG_VARS", None) is not None:
+        sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]
+
+
+def _relocate_module(module: ModuleType, move: Callable[[str], str]) -> None:
+    d = getattr(module, "__dict__", None)
+    if not isinstance(d, dict):
+        return
+    for key in ("__file__", "__cached__"):
+        value = d.get(key)
+        if isinstance(value, str):
+            d[key] = move(value)
+    path = d.get("__path__")
+    if isinstance(path, list):
+        path[:] = [move(p) if isinstance(p, str) else p for p in path]
+    elif path is not None and hasattr(path, "_path"):  # a namespace package's _NamespacePath
+        path._path = [move(p) for p in path._path]
+        path._last_parent_path = None
+    spec = d.get("__spec__")
+    if spec is not None:
+        if isinstance(spec.origin, str) and spec.origin.startswith("/"):
+            spec.origin = move(spec.origin)
+        locations = spec.submodule_search_locations
+        if isinstance(locations, list):
+            locations[:] = [move(p) for p in locations]
+        cached = getattr(spec, "_cached", None)
+        if isinstance(cached, str):
+            spec._cached = move(cached)
+    loader = d.get("__loader__")
+    if loader is not None and isinstance(getattr(loader, "path", None), str):
+        try:
+            loader.path = move(loader.path)
+        except AttributeError:
+            pass
+
+
+def function_sys_path(task_root: str, version: str = pyver()) -> list[str]:
+    """Lambda's python3.11 ``sys.path``, in its order: the function's code first, then layers,
+    then the runtime's SDK (so that a function's own vendored boto3 wins), then the stdlib.
+    Only the stdlib entries of the current ``sys.path`` (already relocated) are kept."""
+    stdlib = [
+        p
+        for p in sys.path
+        if p.startswith(LANG_DIR + "/") and not p.endswith(("site-packages", "dist-packages"))
+    ]
+    return [
+        task_root,
+        f"/opt/python/lib/python{version}/site-packages",
+        "/opt/python",
+        RUNTIME_DIR,
+        *stdlib,
+    ]
+
+
+def isolate_imports(task_root: str) -> None:
+    """Specialization, before the handler's import: the function imports from Lambda's path
+    only. lambdad's own modules (and its dependencies: msgpack, ...) stay loaded for the
+    runtime, which holds references to them, but ``sys.modules`` forgets them, so that
+    ``import msgpack`` in a handler fails as it would on Lambda."""
+    sys.path[:] = function_sys_path(task_root)
+    keep = sys.stdlib_module_names | set(sys.builtin_module_names) | {"__main__"}
+    for name in [n for n in sys.modules if n.partition(".")[0] not in keep]:
+        del sys.modules[name]
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if getattr(f, "__module__", "") in _STDLIB_FINDER_MODULES
+    ]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
