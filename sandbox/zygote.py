@@ -77,6 +77,9 @@ class Zygote:
         self.counter = 0
         for name in self.runtime_module.PRELOAD:
             importlib.import_module(name)
+        prepare = getattr(self.runtime_module, "prepare_zygote", None)
+        if prepare is not None and self.isolation.namespaces:
+            prepare(self.path_map)  # once here, on pages every sandbox shares
 
     # -- life --------------------------------------------------------------------------
 

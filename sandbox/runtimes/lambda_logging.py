@@ -161,19 +161,40 @@ def _relocate_frames(lines: list[str], relocate: Callable[[str], str]) -> list[s
     return out
 
 
+class _Prepared:
+    handler: LambdaLoggerHandler | None = None
+    formatters: tuple[logging.Formatter, logging.Formatter] | None = None
+
+
+_prepared = _Prepared()
+
+
+def prepare(relocate: Callable[[str], str] = lambda p: p) -> None:
+    """Pool time: build the handler and both formatters and install the handler on the root
+    logger (no function code has run yet: ~70 µs that stay off the cold path)."""
+    handler = LambdaLoggerHandler(StandardLogSink())
+    handler.addFilter(LambdaLoggerFilter())
+    handler.setFormatter(TextFormatter(relocate))
+    _prepared.handler = handler
+    _prepared.formatters = (handler.formatter, JsonFormatter(relocate))  # type: ignore[assignment]
+    logging.getLogger().addHandler(handler)
+
+
 def setup(env: Mapping[str, str], relocate: Callable[[str], str] = lambda p: p) -> bool:
     """Install Lambda's handler on the root logger; returns True for the JSON format."""
     json_format = env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
     raw_level = env.get("AWS_LAMBDA_LOG_LEVEL") or ""
     level = {"TRACE": "DEBUG"}.get(raw_level.upper(), raw_level.upper())
     logging.Formatter.converter = time.gmtime
-    handler = LambdaLoggerHandler(StandardLogSink())
-    handler.setFormatter(JsonFormatter(relocate) if json_format else TextFormatter(relocate))
-    handler.addFilter(LambdaLoggerFilter())
-    root = logging.getLogger()
+    if _prepared.handler is None or _prepared.formatters is None:
+        prepare(relocate)
+    handler, formatters = _prepared.handler, _prepared.formatters
+    assert handler is not None and formatters is not None
+    _prepared.handler = None  # one installation per sandbox
+    if json_format:
+        handler.setFormatter(formatters[1])
     if level in logging.getLevelNamesMapping():
-        root.setLevel(level)
-    root.addHandler(handler)
+        logging.getLogger().setLevel(level)
     return json_format
 
 

@@ -48,6 +48,12 @@ def sandbox_layout() -> python_layout.Layout:
     return python_layout.layout(sys.base_prefix, sys.prefix, project)
 
 
+def prepare_zygote(path_map: Mapping[str, str]) -> None:
+    """Zygote, after the preloads: what every sandbox would otherwise redo (and copy)."""
+    _path_map.update(path_map)
+    python_layout.relocate_modules_in_zygote(path_map)
+
+
 def _relocate(path: str) -> str:
     return python_layout.relocate_path(path, _path_map)
 
@@ -183,6 +189,9 @@ def serve(
     _path_map.update(path_map)
     if isolation.namespaces:
         python_layout.relocate_modules(path_map)
+        python_layout.warm_path_cache(python_layout.function_sys_path(TASK_ROOT))
+        python_layout.plan_isolation()
+    lambda_logging.prepare(_relocate)
     _warm_up()
     chan.send({"t": wire.READY, "phases": generic_phases})
     msg, fds = chan.recv()
@@ -233,8 +242,7 @@ def serve(
         region,
         str(msg.get("initialization_type") or lambda_env.ON_DEMAND),
     )
-    os.environ.clear()
-    os.environ.update(env)
+    _replace_environ(env)
     if isolation.namespaces:
         python_layout.isolate_imports(task_root)
     else:  # no private root: the host's paths, the function's code first
@@ -268,6 +276,18 @@ def serve(
     signal.signal(signal.SIGCHLD, _on_sigchld)
     arn = lambda_env.function_arn(region, str(function["name"]))
     _invocation_loop(chan, handler, env, arn, json_logs)
+
+
+def _replace_environ(env: Mapping[str, str]) -> None:
+    """``os.environ = env`` in as few putenv/unsetenv calls as possible: most of Lambda's
+    variables already have their value from the warm-up (each call costs a few µs on the cold
+    path)."""
+    environ = os.environ
+    for key in [k for k in environ if k not in env]:
+        del environ[key]
+    for key, value in env.items():
+        if environ.get(key) != value:
+            environ[key] = value
 
 
 def _log_error(error: Mapping[str, Any], json_logs: bool, init: bool = False) -> None:
