@@ -62,7 +62,9 @@ def error_shape(exc: BaseException, error_type: str | None = None) -> dict[str, 
     """Lambda's error object for an exception raised by user code: the runtime's leading
     frames dropped (awslambdaric drops its bootstrap.py's), paths as the sandbox sees them."""
     frames = traceback.extract_tb(exc.__traceback__)
-    while frames and frames[0].filename.startswith(_RUNTIME_DIR):
+    # Code file names may already be the sandbox's (the zygote renames them): both forms.
+    runtime = (_RUNTIME_DIR, _relocate(_RUNTIME_DIR))
+    while frames and frames[0].filename.startswith(runtime):
         del frames[0]
     for frame in frames:
         frame.filename = _relocate(frame.filename)

@@ -22,6 +22,7 @@ Three moments:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.machinery
 import os
@@ -29,7 +30,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import CodeType, FunctionType, ModuleType
 
 LANG_DIR = "/var/lang"  # the interpreter's prefix, as on Lambda
 RUNTIME_DIR = "/var/runtime"  # the runtime-provided SDK, as on Lambda (python3.11)
@@ -150,7 +151,43 @@ def relocate_modules_in_zygote(path_map: Mapping[str, str]) -> None:
 
     for module in list(sys.modules.values()):
         _relocate_module(module, move, keep_host=True)
+    relocate_code_filenames(move)
+    # logging tells its own frames from the caller's by this file name (findCaller).
+    logging_module = sys.modules.get("logging")
+    srcfile = getattr(logging_module, "_srcfile", None)
+    if isinstance(srcfile, str):
+        setattr(logging_module, "_srcfile", os.path.normcase(move(srcfile)))  # noqa: B010
     _zygote_relocated.append(True)
+
+
+def relocate_code_filenames(move: Callable[[str], str]) -> int:
+    """Give every loaded function's code its sandbox file name, so that a traceback a function
+    prints itself (``traceback.print_exc()``, ``logging.exception``) through a preloaded module
+    names ``/var/lang/...`` (and shows its source lines) instead of the host's path. Returns how
+    many functions were changed. Zygote only: it writes to every such function object."""
+    replaced: dict[CodeType, CodeType] = {}
+
+    def fix(code: CodeType) -> CodeType:
+        done = replaced.get(code)
+        if done is not None:
+            return done
+        consts = tuple(fix(c) if isinstance(c, CodeType) else c for c in code.co_consts)
+        filename = move(code.co_filename)
+        new = code
+        if filename != code.co_filename or consts != code.co_consts:
+            new = code.replace(co_filename=filename, co_consts=consts)
+        replaced[code] = new
+        return new
+
+    changed = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, FunctionType):
+            code = obj.__code__
+            new = fix(code)
+            if new is not code:
+                obj.__code__ = new
+                changed += 1
+    return changed
 
 
 def relocate_modules(path_map: Mapping[str, str]) -> None:

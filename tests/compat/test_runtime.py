@@ -396,3 +396,21 @@ def test_12_raised_exception_is_unhandled(shared_daemon: DaemonProcess, tmp_path
     i = lines.index("[ERROR] OrderError: order 7 is invalid")
     assert lines[i + 1] == "Traceback (most recent call last):"
     assert lines[i + 2] == '\u00a0\u00a0File "/var/task/app.py", line 4, in handler'
+
+
+def test_10_tracebacks_a_function_prints_name_sandbox_paths(
+    shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    source = (
+        "import json, traceback\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        json.loads('{')\n"
+        "    except ValueError:\n"
+        "        return traceback.format_exc()\n"
+    )
+    with shared_daemon.client() as c:
+        text = _run(c, tmp_path, "printedtb", source)
+    assert 'File "/var/lang/lib/python3.11/json/decoder.py"' in text, text
+    assert "/root/" not in text and str(Path(__file__).parents[2]) not in text
+    assert "obj, end = self.scan_once(s, idx)" in text  # the source line: the file is there
