@@ -414,3 +414,30 @@ def test_10_tracebacks_a_function_prints_name_sandbox_paths(
     assert 'File "/var/lang/lib/python3.11/json/decoder.py"' in text, text
     assert "/root/" not in text and str(Path(__file__).parents[2]) not in text
     assert "obj, end = self.scan_once(s, idx)" in text  # the source line: the file is there
+
+
+def test_3_logging_config_from_the_command_line(
+    shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    from tests.integration.test_cli import lambdad
+
+    code = write_function(
+        tmp_path / "clilog",
+        "import logging\n"
+        "def handler(event, context):\n"
+        "    logging.getLogger('cli').debug('from the cli')\n"
+        "    return 1\n",
+    )
+    s = shared_daemon.socket
+    bad = lambdad(s, "deploy", "clilog", "--code", str(code), "--log-level", "DEBUG")
+    assert bad.returncode != 0 and "needs log_format 'JSON'" in bad.stderr + bad.stdout
+    ok = lambdad(s, "deploy", "clilog", "--code", str(code), "--log-format", "JSON",
+                 "--log-level", "DEBUG")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    described = json.loads(ok.stdout)
+    assert (described["log_format"], described["application_log_level"]) == ("JSON", "DEBUG")
+    with shared_daemon.client() as c:
+        inv = c.invoke("clilog", {})
+        text = _log(c, "clilog", f"END RequestId: {inv.request_id}")
+    record = next(json.loads(x) for x in text.splitlines() if "from the cli" in x)
+    assert record["level"] == "DEBUG" and record["requestId"] == inv.request_id
