@@ -865,7 +865,7 @@ class Daemon:
         return sandbox, cold
 
     async def _cold_start(
-        self, state: FunctionState, version: Version
+        self, state: FunctionState, version: Version, provisioned: bool = False
     ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self._make_room(cfg.memory_mb)
@@ -915,6 +915,10 @@ class Daemon:
                         "pids_max": cfg.pids_max,
                         "egress": egress,
                         "region": self.config.region,
+                        # AWS_LAMBDA_INITIALIZATION_TYPE, as Lambda sets it
+                        "initialization_type": "provisioned-concurrency"
+                        if provisioned
+                        else "on-demand",
                     },
                     fds,
                 )
@@ -1048,7 +1052,7 @@ class Daemon:
     async def _provision(self, state: FunctionState, version: Version) -> None:
         """Initialize one sandbox for ``min_warm`` (provisioned concurrency)."""
         try:
-            sandbox, _cold = await self._cold_start(state, version)
+            sandbox, _cold = await self._cold_start(state, version, provisioned=True)
         except (InitFailed, LambdadError, _GenericLost) as exc:
             # A function whose Init fails must not turn min_warm into a fork loop.
             state.provision_failures += 1

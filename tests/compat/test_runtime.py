@@ -192,6 +192,23 @@ def test_9_environment_as_lambda_sets_it(shared_daemon: DaemonProcess, tmp_path:
                         env["_X_AMZN_TRACE_ID"])  # fmt: skip
 
 
+def test_9_initialization_type_of_provisioned_concurrency(
+    shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    source = (
+        "import os\ndef handler(event, context):\n"
+        "    return os.environ['AWS_LAMBDA_INITIALIZATION_TYPE']\n"
+    )
+    with shared_daemon.client() as c:
+        c.deploy("provisioned-env", write_function(tmp_path / "p", source), min_warm=1)
+        wait_for(lambda: c.stats("provisioned-env")["sandboxes"]["warm"] == 1, timeout=30)
+        provisioned = c.invoke("provisioned-env", {})
+        on_demand = c.invoke("provisioned-env", {}, force_cold=True)
+    assert provisioned.report is not None and not provisioned.report.cold
+    assert provisioned.result == "provisioned-concurrency"
+    assert on_demand.result == "on-demand"
+
+
 def test_9_region_is_configurable(tmp_path: Path) -> None:
     from tests.conftest import TEST_CONFIG, running_daemon
 
