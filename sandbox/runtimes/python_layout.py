@@ -136,6 +136,7 @@ def relocate_path(path: str, path_map: Mapping[str, str]) -> str:
 # Packages' search paths as the zygote left them: (the list, how many sandbox paths lead it).
 _mixed_paths: list[tuple[list[str], int]] = []
 _zygote_relocated: list[bool] = []
+_stale: list[object] = []  # what a sandbox replaced but must not free (see relocate_modules)
 
 
 def relocate_modules_in_zygote(path_map: Mapping[str, str]) -> None:
@@ -218,9 +219,13 @@ def relocate_modules(path_map: Mapping[str, str]) -> None:
     sys.prefix, sys.exec_prefix = sys.base_prefix, sys.base_exec_prefix
     # Finders cached per host directory would look in places that do not exist here.
     # (Not importlib.invalidate_caches(): in 3.11 it imports importlib.metadata, ~ms.)
+    # The zygote's finders and sysconfig's variables are kept referenced, not freed: freeing
+    # them would decrement (write) thousands of shared objects, copying their pages.
+    _stale.append(dict(sys.path_importer_cache))
     sys.path_importer_cache.clear()
     # sysconfig computes its paths once from the prefixes: forget the host's.
     if getattr(sysconfig, "_CONFIG_VARS", None) is not None:
+        _stale.append(sysconfig._CONFIG_VARS)  # type: ignore[attr-defined]
         sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]
 
 
