@@ -246,7 +246,7 @@ def serve(
     )
     _replace_environ(env)
     if isolation.namespaces:
-        python_layout.isolate_imports(task_root)
+        python_layout.isolate_imports(task_root, env.get("PYTHONPATH", ""))
     else:  # no private root: the host's paths, the function's code first
         sys.path[:0] = [task_root, "/opt/python"]
     os.chdir(task_root)

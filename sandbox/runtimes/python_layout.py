@@ -310,12 +310,22 @@ def plan_isolation() -> None:
     _planned_path[:] = function_sys_path(TASK_ROOT)
 
 
-def isolate_imports(task_root: str) -> None:
+def isolate_imports(task_root: str, pythonpath: str = RUNTIME_DIR) -> None:
     """Specialization, before the handler's import: the function imports from Lambda's path
     only. lambdad's own modules (and its dependencies: msgpack, ...) stay loaded for the
     runtime, which holds references to them, but ``sys.modules`` forgets them, so that
-    ``import msgpack`` in a handler fails as it would on Lambda."""
-    sys.path[:] = _planned_path if task_root == TASK_ROOT else function_sys_path(task_root)
+    ``import msgpack`` in a handler fails as it would on Lambda.
+
+    ``pythonpath``: the function's ``PYTHONPATH``. On Lambda the interpreter starts with it
+    (Lambda's own value is ``/var/runtime``); here it is already running, so the entries a
+    function adds (``/var/task/vendor``, say) are put where the interpreter would have put
+    them: before the runtime's directory."""
+    path = _planned_path if task_root == TASK_ROOT else function_sys_path(task_root)
+    extra = [p for p in pythonpath.split(":") if p and p != RUNTIME_DIR and p not in path]
+    if extra:
+        i = path.index(RUNTIME_DIR)
+        path = path[:i] + list(dict.fromkeys(extra)) + path[i:]
+    sys.path[:] = path
     if not _to_forget:
         plan_isolation()
     modules = sys.modules

@@ -159,6 +159,26 @@ def test_4_runtime_provided_boto3_and_vendored_override(
     assert mine.result["boto3"] == ["0.0.1-vendored", "/var/task/boto3/__init__.py"]
 
 
+def test_9_a_functions_own_pythonpath_is_honoured(
+    shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    code = write_function(
+        tmp_path / "pypath",
+        "import sys, vendored_dep\n"
+        "def handler(event, context):\n"
+        "    return [vendored_dep.WHERE, sys.path[:6]]\n",
+    )
+    (code / "vendor").mkdir()
+    (code / "vendor" / "vendored_dep.py").write_text("WHERE = __file__\n")
+    with shared_daemon.client() as c:
+        c.deploy("pypath", code, env={"PYTHONPATH": "/var/task/vendor"})
+        inv = c.invoke("pypath", {})
+    assert inv.error is None, inv.error
+    where, path = inv.result
+    assert where == "/var/task/vendor/vendored_dep.py"
+    assert path[3:5] == ["/var/task/vendor", "/var/runtime"]
+
+
 def test_4_runtime_dir_is_read_only(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     source = (
         "def handler(event, context):\n"
