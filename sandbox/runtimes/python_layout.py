@@ -35,6 +35,7 @@ from types import CodeType, FunctionType, ModuleType
 LANG_DIR = "/var/lang"  # the interpreter's prefix, as on Lambda
 RUNTIME_DIR = "/var/runtime"  # the runtime-provided SDK, as on Lambda (python3.11)
 TASK_ROOT = "/var/task"
+BOOTSTRAP = RUNTIME_DIR + "/bootstrap.py"  # Lambda's sys.argv[0]
 # The runtime-provided SDK is built by `make python-sdk` into <project>/build/python-sdk/<X.Y>.
 SDK_SUBDIR = os.path.join("build", "python-sdk")
 # Import machinery that is the interpreter's own; anything else on sys.meta_path (setuptools'
@@ -331,6 +332,13 @@ def isolate_imports(task_root: str, pythonpath: str = RUNTIME_DIR) -> None:
     modules = sys.modules
     # Held, not freed: the runtime still uses them, and freeing would write to shared pages.
     _forgotten.extend(modules.pop(name) for name in _to_forget if name in modules)
+    # __main__ and argv are the zygote's (its globals, its command line with host paths);
+    # on Lambda they are the runtime's bootstrap.
+    _forgotten.append(modules["__main__"])
+    modules["__main__"] = ModuleType("__main__")
+    sys.argv[:] = [BOOTSTRAP]
+    if hasattr(sys, "orig_argv"):
+        sys.orig_argv[:] = [f"{LANG_DIR}/bin/python{pyver()}", BOOTSTRAP]
     sys.meta_path[:] = [
         f for f in sys.meta_path if getattr(f, "__module__", "") in _STDLIB_FINDER_MODULES
     ]

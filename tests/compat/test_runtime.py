@@ -179,6 +179,20 @@ def test_9_a_functions_own_pythonpath_is_honoured(
     assert path[3:5] == ["/var/task/vendor", "/var/runtime"]
 
 
+def test_6_main_and_argv_are_not_lambdads(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
+    source = (
+        "import __main__, sys\n"
+        "def handler(event, context):\n"
+        "    return [getattr(__main__, '__file__', None), sorted(vars(__main__)),\n"
+        "            sys.argv, sys.orig_argv]\n"
+    )
+    with shared_daemon.client() as c:
+        main_file, names, argv, orig_argv = _run(c, tmp_path, "mainmod", source)
+    assert main_file is None and "Zygote" not in names and "main" not in names
+    assert argv == ["/var/runtime/bootstrap.py"]
+    assert orig_argv == ["/var/lang/bin/python3.11", "/var/runtime/bootstrap.py"]
+
+
 def test_4_runtime_dir_is_read_only(shared_daemon: DaemonProcess, tmp_path: Path) -> None:
     source = (
         "def handler(event, context):\n"
