@@ -151,6 +151,7 @@ def relocate_modules_in_zygote(path_map: Mapping[str, str]) -> None:
     def move(p: str) -> str:
         return relocate_path(p, path_map)
 
+    _relocate_sysconfig(move)  # first: it imports the build-time variables' module
     for module in list(sys.modules.values()):
         _relocate_module(module, move, keep_host=True)
     relocate_code_filenames(move)
@@ -160,6 +161,32 @@ def relocate_modules_in_zygote(path_map: Mapping[str, str]) -> None:
     if isinstance(srcfile, str):
         setattr(logging_module, "_srcfile", os.path.normcase(move(srcfile)))  # noqa: B010
     _zygote_relocated.append(True)
+
+
+def _relocate_sysconfig(move: Callable[[str], str]) -> None:
+    """sysconfig's prefixes (taken from ``sys`` when it was imported) and the interpreter's
+    build-time variables (``LIBDIR``, ``prefix``, ... baked in at ``./configure`` time) as the
+    sandbox sees them. Zygote only: it does not use sysconfig itself."""
+    base = getattr(sysconfig, "_BASE_PREFIX", sys.base_prefix)
+    exec_base = getattr(sysconfig, "_BASE_EXEC_PREFIX", sys.base_exec_prefix)
+    for name, value in (("_PREFIX", base), ("_BASE_PREFIX", base), ("_EXEC_PREFIX", exec_base),
+                        ("_BASE_EXEC_PREFIX", exec_base)):  # fmt: skip
+        if hasattr(sysconfig, name):
+            setattr(sysconfig, name, move(value))
+    try:
+        data = importlib.import_module(sysconfig._get_sysconfigdata_name())  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return
+    variables = getattr(data, "build_time_vars", None)
+    if not isinstance(variables, dict):
+        return
+    inside = move(base)
+    hosts = {p for p in (base, os.path.realpath(base)) if p != inside}
+    for key, value in variables.items():
+        if isinstance(value, str) and any(h in value for h in hosts):
+            for h in hosts:
+                value = value.replace(h, inside)
+            variables[key] = value
 
 
 def relocate_code_filenames(move: Callable[[str], str]) -> int:
@@ -218,6 +245,9 @@ def relocate_modules(path_map: Mapping[str, str]) -> None:
                 pass
     # Inside, there is no virtual environment: the interpreter's prefix is the prefix.
     sys.prefix, sys.exec_prefix = sys.base_prefix, sys.base_exec_prefix
+    site = sys.modules.get("site")
+    if site is not None and isinstance(getattr(site, "PREFIXES", None), list):
+        site.PREFIXES[:] = [sys.prefix, sys.exec_prefix]  # site.getsitepackages()
     # Finders cached per host directory would look in places that do not exist here.
     # (Not importlib.invalidate_caches(): in 3.11 it imports importlib.metadata, ~ms.)
     # The zygote's finders and sysconfig's variables are kept referenced, not freed: freeing
@@ -304,10 +334,26 @@ _forgotten: list[ModuleType] = []
 _planned_path: list[str] = []
 
 
+def _in_stdlib(module: ModuleType) -> bool:
+    """A module of the interpreter's own library not named in ``sys.stdlib_module_names``
+    (``_sysconfigdata_*``, which sysconfig imports by a computed name)."""
+    path = getattr(module, "__file__", None)
+    stdlib = f"{LANG_DIR}/lib/python{pyver()}/"
+    return (
+        isinstance(path, str)
+        and path.startswith(stdlib)
+        and not path.startswith((stdlib + "site-packages/", stdlib + "dist-packages/"))
+    )
+
+
 def plan_isolation() -> None:
     """Pool time: list the modules a function must not see, so that :func:`isolate_imports`
     does not scan ``sys.modules`` on the cold path (nothing is imported in between)."""
-    _to_forget[:] = [n for n in sys.modules if n.partition(".")[0] not in _STDLIB_NAMES]
+    _to_forget[:] = [
+        name
+        for name, module in sys.modules.items()
+        if name.partition(".")[0] not in _STDLIB_NAMES and not _in_stdlib(module)
+    ]
     _planned_path[:] = function_sys_path(TASK_ROOT)
 
 

@@ -70,6 +70,9 @@ def test_1_stdlib_submodules_import(shared_daemon: DaemonProcess, tmp_path: Path
         "    import zoneinfo\n"
         "    out['tz'] = str(zoneinfo.ZoneInfo('Europe/Paris'))\n"
         "    out['prefix'] = [sys.prefix, sys.base_prefix, sys.executable]\n"
+        "    import site, sysconfig\n"
+        "    out['site'] = site.getsitepackages() + [sysconfig.get_paths()['stdlib'],\n"
+        "                   sysconfig.get_config_var('LIBDIR')]\n"
         "    import logging, json\n"
         "    out['loaded'] = [logging.__file__, json.__file__, logging.__path__[0]]\n"
         "    return out\n"
@@ -82,6 +85,11 @@ def test_1_stdlib_submodules_import(shared_daemon: DaemonProcess, tmp_path: Path
     assert out["tz"] == "Europe/Paris"
     assert out["prefix"][0] == out["prefix"][1] == "/var/lang"
     assert out["prefix"][2].startswith("/var/lang/bin/python3")
+    assert out["site"] == [
+        "/var/lang/lib/python3.11/site-packages",
+        "/var/lang/lib/python3.11",
+        "/var/lang/lib",
+    ]
     assert all(p.startswith("/var/lang/lib/python3") for p in out["loaded"]), out["loaded"]
 
 
