@@ -25,6 +25,9 @@ HANDLER_RE: Final = re.compile(
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RUNTIMES: Final = runtimes.names()  # the one registry: sandbox.runtimes.RUNTIMES
 NETWORK_MODES: Final = ("none", "egress")
+LOG_FORMATS: Final = ("Text", "JSON")
+APPLICATION_LOG_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN")
 MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0
 TMP_RANGE: Final = (16, 10240)
@@ -64,6 +67,10 @@ class FunctionConfig:
     tmp_mb: int = 512  # size of the private /tmp
     min_warm: int = 0  # provisioned concurrency: sandboxes kept initialized
     pids_max: int = 64  # processes/threads in the sandbox
+    # Lambda's LoggingConfig: LogFormat, ApplicationLogLevel, SystemLogLevel (levels: JSON only)
+    log_format: str = "Text"  # "Text" | "JSON": the python runtime's root-logger format
+    application_log_level: str = ""  # "" | TRACE | DEBUG | INFO | WARN | ERROR | FATAL
+    system_log_level: str = ""  # "" | DEBUG | INFO | WARN (accepted and stored)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -145,6 +152,24 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
     # At most Lambda's quota of tasks per execution environment: a sandbox's pids_max is booked
     # against a share of the host's pid_max (lambdad/hostbudget.py).
     pids_max = _int(args, "pids_max", 64, 8, MAX_PIDS_PER_SANDBOX)
+    log_format = args.get("log_format", "Text")
+    if log_format not in LOG_FORMATS:
+        raise InvalidParameterValue(
+            f"log_format must be 'Text' or 'JSON', got {log_format!r}", field="log_format"
+        )
+    levels: dict[str, str] = {}
+    for key, allowed in (
+        ("application_log_level", APPLICATION_LOG_LEVELS),
+        ("system_log_level", SYSTEM_LOG_LEVELS),
+    ):
+        level = args.get(key) or ""
+        if level and level not in allowed:
+            raise InvalidParameterValue(
+                f"{key} must be one of {', '.join(allowed)}, got {level!r}", field=key
+            )
+        if level and log_format != "JSON":
+            raise InvalidParameterValue(f"{key} needs log_format 'JSON' (as on Lambda)", field=key)
+        levels[key] = level
     layers = args.get("layers") or []
     if layers:
         raise InvalidParameterValue("layers are not supported yet", field="layers")
@@ -160,6 +185,8 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         tmp_mb=tmp_mb,
         min_warm=min_warm,
         pids_max=pids_max,
+        log_format=log_format,
+        **levels,
     )
 
 

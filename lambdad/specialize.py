@@ -19,7 +19,7 @@ from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
 from lambdad.logs import LogStore
-from lambdad.outcomes import error_log_lines, init_error, init_exit_error
+from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
 from sandbox import _libc, messages
@@ -88,7 +88,9 @@ class Specializer:
         code: CodePaths,
         logs: LogStore,
         memory_budget_mb: int,
+        region: str = "us-east-1",
     ) -> None:
+        self.region = region  # AWS_REGION of every function, and the region of its ARN
         self.warm = warm
         self.pools = pools
         self.code = code
@@ -103,9 +105,10 @@ class Specializer:
         self.warm.evict_lru(memory_mb, pids, self.budget)
 
     async def cold_start(
-        self, state: FunctionState[Sandbox], version: Version
+        self, state: FunctionState[Sandbox], version: Version, provisioned: bool = False
     ) -> tuple[Sandbox, ColdStart]:
         """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
+        ``provisioned``: for ``min_warm`` (its ``AWS_LAMBDA_INITIALIZATION_TYPE`` says so).
 
         Raises:
             InitFailed: Init failed; the sandbox is gone.
@@ -158,6 +161,8 @@ class Specializer:
                 log_stream=sandbox.log_stream.name,
                 pids_max=cfg.pids_max,
                 egress=egress,
+                region=self.region,
+                initialization_type="provisioned-concurrency" if provisioned else "on-demand",
             )
             try:
                 sandbox.send_init(init, fds)
@@ -222,7 +227,7 @@ class Specializer:
             self.warm.discard(state, sandbox)
             sandbox.kill()
             error = init_error(reply.error)
-            if sandbox.log_stream is not None:
+            if sandbox.log_stream is not None and not logged_by_runtime(error):
                 sandbox.log_stream.write(error_log_lines(error))
             raise InitFailed(error, cold)
         return sandbox, cold
