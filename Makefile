@@ -72,3 +72,25 @@ bench-peers:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## ---- The python runtime's SDK (issue 10) -------------------------------------------------
+## boto3, botocore & co. as Lambda's python runtime provides them: pinned in
+## sandbox/runtimes/python-sdk.txt, installed from PyPI into build/python-sdk/<X.Y>, which
+## every python sandbox sees read-only at /var/runtime. Rebuilt when the pins change.
+PY_SDK := build/python-sdk
+PY_SDK_REQS := sandbox/runtimes/python-sdk.txt
+PY_SDK_STAMP := $(PY_SDK)/.installed-stamp
+
+.PHONY: python-sdk
+$(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP)
+	@ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	rm -rf "$(PY_SDK)/$$ver.tmp" && \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+		--target "$(PY_SDK)/$$ver.tmp" -r $(PY_SDK_REQS) && \
+	rm -rf "$(PY_SDK)/$$ver" && mv "$(PY_SDK)/$$ver.tmp" "$(PY_SDK)/$$ver" && \
+	echo "python$$ver runtime SDK: $$(grep -v '^#' $(PY_SDK_REQS) | tr '\n' ' ')"
+	@touch $@
+
+python-sdk: $(PY_SDK_STAMP)
+run test: python-sdk
+## ---- end of the python runtime's SDK --------------------------------------------------------

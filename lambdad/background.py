@@ -117,7 +117,7 @@ class Sweeper(Component):
     async def _provision(self, state: FunctionState[Sandbox], version: Version) -> None:
         """Initialize one sandbox for ``min_warm`` (provisioned concurrency)."""
         try:
-            sandbox, _cold = await self.specializer.cold_start(state, version)
+            sandbox, _cold = await self.specializer.cold_start(state, version, provisioned=True)
         except (InitFailed, LambdadError, GenericLost) as exc:
             # A function whose Init fails must not turn min_warm into a fork loop.
             state.provision_failures += 1

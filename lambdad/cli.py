@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--network", default="none", choices=["none", "egress"])
     d.add_argument("--min-warm", type=int, default=0, help="provisioned concurrency")
     d.add_argument("--tmp", type=int, default=512, help="MB of /tmp")
+    d.add_argument("--log-format", default="Text", choices=["Text", "JSON"],
+                   help="Lambda's LoggingConfig.LogFormat: the root logger's records")  # fmt: skip
+    d.add_argument("--log-level", default="", metavar="LEVEL",
+                   help="ApplicationLogLevel (TRACE..FATAL; needs --log-format JSON)")  # fmt: skip
 
     i = verb("invoke", "invoke a function; result on stdout, REPORT on stderr")
     i.add_argument("name", help="NAME, or NAME:QUALIFIER (a version number, $LATEST or an alias)")
@@ -283,6 +287,8 @@ def _client_verb(args: argparse.Namespace) -> int:
                 network=args.network,
                 min_warm=args.min_warm,
                 tmp_mb=args.tmp,
+                log_format=args.log_format,
+                application_log_level=args.log_level,
             )
             print(json.dumps(fn, indent=2, sort_keys=True))
             return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,8 @@ class DaemonConfig:
     async_workers: int = 16  # async events run at once
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
+    # AWS_REGION and the region in the ARNs functions see (boto3 builds endpoints from it).
+    region: str = "us-east-1"
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off
     api_address: str = ""  # the Lambda HTTP API (SigV4), e.g. "127.0.0.1:9001"; "" = off
     # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
@@ -101,6 +104,13 @@ def load(path: str | None, **overrides: Any) -> DaemonConfig:
                         f"{path}: disable_isolation: unknown mechanism(s) {sorted(unknown)}",
                         field=key,
                     )
+            if key == "region" and not (
+                isinstance(value, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value)
+            ):
+                raise InvalidParameterValue(
+                    f"{path}: region must be an AWS region name like 'eu-west-1', got {value!r}",
+                    field=key,
+                )
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DaemonConfig(**values).resolved()

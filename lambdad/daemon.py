@@ -76,7 +76,9 @@ class Daemon:
         self.runtimes = RuntimeSupervisor(
             config, self.cgroups, cgroup_parent, os.path.join(config.state_dir, "rootfs")
         )
-        specializer = Specializer(self.warm, self.runtimes, self.registry, self.logs, budget)
+        specializer = Specializer(
+            self.warm, self.runtimes, self.registry, self.logs, budget, config.region
+        )
         self.invoker = Invoker(self.warm, specializer, self._live_versions, config.sync_payload_max)
         self.service = Service(
             config, self.registry, self.logs, events, self.admission, self.warm,

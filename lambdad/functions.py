@@ -25,6 +25,9 @@ HANDLER_RE: Final = re.compile(
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RUNTIMES: Final = runtimes.names()  # the one registry: sandbox.runtimes.RUNTIMES
 NETWORK_MODES: Final = ("none", "egress")
+LOG_FORMATS: Final = ("Text", "JSON")
+APPLICATION_LOG_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN")
 MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0
 TMP_RANGE: Final = (16, 10240)
@@ -75,6 +78,10 @@ class FunctionConfig:
     architectures: tuple[str, ...] = ("x86_64",)  # stored and shown; the host's own CPU runs it
     layers: tuple[str, ...] = ()  # layer version ARNs, in order (mounting is the runtimes' job)
     lambda_runtime: str = ""  # Runtime as the API caller spelled it ("python3.11"); "" = runtime
+    # Lambda's LoggingConfig: LogFormat, ApplicationLogLevel, SystemLogLevel (levels: JSON only)
+    log_format: str = "Text"  # "Text" | "JSON": the python runtime's root-logger format
+    application_log_level: str = ""  # "" | TRACE | DEBUG | INFO | WARN | ERROR | FATAL
+    system_log_level: str = ""  # "" | DEBUG | INFO | WARN (accepted and stored)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -184,6 +191,24 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         raise InvalidParameterValue(
             f"a function may use at most {MAX_LAYERS} layers", field="layers"
         )
+    log_format = args.get("log_format", "Text")
+    if log_format not in LOG_FORMATS:
+        raise InvalidParameterValue(
+            f"log_format must be 'Text' or 'JSON', got {log_format!r}", field="log_format"
+        )
+    levels: dict[str, str] = {}
+    for key, allowed in (
+        ("application_log_level", APPLICATION_LOG_LEVELS),
+        ("system_log_level", SYSTEM_LOG_LEVELS),
+    ):
+        level = args.get(key) or ""
+        if level and level not in allowed:
+            raise InvalidParameterValue(
+                f"{key} must be one of {', '.join(allowed)}, got {level!r}", field=key
+            )
+        if level and log_format != "JSON":
+            raise InvalidParameterValue(f"{key} needs log_format 'JSON' (as on Lambda)", field=key)
+        levels[key] = level
     return FunctionConfig(
         name=name,
         handler=handler,
@@ -201,6 +226,8 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         architectures=architectures,
         layers=tuple(layers),
         lambda_runtime=texts["lambda_runtime"],
+        log_format=log_format,
+        **levels,
     )
 
 

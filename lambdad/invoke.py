@@ -8,6 +8,7 @@ each way of ending means to the caller is :mod:`lambdad.outcomes`.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class Call:
     request_id: str
     force_cold: bool  # use a fresh sandbox and retire it afterwards
     queue_us: int  # time spent waiting for concurrency
+    trace_id: str = ""  # the X-Ray trace header (the caller's, or new_trace_id()'s)
+    client_context: str | None = None  # Lambda's ClientContext (base64 JSON), passed through
 
 
 class Invoker:
@@ -124,7 +127,13 @@ class Invoker:
         maxrss_kb = 0
         platform_line = b""  # the error line(s) the daemon writes for this invocation's log
         try:
-            sandbox.send_invoke(request_id, call.payload, int(cfg.timeout_s * 1000))
+            sandbox.send_invoke(
+                request_id,
+                call.payload,
+                int(cfg.timeout_s * 1000),
+                call.trace_id or None,
+                call.client_context,
+            )
             answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
         except TimeoutError:
             # The loop's timer has millisecond granularity and may fire a hair early; a
@@ -175,9 +184,9 @@ class Invoker:
                 platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
+                # The runtime has logged it, in the function's log format, as Lambda's does.
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                platform_line = outcomes.error_log_lines(error)
             else:
                 result = answer.result
         if platform_line:
@@ -188,7 +197,8 @@ class Invoker:
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
         report = _report(call, duration_ms, memory_used, cold)
-        end_lines = f"END RequestId: {request_id}\n{report.line()}\n".encode()
+        end = f"END RequestId: {request_id}\n{report.line()}\n{xray_line(call.trace_id)}"
+        end_lines = end.encode()
         stream.write(end_lines)
         tail = None
         if sandbox.log_tail is not None:
@@ -234,7 +244,29 @@ def _report(
         version=str(call.version.number),
         queue_us=call.queue_us,
         phases_us=cold.phases_us if cold else {},
+        trace_id=call.trace_id,
     )
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header for an invocation whose caller sent none, as Lambda makes one: a
+    root id starting with the epoch second in hex, a parent segment id, not sampled."""
+    seconds = int(time.time() if now is None else now)
+    rand = os.urandom(20).hex()
+    return f"Root=1-{seconds:08x}-{rand[:24]};Parent={rand[24:]};Sampled=0"
+
+
+def xray_line(trace_id: str) -> str:
+    """Lambda's ``XRAY TraceId:`` line (after REPORT) for a trace header: only for a sampled
+    trace (``Sampled=1``), as Lambda writes it only for traced invocations; "" otherwise. Every
+    invocation's trace id is in its report (``Report.trace_id``) either way."""
+    if "Sampled=1" not in trace_id:  # the common case, on every invocation: no parsing
+        return ""
+    fields = dict(f.partition("=")[::2] for f in trace_id.split(";"))
+    root = fields.get("Root")
+    if not root or fields.get("Sampled") != "1":
+        return ""
+    return f"XRAY TraceId: {root}\tSegmentId: {fields.get('Parent', '')}\tSampled: true\n"
 
 
 def _utc() -> str:

@@ -25,6 +25,7 @@ class Report:
     version: str
     queue_us: int = 0  # time spent waiting for concurrency
     phases_us: dict[str, int] = field(default_factory=dict)  # cold start anatomy
+    trace_id: str = ""  # the X-Ray trace header the handler saw (_X_AMZN_TRACE_ID)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class Report:
             "version": self.version,
             "queue_us": self.queue_us,
             "phases_us": self.phases_us,
+            "trace_id": self.trace_id,
         }
 
     def line(self) -> str:

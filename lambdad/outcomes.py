@@ -1,8 +1,12 @@
 """Lambda's error taxonomy: what each way an invocation can end looks like to the caller.
 
-Pure functions, no I/O. A handler's exception is ``Handled``; anything that is the platform's
-verdict (a timeout, a crash, an OOM kill, an Init failure, a malformed or oversized answer) is
-``Unhandled`` and, except for a result the runtime itself refused to marshal, costs the sandbox.
+Pure functions, no I/O. Every function error is ``Unhandled``, as today's Lambda answers for
+a raised exception too (``Handled`` is kept for clients that read it); the platform's verdicts (a
+timeout, a crash, an OOM kill, an Init failure, a malformed or oversized answer) also cost the
+sandbox, except for a result the runtime itself refused to marshal. The runtime logs the errors
+it reports itself, in the function's log format (``sandbox/runtimes/lambda_logging.py``); the
+daemon logs only what no runtime saw: the sandbox's own set-up failing
+(:func:`logged_by_runtime`).
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ EXIT_ERROR: Final = "Runtime.ExitError"
 TIMED_OUT: Final = "Sandbox.Timedout"
 INVALID_RESPONSE: Final = "Runtime.InvalidResponse"
 UNKNOWN: Final = "Runtime.Unknown"
-# Errors a runtime reports that are the platform's verdict, not the handler's exception.
-UNHANDLED_TYPES: Final = frozenset({"Runtime.MarshalError", "Function.ResponseSizeTooLarge"})
+SETUP_ERROR: Final = "Sandbox.SetupError"  # the agent's: specialization failed, no runtime ran
 
 
 def function_error(error: Mapping[str, Any] | None) -> str | None:
-    """``Handled`` for the handler's own exception, ``Unhandled`` for the platform's."""
+    """``Unhandled`` for any error a runtime reports (the handler's exception included, as on
+    Lambda today); None for none."""
     if error is None:
         return None
-    return UNHANDLED if error.get("errorType") in UNHANDLED_TYPES else HANDLED
+    return UNHANDLED
+
+
+def logged_by_runtime(error: Mapping[str, Any]) -> bool:
+    """Whether the runtime has already written ``error`` to the log stream (every Init and
+    invocation error it reports), so that the daemon must not write it again."""
+    return error.get("errorType") != SETUP_ERROR
 
 
 def init_exit_error(description: str) -> dict[str, Any]:

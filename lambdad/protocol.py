@@ -74,6 +74,9 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
             "min_warm",
             "pids_max",
             "layers",
+            "log_format",
+            "application_log_level",
+            "system_log_level",
         }
     ),
     "get": frozenset({"name"}),

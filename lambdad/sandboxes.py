@@ -322,10 +322,19 @@ class Sandbox:
             timer.cancel()
             self._waiter = None
 
-    def send_invoke(self, request_id: str, payload: bytes, timeout_ms: int) -> None:
+    def send_invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        timeout_ms: int,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+    ) -> None:
         if self._transport is None or self._transport.is_closing():
             raise SandboxDied(self.id)
-        self._transport.write(messages.encode_invoke(request_id, payload, timeout_ms))
+        self._transport.write(
+            messages.encode_invoke(request_id, payload, timeout_ms, trace_id, client_context)
+        )
 
     def send_init(self, msg: messages.Init, fds: list[int]) -> None:
         # asyncio transports cannot carry SCM_RIGHTS; the socket is idle (we are the only

@@ -39,7 +39,7 @@ from lambdad.errors import (
 )
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support
-from lambdad.invoke import Call, Invoker
+from lambdad.invoke import Call, Invoker, new_trace_id
 from lambdad.keys import ApiKey, KeyStore, NewKey
 from lambdad.layers import Layers, LayerStore
 from lambdad.logs import LogStore, wire_cursor
@@ -54,6 +54,7 @@ from lambdad.model import (
     InvokeRequest,
     SandboxCounts,
     ServerInfo,
+    check_trace_context,
 )
 from lambdad.placement import INITIALIZED, FunctionState, WarmPool
 from lambdad.registry import LATEST, VERSION_RE, Alias, Function, Registry, revision_id_of
@@ -149,6 +150,8 @@ class Service:
             ShuttingDown: the daemon is draining.
             TooManyRequests: over a concurrency limit or the memory budget, past the queue.
             InvalidRequest: the payload is not JSON (found by the sandbox).
+            InvalidParameterValue: a ``trace_id`` or ``client_context`` the handler cannot be
+                given (:func:`~lambdad.model.check_trace_context`).
         """
         kind = request.type
         limit = self.config.async_payload_max if kind == "async" else self.config.sync_payload_max
@@ -158,6 +161,8 @@ class Service:
                 f"{limit} bytes",
                 limit=limit,
             )
+        if request.trace_id is not None or request.client_context is not None:
+            check_trace_context(request.trace_id, request.client_context)
         version = self.registry.get(request.function).version(request.qualifier)
         if self.draining:
             raise ShuttingDown("lambdad is shutting down")
@@ -173,6 +178,8 @@ class Service:
             log_tail=request.log_tail,
             request_id=request.request_id or "",
             force_cold=request.force_cold,
+            trace_id=request.trace_id,
+            client_context=request.client_context,
         )
 
     async def run(
@@ -182,6 +189,8 @@ class Service:
         log_tail: bool = False,
         request_id: str = "",
         force_cold: bool = False,
+        trace_id: str | None = None,
+        client_context: str | None = None,
     ) -> InvocationResult:
         """Admit and run one invocation of ``version`` (no payload or draining checks: the
         async worker's retries come through here).
@@ -204,7 +213,14 @@ class Service:
         state.stats.max_concurrent = max(state.stats.max_concurrent, state.stats.concurrent)
         try:
             call = Call(
-                version, payload, log_tail, request_id or str(uuid.uuid4()), force_cold, queue_us
+                version,
+                payload,
+                log_tail,
+                request_id or str(uuid.uuid4()),
+                force_cold,
+                queue_us,
+                trace_id or new_trace_id(),
+                client_context,
             )
             return await self.invoker.run(state, call)
         finally:

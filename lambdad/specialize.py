@@ -20,7 +20,7 @@ from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
 from lambdad.logs import LogStore
 from lambdad.metering import LINK_SLACK_MS, bounded_duration
-from lambdad.outcomes import error_log_lines, init_error, init_exit_error
+from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
 from sandbox import _libc, messages
@@ -89,7 +89,9 @@ class Specializer:
         code: CodePaths,
         logs: LogStore,
         memory_budget_mb: int,
+        region: str = "us-east-1",
     ) -> None:
+        self.region = region  # AWS_REGION of every function, and the region of its ARN
         self.warm = warm
         self.pools = pools
         self.code = code
@@ -104,9 +106,10 @@ class Specializer:
         self.warm.evict_lru(memory_mb, pids, self.budget)
 
     async def cold_start(
-        self, state: FunctionState[Sandbox], version: Version
+        self, state: FunctionState[Sandbox], version: Version, provisioned: bool = False
     ) -> tuple[Sandbox, ColdStart]:
         """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
+        ``provisioned``: for ``min_warm`` (its ``AWS_LAMBDA_INITIALIZATION_TYPE`` says so).
 
         Every way out but success releases the sandbox it took: it is killed and no longer
         counted against the budgets (issue 12 point 11: what the sandbox sends during Init
@@ -119,7 +122,7 @@ class Specializer:
         """
         taken: list[Sandbox] = []
         try:
-            return await self._cold_start(state, version, taken)
+            return await self._cold_start(state, version, taken, provisioned)
         except BaseException:
             for sandbox in taken:
                 self.warm.discard(state, sandbox)
@@ -128,7 +131,11 @@ class Specializer:
             raise
 
     async def _cold_start(
-        self, state: FunctionState[Sandbox], version: Version, taken: list[Sandbox]
+        self,
+        state: FunctionState[Sandbox],
+        version: Version,
+        taken: list[Sandbox],
+        provisioned: bool,
     ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self.make_room(cfg.memory_mb, cfg.pids_max)
@@ -177,6 +184,8 @@ class Specializer:
                 log_stream=sandbox.log_stream.name,
                 pids_max=cfg.pids_max,
                 egress=egress,
+                region=self.region,
+                initialization_type="provisioned-concurrency" if provisioned else "on-demand",
             )
             try:
                 sandbox.send_init(init, fds)
@@ -247,7 +256,7 @@ class Specializer:
             self.warm.discard(state, sandbox)
             sandbox.kill()
             error = init_error(reply.error)
-            if sandbox.log_stream is not None:
+            if sandbox.log_stream is not None and not logged_by_runtime(error):
                 sandbox.log_stream.write(error_log_lines(error))
             raise InitFailed(error, cold)
         return sandbox, cold

@@ -36,6 +36,13 @@ MAX_ERROR_TYPE: Final = 256
 MAX_FRAMES: Final = 256
 MAX_FRAME_CHARS: Final = 4096
 MAX_PHASES: Final = 64
+# Lambda's limits: a ClientContext of up to 3,583 bytes (base64); an X-Ray trace header is
+# three short fields (a few more with Lineage): 256 characters is ample.
+MAX_CLIENT_CONTEXT: Final = 3583
+MAX_TRACE_ID: Final = 256
+# AWS_LAMBDA_INITIALIZATION_TYPE's values: on demand, provisioned concurrency (min_warm) and
+# SnapStart's (a sandbox forked from an initialized template).
+INITIALIZATION_TYPES: Final = ("on-demand", "provisioned-concurrency", "snap-start")
 
 
 class MessageError(ValueError):
@@ -121,6 +128,8 @@ class Init:
     log_stream: str
     pids_max: int = 64
     egress: Mapping[str, str] | None = None  # the veth end's addresses, network = "egress"
+    region: str = "us-east-1"  # AWS_REGION, and the region of the function's ARN
+    initialization_type: str = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +156,8 @@ class Invoke:
     request_id: str
     payload: bytes
     timeout_ms: int
+    trace_id: str | None = None  # _X_AMZN_TRACE_ID for this invocation (X-Ray header form)
+    client_context: str | None = None  # Lambda's ClientContext, base64 JSON as the caller sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +218,20 @@ def encode(msg: Message) -> bytes:
     return _pack(body)  # type: ignore[no-any-return]
 
 
-def encode_invoke(request_id: str, payload: bytes, timeout_ms: int) -> bytes:
+def encode_invoke(
+    request_id: str,
+    payload: bytes,
+    timeout_ms: int,
+    trace_id: str | None = None,
+    client_context: str | None = None,
+) -> bytes:
     """:func:`encode` of an :class:`Invoke`, without building one: every warm invocation's path."""
-    return _pack(  # type: ignore[no-any-return]
-        {"t": "invoke", "request_id": request_id, "payload": payload, "timeout_ms": timeout_ms}
-    )
+    body = {"t": "invoke", "request_id": request_id, "payload": payload, "timeout_ms": timeout_ms}
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+    if client_context is not None:
+        body["client_context"] = client_context
+    return _pack(body)  # type: ignore[no-any-return]
 
 
 # -- decoding and validation ----------------------------------------------------------------
@@ -228,6 +248,14 @@ def _opt_str(m: Mapping[str, Any], key: str) -> str | None:
     value = m.get(key)
     if value is not None and not isinstance(value, str):
         raise MessageError(f"{key} is not a string")
+    return value
+
+
+def _bounded_str(m: Mapping[str, Any], key: str, limit: int) -> str | None:
+    """An optional printable-ASCII string of at most ``limit`` characters (a header's value)."""
+    value = _opt_str(m, key)
+    if value is not None and (len(value) > limit or not (value.isascii() and value.isprintable())):
+        raise MessageError(f"{key} is not printable ASCII of at most {limit} characters")
     return value
 
 
@@ -306,14 +334,36 @@ def _init(m: Mapping[str, Any]) -> Init:
         log_stream=_str(m, "log_stream"),
         pids_max=_int(m, "pids_max", 64, lo=1),
         egress=egress,
+        region=_region(m),
+        initialization_type=_choice(m, "initialization_type", INITIALIZATION_TYPES),
     )
+
+
+def _region(m: Mapping[str, Any]) -> str:
+    region = _str(m, "region", "us-east-1")
+    if not (0 < len(region) <= 32 and region.isascii() and region.replace("-", "").isalnum()):
+        raise MessageError("region is not a region name")
+    return region
+
+
+def _choice(m: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = _str(m, key, allowed[0])
+    if value not in allowed:
+        raise MessageError(f"{key} is not one of {', '.join(allowed)}")
+    return value
 
 
 def _invoke(m: Mapping[str, Any]) -> Invoke:
     payload = m.get("payload", b"")
     if not isinstance(payload, bytes):
         raise MessageError("payload is not bytes")
-    return Invoke(_str(m, "request_id"), payload, _int(m, "timeout_ms"))
+    return Invoke(
+        _str(m, "request_id"),
+        payload,
+        _int(m, "timeout_ms"),
+        _bounded_str(m, "trace_id", MAX_TRACE_ID),
+        _bounded_str(m, "client_context", MAX_CLIENT_CONTEXT),
+    )
 
 
 def _strings(m: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -65,6 +65,9 @@ class RootSpec:
     mountpoint: str  # an existing host directory where the root is assembled (private ns)
     runtime_binds: Sequence[tuple[str, str]] = ()  # (host path, sandbox path), read-only
     etc_files: Mapping[str, str] = field(default_factory=dict)  # /etc/<name> -> content
+    # Sandbox paths inside the binds above to hide under an empty read-only tmpfs (the host
+    # interpreter's site-packages: what was pip-installed on the host is not the runtime's).
+    masks: Sequence[str] = ()
 
 
 def _bind_ro(src: str, dst: str) -> None:
@@ -119,6 +122,9 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
                 _overlay_ro(host_path, root + sandbox_path, empty)
             else:  # a single file (none today): still the host's inode, like a bind
                 _bind_ro(host_path, root + sandbox_path)
+        for path in spec.masks:  # a tmpfs has inodes of its own, like the overlays
+            if os.path.isdir(root + path):
+                _libc.mount("tmpfs", root + path, "tmpfs", _RO, "size=4k,mode=755")
         _build_etc(root + "/etc", spec.etc_files, uid, gid, root + "/.old", empty)
     finally:
         os.close(empty)

@@ -3,8 +3,12 @@
 :data:`RUNTIMES` maps a function's ``runtime`` name to the module that implements it. Function
 validation (which names a deploy may use), the daemon (which zygotes to start) and the zygote
 (which module to pre-import and serve) all read this table and nothing else. A runtime module
-exposes ``PRELOAD`` (modules the zygote imports before forking) and ``RUNTIME``, an object
-implementing :class:`sandbox.agent.Runtime` that the sandbox's PID-1 agent drives.
+exposes ``PRELOAD`` (modules the zygote imports before forking), ``RUNTIME``, an object
+implementing :class:`sandbox.agent.Runtime` that the sandbox's PID-1 agent drives, and
+``sandbox_layout()``: what of the host its sandboxes see (read-only binds, masked directories,
+the host -> sandbox path map; python: ``sandbox/runtimes/python_layout.py``). It may define
+``prepare_zygote(path_map)``, run once in the zygote after the preloads (when sandboxes have a
+private root), for work every sandbox would otherwise redo on its own copied pages.
 
 This module imports nothing heavy: the daemon and the validation read it too.
 """

@@ -219,6 +219,7 @@ def test_report_to_wire() -> None:
         "version": "1",
         "queue_us": 0,
         "phases_us": {},
+        "trace_id": "",
     }
 
 

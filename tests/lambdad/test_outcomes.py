@@ -12,8 +12,9 @@ from lambdad import outcomes
 @pytest.mark.parametrize(
     "error_type, expected",
     [
-        ("ValueError", "Handled"),
-        ("KeyError", "Handled"),
+        # A raised exception is Unhandled too, as today's Lambda answers (issue 10).
+        ("ValueError", "Unhandled"),
+        ("KeyError", "Unhandled"),
         ("Runtime.MarshalError", "Unhandled"),
         ("Function.ResponseSizeTooLarge", "Unhandled"),
     ],
@@ -24,6 +25,14 @@ def test_function_error_of_a_runtime_error(error_type: str, expected: str) -> No
 
 def test_no_error_is_no_function_error() -> None:
     assert outcomes.function_error(None) is None
+
+
+@pytest.mark.parametrize(
+    "error_type, logged",
+    [("ValueError", True), ("Runtime.ImportModuleError", True), ("Sandbox.SetupError", False)],
+)
+def test_the_daemon_logs_only_what_no_runtime_logged(error_type: str, logged: bool) -> None:
+    assert outcomes.logged_by_runtime({"errorType": error_type}) is logged
 
 
 def test_exit_error_is_lambdas_wording() -> None:

@@ -126,7 +126,14 @@ class FakeSandbox:
         self.world.inits.append(init)
         self._pending.append(self.world.init_reply)
 
-    def send_invoke(self, request_id: str, payload: bytes, timeout_ms: int) -> None:
+    def send_invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        timeout_ms: int,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+    ) -> None:
         if not self.alive:
             raise SandboxDied(self.id)
         self.invocations += 1
@@ -257,7 +264,7 @@ def test_cold_then_warm_on_the_same_sandbox(run: Callable[..., Any]) -> None:
 @pytest.mark.parametrize(
     "do, error_type, function_error, keeps_sandbox",
     [
-        ("raise", "ValueError", "Handled", True),
+        ("raise", "ValueError", "Unhandled", True),
         ("marshal", "Runtime.MarshalError", "Unhandled", True),
         ("timeout", "Sandbox.Timedout", "Unhandled", False),
         ("crash", "Runtime.ExitError", "Unhandled", False),
