@@ -16,6 +16,7 @@ from typing import Any, Final
 from lambdad import outcomes
 from lambdad.errors import InvalidRequest, ServiceError
 from lambdad.functions import Version
+from lambdad.logs import LogStream
 from lambdad.metering import Report, billed
 from lambdad.model import InvocationResult
 from lambdad.placement import FunctionState, WarmPool
@@ -23,7 +24,6 @@ from lambdad.sandboxes import Sandbox, SandboxDied, State
 from lambdad.specialize import ColdStart, GenericLost, InitFailed, Specializer, exit_description
 from sandbox import messages
 
-LOG_TAIL_BYTES: Final = 4096
 GENERIC_RETRIES: Final = 3  # pooled sandboxes found dead before one is taken for good
 
 
@@ -60,14 +60,16 @@ class Invoker:
         try:
             sandbox, cold = await self._sandbox_for(state, call.version, call.force_cold)
         except InitFailed as exc:
-            report = _report(call, exc.cold.init_ms, None, exc.cold)
+            status, error_type = outcomes.report_status(exc.error, outcomes.UNHANDLED)
+            report = _report(call, exc.cold.init_ms, None, exc.cold, status, error_type)
+            tail = _log_failed_init(exc.cold.stream, call, exc.error, report)
             state.stats.record(report, error=True)
             return InvocationResult(
                 request_id=call.request_id,
                 error=exc.error,
                 function_error=outcomes.UNHANDLED,
                 report=report,
-                log_tail="" if call.log_tail else None,
+                log_tail=tail if call.log_tail else None,
                 executed_version=str(call.version.number),
             )
         try:
@@ -105,14 +107,29 @@ class Invoker:
     async def _call_sandbox(
         self, state: FunctionState[Sandbox], sandbox: Sandbox, cold: ColdStart | None, call: Call
     ) -> InvocationResult:
-        version, request_id = call.version, call.request_id
-        cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
-        start_line = f"START RequestId: {request_id} Version: {version.number}\n".encode()
-        stream.write(start_line)
+        # Held until END and REPORT are written: a sandbox that dies meanwhile closes its
+        # stream, which must still get this invocation's records.
+        stream.hold()
+        try:
+            return await self._run_on(state, sandbox, cold, call, stream)
+        finally:
+            stream.release()
+
+    async def _run_on(
+        self,
+        state: FunctionState[Sandbox],
+        sandbox: Sandbox,
+        cold: ColdStart | None,
+        call: Call,
+        stream: LogStream,
+    ) -> InvocationResult:
+        version, request_id = call.version, call.request_id
+        cfg = version.config
         if call.log_tail:
-            sandbox.log_tail = bytearray(start_line)
+            stream.start_tail()
+        stream.platform(f"START RequestId: {request_id} Version: {version.number}")
         started = time.monotonic_ns()
         error: dict[str, Any] | None = None
         function_error: str | None = None
@@ -131,14 +148,14 @@ class Invoker:
             function_error = outcomes.UNHANDLED
             error = outcomes.timeout_error(cfg.timeout_s)
             message = outcomes.timeout_message(cfg.timeout_s)
-            stream.write(f"{_utc()} {request_id} {message}\n".encode())
+            stream.platform(f"{_utc()} {request_id} {message}")
             maxrss_kb = peak * 1024
         except SandboxDied:
             duration_ms = (time.monotonic_ns() - started) / 1e6
             description, peak_bytes, oom_kills = await exit_description(sandbox)
             function_error = outcomes.UNHANDLED
             error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            stream.platform(error["errorMessage"])
             maxrss_kb = peak_bytes // 1024
         except messages.MessageError as exc:
             # The sandbox runs untrusted code: a malformed answer condemns it.
@@ -146,12 +163,14 @@ class Invoker:
             sandbox.violation(f"malformed result ({exc})")
             duration_ms = (time.monotonic_ns() - started) / 1e6
             error = outcomes.invalid_response(request_id, str(exc))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            stream.platform(error["errorMessage"])
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
             if answer.bad_payload is not None:
-                sandbox.log_tail = None
+                # Refused before the handler ran: no invocation, so no REPORT.
+                stream.platform(f"END RequestId: {request_id}")
+                stream.tail = None
                 self._release(state, sandbox, version)
                 raise InvalidRequest(answer.bad_payload)
             duration_ms, maxrss_kb = answer.duration_us / 1000, answer.maxrss_kb
@@ -161,25 +180,25 @@ class Invoker:
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
                 maxrss_kb = 0
-                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                stream.platform(error["errorMessage"])
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                stream.write(outcomes.error_log_lines(error))
+                stream.write_lines(outcomes.error_log_lines(error))
             else:
                 result = answer.result
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
-        report = _report(call, duration_ms, memory_used, cold)
-        end_lines = f"END RequestId: {request_id}\n{report.line()}\n".encode()
-        stream.write(end_lines)
-        tail = None
-        if sandbox.log_tail is not None:
-            sandbox.log_tail += end_lines
-            tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
-            sandbox.log_tail = None
+        status, error_type = outcomes.report_status(error, function_error)
+        report = _report(call, duration_ms, memory_used, cold, status, error_type)
+        stream.platform(f"END RequestId: {request_id}")
+        stream.platform(report.line())
+        tail = stream.take_tail() if call.log_tail else None
+        # One write(): this invocation's records are in the kernel before its caller
+        # learns the result, so a SIGKILL of the daemon cannot lose them.
+        stream.flush()
         state.stats.record(report, error=error is not None)
         if sandbox.alive and not call.force_cold:
             self._release(state, sandbox, version)
@@ -203,8 +222,37 @@ class Invoker:
         self.warm.put_back(state, sandbox)
 
 
+def _log_failed_init(
+    stream: LogStream | None, call: Call, error: dict[str, Any], report: Report
+) -> str:
+    """An invocation whose Init failed: START, the error line, END and REPORT (after the
+    INIT_REPORT the cold start wrote), in the kernel before the caller learns of it."""
+    if stream is None:
+        return ""
+    stream.hold()
+    try:
+        if call.log_tail:
+            stream.start_tail()
+        stream.platform(f"START RequestId: {call.request_id} Version: {call.version.number}")
+        if error.get("errorType") == outcomes.EXIT_ERROR:  # the platform's words, not the handler's
+            stream.platform(f"RequestId: {call.request_id} Error: {error.get('errorMessage')}")
+            stream.platform(outcomes.EXIT_ERROR)
+        stream.platform(f"END RequestId: {call.request_id}")
+        stream.platform(report.line())
+        tail = stream.take_tail() if call.log_tail else ""
+        stream.flush()
+        return tail
+    finally:
+        stream.release()
+
+
 def _report(
-    call: Call, duration_ms: float, memory_used: int | None, cold: ColdStart | None
+    call: Call,
+    duration_ms: float,
+    memory_used: int | None,
+    cold: ColdStart | None,
+    status: str | None = None,
+    error_type: str | None = None,
 ) -> Report:
     duration_ms = round(duration_ms, 2)  # what the REPORT line shows is what is billed
     return Report(
@@ -219,6 +267,8 @@ def _report(
         version=str(call.version.number),
         queue_us=call.queue_us,
         phases_us=cold.phases_us if cold else {},
+        status=status,
+        error_type=error_type,
     )
 
 

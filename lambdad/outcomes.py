@@ -17,6 +17,7 @@ EXIT_ERROR: Final = "Runtime.ExitError"
 TIMED_OUT: Final = "Sandbox.Timedout"
 INVALID_RESPONSE: Final = "Runtime.InvalidResponse"
 UNKNOWN: Final = "Runtime.Unknown"
+OUT_OF_MEMORY: Final = "Runtime.OutOfMemory"  # the REPORT's Error Type for an OOM kill
 # Errors a runtime reports that are the platform's verdict, not the handler's exception.
 UNHANDLED_TYPES: Final = frozenset({"Runtime.MarshalError", "Function.ResponseSizeTooLarge"})
 
@@ -58,6 +59,21 @@ def invalid_response(request_id: str, problem: str) -> dict[str, Any]:
         "errorMessage": f"RequestId: {request_id} Error: the runtime sent a malformed result "
         f"({problem})",
     }
+
+
+def report_status(
+    error: Mapping[str, Any] | None, function_error: str | None
+) -> tuple[str | None, str | None]:
+    """(Status, Error Type) of Lambda's REPORT line: ``("timeout", None)`` for a timeout,
+    ``("error", type)`` for every other platform failure (``Runtime.OutOfMemory`` for an OOM
+    kill), ``(None, None)`` when the function answered (a handled error included)."""
+    if error is None or function_error != UNHANDLED:
+        return None, None
+    if error.get("errorType") == TIMED_OUT:
+        return "timeout", None
+    if error.get("oom"):
+        return "error", OUT_OF_MEMORY
+    return "error", str(error.get("errorType") or UNKNOWN)
 
 
 def init_error(raw: Any) -> dict[str, Any]:

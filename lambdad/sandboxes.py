@@ -149,7 +149,6 @@ class Sandbox:
         self.generic_phases: dict[str, int] = {}
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None
-        self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
         self.exit_info: asyncio.Future[ExitInfo] = zygote.loop.create_future()
         self.on_close: Callable[[], object] | None = None  # e.g. release its egress wiring
         self._sock = sock  # used only for sendmsg with fds; the transport owns reading
@@ -352,8 +351,6 @@ class Sandbox:
             else:
                 sys.stderr.buffer.write(b"[sandbox " + self.id.encode() + b"] " + data)
                 sys.stderr.flush()
-            if self.log_tail is not None:
-                self.log_tail += data
 
     def memory_peak_mb(self, fallback_kb: int = 0) -> int:
         peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else 0

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
-from lambdad.logs import LogStore
+from lambdad.logs import LogStore, LogStream
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
@@ -35,6 +35,10 @@ class ColdStart:
     source: str  # "pool" or "fork"
     init_ms: float
     phases_us: dict[str, int]
+    # The sandbox's log stream, held open until the caller's next await (see cold_start):
+    # an invocation whose Init failed, or whose sandbox died right after it, still writes
+    # its START, error line, END and REPORT there.
+    stream: LogStream | None = None
 
 
 class InitFailed(Exception):
@@ -124,6 +128,27 @@ class Specializer:
             cfg.pids_max,
         )
         self.warm.add(state, sandbox)
+        stream = sandbox.log_stream = self.logs.open_stream(
+            cfg.name, str(version.number), sandbox.id
+        )
+        # Held until the caller (an invocation) has run up to its next await, whatever
+        # happens here: it writes its records on a failed Init, or takes its own hold.
+        stream.hold()
+        try:
+            return await self._cold_start(state, version, sandbox, source, t_acquire, stream)
+        finally:
+            asyncio.get_running_loop().call_soon(stream.release)
+
+    async def _cold_start(
+        self,
+        state: FunctionState[Sandbox],
+        version: Version,
+        sandbox: Sandbox,
+        source: str,
+        t_acquire: int,
+        stream: LogStream,
+    ) -> tuple[Sandbox, ColdStart]:
+        cfg = version.config
         t0 = time.monotonic_ns()
         tree_fd = -1
         try:
@@ -132,9 +157,9 @@ class Specializer:
                 sandbox.cgroup.set_limits(limits)
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.code.code_path(version)
-            sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
-            init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
-            sandbox.log_stream.write(init_line.encode() + b"\n")
+            stream.platform(
+                f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
+            )
             egress = None
             if cfg.network == "egress":
                 if self.egress is None:
@@ -155,7 +180,7 @@ class Specializer:
             init = messages.Init(
                 function={**cfg.to_dict(), "version": str(version.number)},
                 code_path=code_path,
-                log_stream=sandbox.log_stream.name,
+                log_stream=stream.name,
                 pids_max=cfg.pids_max,
                 egress=egress,
             )
@@ -197,9 +222,10 @@ class Specializer:
                 sandbox.kill()
                 description = f"sandbox set-up failed: {exc}"
             init_ms = (time.monotonic_ns() - t0) / 1e6
+            error = init_exit_error(description)
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(
-                init_exit_error(description),
-                ColdStart(source, init_ms, dict(sandbox.generic_phases)),
+                error, ColdStart(source, init_ms, dict(sandbox.generic_phases), stream)
             ) from None
         finally:
             if tree_fd >= 0:
@@ -217,15 +243,23 @@ class Specializer:
         }
         phases.update(reply.phases)
         init_ms = reply.init_us / 1000 + set_limits_us / 1000
-        cold = ColdStart(source, init_ms, phases)
+        cold = ColdStart(source, init_ms, phases, stream)
         if isinstance(reply, messages.InitError):
             self.warm.discard(state, sandbox)
             sandbox.kill()
             error = init_error(reply.error)
-            if sandbox.log_stream is not None:
-                sandbox.log_stream.write(error_log_lines(error))
+            stream.write_lines(error_log_lines(error))
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(error, cold)
         return sandbox, cold
+
+
+def _init_report(init_ms: float, error: dict[str, Any]) -> str:
+    """Lambda's INIT_REPORT line for an Init that failed."""
+    return (
+        f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\t"
+        f"Error Type: {error.get('errorType')}"
+    )
 
 
 class HostEgress(Component):
