@@ -269,16 +269,19 @@ def _print_table(functions: list[dict[str, Any]]) -> None:
 
 
 def _logs(client: Any, args: argparse.Namespace) -> int:
-    try:
-        query = {
-            "since": None if args.since is None else time_ms(args.since),
-            "until": None if args.until is None else time_ms(args.until),
-            "request_id": args.request_id,
-            "filter": args.filter,
-            "limit": args.limit,
-        }
-    except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+    for value in (args.since, args.until):
+        try:
+            if value is not None:
+                time_ms(value)  # checked here for a clear message; the client converts
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    query = {
+        "since": args.since,
+        "until": args.until,
+        "request_id": args.request_id,
+        "filter": args.filter,
+        "limit": args.limit,
+    }
     page = client.log_events(args.name, **query)
     _print_records(page.events, args.json)
     if page.truncated and not args.json:
