@@ -193,8 +193,7 @@ class Invoker:
         )
         status, error_type = outcomes.report_status(error, function_error)
         report = _report(call, duration_ms, memory_used, cold, status, error_type)
-        stream.platform(f"END RequestId: {request_id}")
-        stream.platform(report.line())
+        stream.platform(f"END RequestId: {request_id}", report.line())
         tail = stream.take_tail() if call.log_tail else None
         # One write(): this invocation's records are in the kernel before its caller
         # learns the result, so a SIGKILL of the daemon cannot lose them.
@@ -237,8 +236,7 @@ def _log_failed_init(
         if error.get("errorType") == outcomes.EXIT_ERROR:  # the platform's words, not the handler's
             stream.platform(f"RequestId: {call.request_id} Error: {error.get('errorMessage')}")
             stream.platform(outcomes.EXIT_ERROR)
-        stream.platform(f"END RequestId: {call.request_id}")
-        stream.platform(report.line())
+        stream.platform(f"END RequestId: {call.request_id}", report.line())
         tail = stream.take_tail() if call.log_tail else ""
         stream.flush()
         return tail

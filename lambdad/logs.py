@@ -128,14 +128,20 @@ class LogStream:
         self._terminate()
         self.write(data if data.endswith(b"\n") else data + b"\n")
 
-    def platform(self, text: str) -> None:
-        """One platform line (START, END, REPORT, ...). Pending function output is ended
-        first; a newline inside ``text`` becomes a space."""
+    def platform(self, *texts: str) -> None:
+        """Platform lines (START, END, REPORT, ...), one record each. Pending function
+        output is ended first; a newline inside a text becomes a space."""
         if self._closed:
             return
-        self._terminate()
-        line = text.replace("\n", " ").replace("\r", " ").encode("utf-8", "replace")
-        self._append(b"P%d %s\n" % (_now_ms(), line))
+        if self._partial:
+            self._terminate()
+        prefix = b"P%d " % _now_ms()
+        records = b"".join(
+            prefix + (_one_line(t) if "\n" in t or "\r" in t else t).encode("utf-8", "replace")
+            + b"\n"
+            for t in texts
+        )  # fmt: skip
+        self._append(records)
 
     def _terminate(self) -> None:
         if self._partial:
@@ -170,20 +176,25 @@ class LogStream:
     def flush(self) -> None:
         """Write the buffer out: one ``write()``, so it is in the kernel when this returns.
         A full or failing disk loses the buffer (logged), never the invocation."""
-        if not self._buffer:
+        buffer = self._buffer
+        if not buffer:
             return
-        data = bytes(self._buffer)
-        self._buffer.clear()
+        n = len(buffer)
         try:
             if self._fd < 0:
                 self._open()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.write(self._fd, buffer)
+            if written < n:  # rare (a signal, a full disk): the rest, or an OSError
+                view = memoryview(buffer)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                view.release()
         except OSError as exc:
-            self.store.write_failed(self, exc, len(data))
+            buffer.clear()
+            self.store.write_failed(self, exc, n)
             return
-        self.store.wrote(self, len(data))
+        buffer.clear()
+        self.store.wrote(self, n)
 
     def _open(self) -> None:
         try:
@@ -611,6 +622,10 @@ def _stream_name(file_name: str) -> str:
     """``2026-11-24-[3]abc.log`` -> ``2026/11/24/[3]abc``."""
     base = file_name.removesuffix(".log")
     return base[:10].replace("-", "/") + base[10:].replace("-", "/", 1) if len(base) > 10 else base
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
 
 
 def _now_ms() -> int:
