@@ -35,7 +35,7 @@ import re
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ FUNCTION: Final = b"F"
 SOURCES: Final = {PLATFORM[0]: "platform", FUNCTION[0]: "function"}
 QUERY_LIMIT_DEFAULT: Final = 1000
 QUERY_LIMIT_MAX: Final = 10_000
+REGEX_MAX: Final = 256  # characters of a %regex% filter
 QUERY_BYTES_MAX: Final = 1024 * 1024  # messages per answer, as FilterLogEvents' 1 MB
 _APPEND: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 EXPIRE_EVERY_S: Final = 60.0  # how often the retention is applied
@@ -449,24 +450,6 @@ class LogStore:
         self.function_files.pop(function, None)
         shutil.rmtree(self.function_dir(function), ignore_errors=True)
 
-    def usage(self) -> dict[str, Any]:
-        """What the logs hold on disk (for stats and the operations docs' checks)."""
-        return {
-            "bytes": self.total_bytes,
-            "files": len(self.files),
-            "removed_files": self.removed_files,
-            "lost_bytes": self.lost_bytes,
-        }
-
-    def read(
-        self, function: str, cursor: dict[str, int] | None, tail_bytes: int = 64 * 1024
-    ) -> tuple[bytes, dict[str, int]]:
-        """(text, cursor), the old interface: the newest records as Lambda's text (about
-        ``tail_bytes``) without a cursor, what was appended since with one."""
-        self.flush_all()
-        page = self.query(LogQuery(function, cursor=cursor, max_bytes=tail_bytes))
-        return render(page.events).encode(), page.cursor
-
     def query(self, q: LogQuery) -> LogPage:
         """The records of ``q.function`` that match ``q``, oldest first (see LogQuery).
         Reads files only: safe in a worker thread (flush the streams first, on the loop)."""
@@ -726,7 +709,8 @@ class LogPage:
 def compile_pattern(pattern: str | None) -> Any:
     """CloudWatch's filter pattern for unstructured logs, the common part: terms separated
     by spaces must all occur (case-sensitive), ``"a phrase"`` is one term, ``-term`` must not
-    occur, ``?term`` — any of the ``?`` terms must occur; ``%regex%`` is a regular expression.
+    occur, ``?term`` — any of the ``?`` terms must occur; ``%regex%`` is a regular expression
+    (without quantified groups or backreferences, which can backtrack for ever).
 
     Raises:
         ValueError: an empty pattern or a bad regular expression.
@@ -737,6 +721,13 @@ def compile_pattern(pattern: str | None) -> Any:
     if not p:
         raise ValueError("filter pattern is empty")
     if len(p) >= 2 and p.startswith("%") and p.endswith("%"):
+        # The scan runs on a worker thread and Python's re cannot be interrupted: refuse the
+        # constructs that backtrack exponentially (quantified groups, backreferences).
+        if len(p) > REGEX_MAX or re.search(r"\)[+*{]|\\[1-9]", p):
+            raise ValueError(
+                f"filter pattern: regular expressions may not quantify a group or refer back, "
+                f"and have at most {REGEX_MAX} characters"
+            )
         try:
             rx = re.compile(p[1:-1].encode())
         except re.error as exc:
@@ -783,11 +774,6 @@ def wire_cursor(raw: Any) -> dict[str, int] | None:
     if not isinstance(raw, dict):
         raise ValueError("cursor must be a map")
     return {str(k): int(v) for k, v in raw.items()}
-
-
-def iter_files(store: LogStore, function: str) -> Iterator[str]:
-    """Paths of one function's files (tests, tools)."""
-    return (p for p, f in store.files.items() if f.function == function)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")

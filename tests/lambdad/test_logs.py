@@ -394,7 +394,7 @@ def test_delete_function_removes_its_files_and_only_its(store: LogStore) -> None
     doomed[0].write(b"late output\n")  # a sandbox still finishing: dropped, no error
     store.flush_all()
     assert not os.path.exists(store.function_dir("fn"))
-    assert store.read("other", None)[0] == b"line\n"
+    assert [e.message for e in store.query(LogQuery("other")).events] == [b"line"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,6 +547,10 @@ def test_bad_patterns_are_refused() -> None:
         compile_pattern("  ")
     with pytest.raises(ValueError, match="regular expression"):
         compile_pattern("%(%")
+    for evil in ("%(a+)+$%", "%(a|aa)*b%", "%(x){2,}%", "%(a)\\1%", "%" + "a" * 300 + "%"):
+        with pytest.raises(ValueError, match="may not quantify a group"):
+            compile_pattern(evil)
+    assert compile_pattern("%^(?:START|END) Req%")(b"END RequestId: x")
 
 
 def test_time_ms() -> None:
