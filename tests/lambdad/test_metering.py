@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
@@ -211,3 +212,18 @@ def test_report_to_wire() -> None:
         "queue_us": 0,
         "phases_us": {},
     }
+
+
+def test_report_line_of_a_failed_invocation() -> None:
+    """Lambda appends Status (and Error Type) to a failed invocation's REPORT, after Init."""
+    failed = dataclasses.replace(
+        report(init_ms=2.5), status="error", error_type="Runtime.ExitError"
+    )
+    assert failed.line().endswith(
+        "Init Duration: 2.50 ms\tStatus: error\tError Type: Runtime.ExitError\t"
+    )
+    timed_out = dataclasses.replace(report(), status="timeout")
+    assert timed_out.line().endswith("Max Memory Used: 41 MB\tStatus: timeout\t")
+    assert failed.to_wire()["status"] == "error"
+    assert failed.to_wire()["error_type"] == "Runtime.ExitError"
+    assert "status" not in report().to_wire()
