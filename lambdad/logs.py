@@ -485,19 +485,25 @@ class LogStore:
             start = q.cursor.get(name, 0)
             seen_inode = q.cursor.get(name + INODE_SUFFIX)
             chunks = []
+            earlier = path  # the file the cursor's offset is in
             if seen_inode is not None and seen_inode != st.st_ino:
                 # Rotated since the last read: first the rest of the file we were reading,
                 # now renamed to <name>.1 (if that is still the same file), then the new one.
                 chunks.append(_read_rest(path + ".1", start, seen_inode))
-                start = 0
-            elif start > st.st_size:
-                start = 0
+                earlier = path + ".1" if chunks[0] else path
+                start_in_earlier, start = start, 0
+            else:
+                if start > st.st_size:
+                    start = 0
+                start_in_earlier = start
             data, end = _read_records(path, start)
             chunks.append(data)
             cursor[name] = end
             cursor[name + INODE_SUFFIX] = st.st_ino
+            new = b"".join(chunks)
+            rid = _running_request(earlier, start_in_earlier) if new else None
             stream = _stream_name(name)
-            events.append([e for e in parse_records(b"".join(chunks), stream) if q.matches(e)])
+            events.append([e for e in parse_records(new, stream, rid) if q.matches(e)])
         merged = list(heapq.merge(*events, key=lambda e: e.timestamp))
         return _page(merged, q, cursor)
 
@@ -588,6 +594,37 @@ def _read_records(path: str, start: int) -> tuple[bytes, int]:
         return b"", start
     end = data.rfind(b"\n") + 1  # a record being written is read next time
     return data[:end], start + end
+
+
+_START_OR_REPORT = re.compile(rb"^P\d+ (START|REPORT) RequestId: (\S+)", re.M)
+
+
+def _running_request(path: str, offset: int, chunk: int = 64 * 1024) -> bytes | None:
+    """The request id of the invocation running at ``offset`` of ``path`` (its START is
+    before it and its REPORT is not), read backwards: a cursor read that starts inside an
+    invocation still knows whose output it reads."""
+    if offset <= 0:
+        return None
+    try:
+        with open(path, "rb") as f:
+            end = offset
+            while end > 0:
+                begin = max(0, end - chunk)
+                f.seek(begin)
+                data = f.read(end - begin)
+                # A line cut at the chunk's start is never read as a record: it is read
+                # whole with the chunk before.
+                cut = data.find(b"\n") + 1 if begin > 0 else 0
+                if begin > 0 and cut == 0:  # inside one long line
+                    end = begin
+                    continue
+                found = deque(_START_OR_REPORT.finditer(data, cut), maxlen=1)
+                if found:
+                    return found[0].group(2) if found[0].group(1) == b"START" else None
+                end = begin + cut if 0 < begin + cut < end else begin
+    except FileNotFoundError:
+        pass
+    return None
 
 
 def _read_rest(path: str, start: int, inode: int) -> bytes:

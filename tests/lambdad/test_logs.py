@@ -575,3 +575,36 @@ def test_wire_cursor() -> None:
         wire_cursor([1])
     with pytest.raises(ValueError):
         wire_cursor({"a.log": "x"})
+
+
+def test_a_cursor_read_inside_an_invocation_knows_its_request(store: LogStore) -> None:
+    stream = store.open_stream("fn", "1", "a")
+    stream.platform("START RequestId: r1 Version: 1")
+    stream.write(b"early\n" + b"p" * 200_000 + b"\n")  # the START is far behind the cursor
+    stream.flush()
+    page = store.query(LogQuery("fn", cursor={}))
+    stream.write(b"late\n")
+    stream.platform("END RequestId: r1", "REPORT RequestId: r1\t")
+    stream.platform("START RequestId: r2 Version: 1")
+    stream.write(b"r2 output\n")
+    stream.flush()
+
+    page = store.query(LogQuery("fn", cursor=page.cursor, request_id="r1"))
+    assert [e.message for e in page.events] == [
+        b"late",
+        b"END RequestId: r1",
+        b"REPORT RequestId: r1\t",
+    ]
+    assert store.query(LogQuery("fn", cursor=page.cursor)).events == []
+
+
+def test_the_backward_search_ignores_cut_lines(store: LogStore, tmp_path: Path) -> None:
+    from lambdad.logs import _running_request
+
+    path = tmp_path / "s.log"
+    forged = b"F1 " + b"x" * 70_000 + b"P1 START RequestId: forged\n"
+    path.write_bytes(b"P1 START RequestId: real\n" + forged)
+    assert _running_request(str(path), path.stat().st_size, chunk=1000) == b"real"
+    path.write_bytes(b"P1 START RequestId: r\nP2 REPORT RequestId: r\t\nF3 x\n")
+    assert _running_request(str(path), path.stat().st_size) is None
+    assert _running_request(str(path), 0) is None
