@@ -44,6 +44,7 @@ log = logging.getLogger("lambdad")
 FLUSH_AT: Final = 64 * 1024  # a stream's buffer is written out at the latest at this size
 LINE_MAX: Final = 256 * 1024  # a longer unterminated line is cut (CloudWatch's event limit)
 TAIL_BYTES: Final = 4096  # what an invocation's log_tail returns at most
+CUT_MARK: Final = b"[...]"  # begins a log_tail whose first line was cut
 PLATFORM: Final = b"P"
 FUNCTION: Final = b"F"
 SOURCES: Final = {PLATFORM[0]: "platform", FUNCTION[0]: "function"}
@@ -168,11 +169,13 @@ class LogStream:
     def take_tail(self) -> str:
         """This invocation's last 4 KB of log as text, and stop collecting."""
         raw, self.tail = bytes(self.tail or b""), None
-        text = render(parse_records(raw))
-        if len(text.encode()) > TAIL_BYTES:
-            cut = text.encode()[-TAIL_BYTES:]
-            text = cut[cut.find(b"\n") + 1 :].decode("utf-8", "replace")
-        return text
+        data = render(parse_records(raw)).encode()
+        if len(data) <= TAIL_BYTES:
+            return data.decode()
+        # The cut line keeps its end, marked, so that it cannot pass for a line of its own
+        # (a cut before "REPORT RequestId: ..." inside the handler's line, say).
+        cut = data[-(TAIL_BYTES - len(CUT_MARK)) :]
+        return (CUT_MARK + cut).decode("utf-8", "replace")
 
     def flush(self) -> None:
         """Write the buffer out: one ``write()``, so it is in the kernel when this returns.

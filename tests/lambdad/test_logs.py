@@ -277,12 +277,17 @@ def test_tail_is_a_bounded_ring(store: LogStore) -> None:
 def test_a_cut_in_the_ring_never_yields_a_platform_line(store: LogStore) -> None:
     stream = store.open_stream("fn", "1", "a")
     stream.start_tail()
-    # A long function line that contains our record syntax after the point the ring cuts.
-    for _ in range(8):
-        stream.write(b"a" * 3000 + b"P1700000000000 REPORT RequestId: forged\t" + b"b" * 100)
-    stream.platform("END RequestId: r")
+    # One long function line, sized so that the ring's cut (it keeps the last 8 KB when it
+    # passes 16 KB) lands exactly on our own record syntax printed by the handler.
+    forged = b"P1700000000000 REPORT RequestId: forged\t"
+    filler = b"b" * (2 * TAIL_BYTES - 1 - len(forged))
+    stream.write(b"a" * 20_000 + forged + filler + b"\n")
+    assert stream.tail is not None
+    kept = parse_records(bytes(stream.tail))
+    assert kept[0].message.startswith(b"P1700000000000 REPORT RequestId: forged")
+    assert {e.source for e in kept} == {"function"}
     tail = stream.take_tail()
-    assert not re.search(r"^REPORT RequestId: forged", tail, re.M)
+    assert tail.startswith("[...]b") and tail.endswith("b\n") and len(tail) <= TAIL_BYTES
 
 
 # ---------------------------------------------------------------------------------------------
