@@ -25,7 +25,7 @@ NO_NFT = "egress unavailable: nft not found (apt-get install nftables)"
 HELLO = "def handler(event, context):\n    return 'hi'\n"
 # Wherever an executable nft is, /dev/null (not executable) is bound over it.
 HIDE_NFT = (
-    "IFS=:; for d in $PATH /usr/local/sbin /usr/sbin /sbin; do"
+    'IFS=:; for d in $PATH /usr/local/sbin /usr/sbin /sbin; do'
     ' if [ -x "$d/nft" ]; then mount --bind /dev/null "$d/nft" || exit 1; fi; done; exec "$@"'
 )
 
@@ -125,3 +125,4 @@ def test_find_nft_names_the_package_when_absent(monkeypatch: pytest.MonkeyPatch)
         egress.find_nft()
     monkeypatch.undo()
     assert os.access(egress.find_nft(), os.X_OK)  # the suite's own check made sure it is here
+

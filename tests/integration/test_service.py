@@ -92,7 +92,7 @@ def test_ctrl_c_stops_daemon_and_zygotes_cleanly(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    after = log.read_text()[len(before) :]
+    after = log.read_text()[len(before):]
     assert status == 0, after
     assert after == "lambdad: stopped (SIGINT)\n"  # one line: no traceback, no zygote restart
     assert took < STOP_WITHIN_S, f"took {took:.2f} s to stop"

@@ -73,26 +73,15 @@ def test_the_memory_budget_keeps_its_message() -> None:
 
 
 claims_strategy = st.lists(
-    st.builds(
-        Claim,
-        key=st.uuids().map(str),
-        memory_mb=st.integers(64, 10240),
-        pids=st.integers(8, 1024),
-        idle=st.booleans(),
-        last_used=st.floats(0, 1e6, allow_nan=False),
-    ),
-    max_size=30,
-    unique_by=lambda c: c.key,
+    st.builds(Claim, key=st.uuids().map(str), memory_mb=st.integers(64, 10240),
+              pids=st.integers(8, 1024), idle=st.booleans(),
+              last_used=st.floats(0, 1e6, allow_nan=False)),
+    max_size=30, unique_by=lambda c: c.key,
 )
 
 
-@given(
-    claims=claims_strategy,
-    memory_mb=st.integers(64, 10240),
-    pids=st.integers(8, 1024),
-    budget_mb=st.integers(0, 100_000),
-    budget_pids=st.integers(0, 20_000),
-)
+@given(claims=claims_strategy, memory_mb=st.integers(64, 10240), pids=st.integers(8, 1024),
+       budget_mb=st.integers(0, 100_000), budget_pids=st.integers(0, 20_000))
 def test_a_plan_is_the_shortest_lru_prefix_of_idle_sandboxes_that_makes_room(
     claims: list[Claim], memory_mb: int, pids: int, budget_mb: int, budget_pids: int
 ) -> None:
@@ -101,10 +90,8 @@ def test_a_plan_is_the_shortest_lru_prefix_of_idle_sandboxes_that_makes_room(
 
     def fits_without(keys: set[str]) -> bool:
         kept = [c for c in claims if c.key not in keys]
-        return (
-            sum(c.memory_mb for c in kept) + memory_mb <= budget_mb
-            and sum(c.pids for c in kept) + pids <= budget_pids
-        )
+        return (sum(c.memory_mb for c in kept) + memory_mb <= budget_mb
+                and sum(c.pids for c in kept) + pids <= budget_pids)
 
     try:
         plan = make_room(claims, memory_mb, pids, budget)

@@ -75,13 +75,8 @@ def test_code_overlay_has_inodes_of_its_own(tmp_path: Path, how: str) -> None:
             # The last one is on top (attached-then-stacked leaves the bind underneath, whose
             # host path still shows: mount_function's documented fallback).
             line = [x for x in f if x.split()[4] == str(target)][-1]
-        return {
-            "content": (target / "app.py").read_text(),
-            "lock": lock,
-            "write": write,
-            "dev": os.stat(target / "app.py").st_dev,
-            "mountinfo": line,
-        }
+        return {"content": (target / "app.py").read_text(), "lock": lock, "write": write,
+                "dev": os.stat(target / "app.py").st_dev, "mountinfo": line}
 
     try:
         out = _in_child(child)
@@ -130,12 +125,8 @@ def _build_root_as_nobody(root: str) -> None:
                         fstypes = sorted({line.split()[2] for line in f})
                     with open("/dev/null", "wb") as f:
                         f.write(b"x")
-                    os.write(
-                        w,
-                        json.dumps(
-                            {"dev": sorted(os.listdir("/dev")), "fstypes": fstypes}
-                        ).encode(),
-                    )
+                    os.write(w, json.dumps({"dev": sorted(os.listdir("/dev")),
+                                            "fstypes": fstypes}).encode())
                 except BaseException as exc:
                     os.write(w, json.dumps({"crashed": repr(exc)}).encode())
                 finally:

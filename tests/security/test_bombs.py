@@ -103,11 +103,8 @@ def test_memory_bomb_is_killed_at_the_memory_limit(client: Client) -> None:
 def test_filling_tmp_stops_at_its_size(client: Client, file_mb: int) -> None:
     tmp_mb = 16
     out = attack(
-        client,
-        "sec-tmpfill",
-        "bombs",
-        {"mode": "tmpfill", "file_mb": file_mb, "give_up_mb": 1024},
-        tmp_mb=tmp_mb,
+        client, "sec-tmpfill", "bombs",
+        {"mode": "tmpfill", "file_mb": file_mb, "give_up_mb": 1024}, tmp_mb=tmp_mb,
     )
     assert out["tmp_size_mb"] == tmp_mb
     assert out["error"] is not None, f"wrote {out['written_mb']} MB into a {tmp_mb} MB /tmp"

@@ -41,20 +41,16 @@ pytestmark = pytest.mark.root
 NOT_THERE = {errno.ENOENT, errno.EACCES, errno.EPERM}
 NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 REFUSED_CALL = {errno.EPERM, errno.EACCES, errno.ENOSYS}
-UNREACHABLE = {
-    errno.ECONNREFUSED,
-    errno.ENOENT,
-    errno.ENETUNREACH,
-    errno.EHOSTUNREACH,
-    errno.EADDRNOTAVAIL,
-    errno.ETIMEDOUT,
-}
+UNREACHABLE = {errno.ECONNREFUSED, errno.ENOENT, errno.ENETUNREACH, errno.EHOSTUNREACH,
+               errno.EADDRNOTAVAIL, errno.ETIMEDOUT}
 
 
 # -- mount namespace: host secrets, read-only root ----------------------------------------------
 
 
-def test_host_secrets_are_not_visible(client: Client, shared_daemon: DaemonProcess) -> None:
+def test_host_secrets_are_not_visible(
+    client: Client, shared_daemon: DaemonProcess
+) -> None:
     host_paths = [
         shared_daemon.state_dir,  # every deployed function's code lives here
         os.path.dirname(shared_daemon.socket),
@@ -67,21 +63,8 @@ def test_host_secrets_are_not_visible(client: Client, shared_daemon: DaemonProce
     # Exactly SPEC §3's root: the runtime's read-only directories (which of /lib32, /lib64...
     # exist depends on the host), /dev, /etc, /opt, /proc, /tmp, /var -- nothing else.
     assert {"dev", "etc", "opt", "proc", "tmp", "usr", "var"} <= set(out["root"])
-    assert set(out["root"]) <= {
-        "bin",
-        "dev",
-        "etc",
-        "lib",
-        "lib32",
-        "lib64",
-        "libx32",
-        "opt",
-        "proc",
-        "sbin",
-        "tmp",
-        "usr",
-        "var",
-    }, out["root"]
+    assert set(out["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt",
+                                "proc", "sbin", "tmp", "usr", "var"}, out["root"]
     assert_daemon_serves(client)
 
 
@@ -161,9 +144,8 @@ def test_host_processes_are_invisible_and_unsignalable(
 # -- network namespace ---------------------------------------------------------------------------
 
 
-def _invoke_in_thread(
-    pool: ThreadPoolExecutor, d: DaemonProcess, name: str, event: dict[str, Any]
-) -> Future[Invocation]:
+def _invoke_in_thread(pool: ThreadPoolExecutor, d: DaemonProcess, name: str,
+                      event: dict[str, Any]) -> Future[Invocation]:
     def run() -> Invocation:
         with d.client(timeout=CALL_TIMEOUT_S) as c:
             return c.invoke(name, event)
@@ -189,9 +171,7 @@ def test_sandboxes_cannot_reach_each_other(
         deploy(client, name, "net", timeout_s=20)
     _, cursor = client.logs("sec-net-listener")
     listening = _invoke_in_thread(
-        threads,
-        shared_daemon,
-        "sec-net-listener",
+        threads, shared_daemon, "sec-net-listener",
         # Isolated sandboxes cannot signal each other "done" (that is the point), so the
         # listener holds a fixed window; the connectors' attempts are checked to fall in it.
         {"mode": "listen", "abstract": abstract, "token": token, "window_s": 4.0},
@@ -227,9 +207,8 @@ def test_sandboxes_cannot_reach_each_other(
         assert inv.result["interfaces"] == [[1, "lo"]]
     assert listener.result["accepted"] == []
     # Nor can the host reach into a sandbox's abstract socket.
-    with (
-        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s,
-        pytest.raises(ConnectionRefusedError),
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, pytest.raises(
+        ConnectionRefusedError
     ):
         s.connect("\0" + abstract)
     assert_daemon_serves(client)
@@ -297,46 +276,16 @@ def test_host_loopback_and_daemon_socket_are_unreachable(
 # -- seccomp: the forbidden system calls ---------------------------------------------------------
 
 SYSCALLS = [
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "fsopen",
-    "open_tree",
-    "unshare(CLONE_NEWUSER)",
-    "unshare(CLONE_NEWNS)",
-    "unshare(CLONE_NEWNET)",
-    "clone(CLONE_NEWUSER)",
-    "setns",
-    "ptrace(PTRACE_ATTACH)",
-    "ptrace(PTRACE_SEIZE)",
-    "process_vm_readv",
-    "kcmp",
-    "bpf",
-    "perf_event_open",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "userfaultfd",
-    "io_uring_setup",
-    "syslog",
-    "iopl",
-    "personality",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "mknodat(/dev/sda)",
-    "mknodat(/dev/mem)",
-    "settimeofday",
-    "clock_settime",
-    "reboot",
-    "swapon",
-    "acct",
-    "sethostname",
+    "mount", "umount2", "pivot_root", "chroot", "fsopen", "open_tree",
+    "unshare(CLONE_NEWUSER)", "unshare(CLONE_NEWNS)", "unshare(CLONE_NEWNET)",
+    "clone(CLONE_NEWUSER)", "setns",
+    "ptrace(PTRACE_ATTACH)", "ptrace(PTRACE_SEIZE)", "process_vm_readv", "kcmp",
+    "bpf", "perf_event_open", "kexec_load", "kexec_file_load", "init_module", "finit_module",
+    "delete_module", "userfaultfd", "io_uring_setup", "syslog", "iopl", "personality",
+    "keyctl", "add_key", "request_key",
+    "open_by_handle_at", "name_to_handle_at",
+    "mknodat(/dev/sda)", "mknodat(/dev/mem)",
+    "settimeofday", "clock_settime", "reboot", "swapon", "acct", "sethostname",
     "socket(AF_VSOCK)",
 ]
 
@@ -366,9 +315,8 @@ def _file_capability_binaries() -> list[str]:
     """Host binaries under /usr with file capabilities (``getcap -r``), if getcap exists."""
     getcap = shutil.which("getcap") or "/usr/sbin/getcap"
     try:
-        listing = subprocess.run(
-            [getcap, "-r", "/usr"], capture_output=True, text=True, timeout=30
-        ).stdout
+        listing = subprocess.run([getcap, "-r", "/usr"], capture_output=True, text=True,
+                                 timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.split()[0] for line in listing.splitlines() if line.startswith("/usr/")]
@@ -434,18 +382,8 @@ def test_no_device_but_the_harmless_ones(client: Client) -> None:
     out = attack(client, "sec-dev", "fs", event)
     assert out["control"], "/dev/null and /dev/urandom must work"
     assert_all_failed(out["attempts"], {errno.ENOENT})
-    assert out["dev"] == [
-        "fd",
-        "full",
-        "null",
-        "random",
-        "shm",
-        "stderr",
-        "stdin",
-        "stdout",
-        "urandom",
-        "zero",
-    ]
+    assert out["dev"] == ["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout",
+                          "urandom", "zero"]
     assert_daemon_serves(client)
 
 
@@ -466,7 +404,9 @@ def daemon_environment_canary() -> Iterator[None]:
         os.environ.pop("LAMBDAD_TEST_CANARY", None)
 
 
-def test_daemon_environment_is_not_visible(client: Client, shared_daemon: DaemonProcess) -> None:
+def test_daemon_environment_is_not_visible(
+    client: Client, shared_daemon: DaemonProcess
+) -> None:
     assert shared_daemon.proc is not None
     with open(f"/proc/{shared_daemon.proc.pid}/environ", "rb") as f:
         assert CANARY.encode() in f.read(), "the canary must be in the daemon's environment"
@@ -489,7 +429,9 @@ def test_daemon_environment_is_not_visible(client: Client, shared_daemon: Daemon
 # -- the daemon itself after all of the above ----------------------------------------------------
 
 
-def test_daemon_is_healthy_after_the_battery(client: Client, shared_daemon: DaemonProcess) -> None:
+def test_daemon_is_healthy_after_the_battery(
+    client: Client, shared_daemon: DaemonProcess
+) -> None:
     assert shared_daemon.proc is not None and shared_daemon.proc.poll() is None
     errors: list[BaseException] = []
 

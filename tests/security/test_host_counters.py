@@ -52,15 +52,8 @@ def test_linux_aio_is_absent_so_aio_max_nr_cannot_be_taken(client: Client) -> No
 
 def test_a_sandbox_holds_at_most_max_nproc_tasks_whatever_pids_max_says(client: Client) -> None:
     pid_max = _read_int("/proc/sys/kernel/pid_max")
-    out = attack(
-        client,
-        "sec-pids",
-        "counters",
-        {"mode": "threads", "max": 8192},
-        pids_max=1024,
-        memory_mb=512,
-        timeout_s=60,
-    )
+    out = attack(client, "sec-pids", "counters", {"mode": "threads", "max": 8192},
+                 pids_max=1024, memory_mb=512, timeout_s=60)
     # Refused at the per-sandbox cap (the runtime's own tasks count too), not by memory.
     assert out["error"] is not None, out
     assert MAX_NPROC - 16 <= out["threads"] < MAX_NPROC, out
@@ -70,14 +63,8 @@ def test_a_sandbox_holds_at_most_max_nproc_tasks_whatever_pids_max_says(client: 
 
 def test_inotify_instances_and_watches_are_the_sandboxs_own(client: Client) -> None:
     limit = _read_int("/proc/sys/fs/inotify/max_user_instances")
-    out = attack(
-        client,
-        "sec-inotify",
-        "counters",
-        {"mode": "inotify", "max_watches": 200_000},
-        memory_mb=512,
-        timeout_s=120,
-    )
+    out = attack(client, "sec-inotify", "counters", {"mode": "inotify", "max_watches": 200_000},
+                 memory_mb=512, timeout_s=120)
     assert out["error"] == "EMFILE" and out["instances"] <= limit, out
     # Watches stop at the uid's limit, or sooner at the sandbox's memory or /tmp inode limit.
     assert out["watch_error"] in ("ENOSPC", "ENOMEM"), out
@@ -99,22 +86,17 @@ def _key_users() -> set[int]:
 
 
 def test_keyrings_are_denied(client: Client) -> None:
-    out = attack(
-        client, "sec-keys", "counters", {"mode": "keys", "count": 300, "nr": _nr("add_key")}
-    )
+    out = attack(client, "sec-keys", "counters", {"mode": "keys", "count": 300,
+                                                  "nr": _nr("add_key")})
     assert out["outcomes"] == ["EPERM"], out
     assert out["uid"] not in _key_users(), "the sandbox's uid holds keys on the host"
     assert_daemon_serves(client)
 
 
 class _MqAttr(ctypes.Structure):
-    _fields_ = [
-        ("flags", ctypes.c_long),
-        ("maxmsg", ctypes.c_long),
-        ("msgsize", ctypes.c_long),
-        ("curmsgs", ctypes.c_long),
-        ("pad", ctypes.c_long * 4),
-    ]
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long),
+                ("msgsize", ctypes.c_long), ("curmsgs", ctypes.c_long),
+                ("pad", ctypes.c_long * 4)]
 
 
 def test_posix_message_queues_are_per_sandbox(client: Client) -> None:
@@ -135,7 +117,8 @@ def test_posix_message_queues_are_per_sandbox(client: Client) -> None:
 
 
 def test_file_locks_cost_only_the_sandboxs_memory(client: Client) -> None:
-    out = attack(client, "sec-locks", "counters", {"mode": "locks", "max": LOCKS}, timeout_s=60)
+    out = attack(client, "sec-locks", "counters", {"mode": "locks", "max": LOCKS},
+                 timeout_s=60)
     # No host-wide lock limit exists: every lock is a kernel object charged to the sandbox's
     # memory cgroup, so the only way to stop it is its memory limit.
     assert out["locks"] == LOCKS or out["error"] in ("ENOLCK", "ENOMEM"), out

@@ -70,18 +70,12 @@ def test_locks_and_watches_do_not_cross_the_sandbox(
         "token": token,
         "window_s": 6.0,
         "lock": sorted(pairs),
-        "watch": [
-            "/usr/bin",
-            "/var/task",
-            "/var/task/__pycache__",
-            os.path.dirname(_inside(lambdad_init)),
-            *sorted(pairs),
-        ],
+        "watch": ["/usr/bin", "/var/task", "/var/task/__pycache__",
+                  os.path.dirname(_inside(lambdad_init)), *sorted(pairs)],
         "control_open": "/var/task/common.py",
     }
     _, cursor = client.logs("sec-inode-holder")
     with ThreadPoolExecutor(max_workers=1) as pool:
-
         def hold() -> object:
             with shared_daemon.client(timeout=CALL_TIMEOUT_S) as c:
                 return c.invoke("sec-inode-holder", event)
@@ -120,9 +114,8 @@ def test_locks_and_watches_do_not_cross_the_sandbox(
     assert out["events"] == [], "a sandbox saw others use its files:\n" + json.dumps(
         out["events"][:20], indent=1
     )
-    assert any(
-        e["watch"] == "/var/task" and e["name"] == "common.py" for e in out["control_events"]
-    ), f"the watches saw nothing: {out}"
+    assert any(e["watch"] == "/var/task" and e["name"] == "common.py"
+               for e in out["control_events"]), f"the watches saw nothing: {out}"
     # No inode in common: not with the host, not between the two sandboxes.
     for path, (dev, _ino) in out["stats"].items():
         if path in pairs:
@@ -139,17 +132,15 @@ def test_mountinfo_and_proc_reveal_nothing_of_the_host(
     with open("/proc/cmdline", "rb") as f:
         assert f.read().strip(), "this host has no boot arguments: the test proves nothing"
     with open("/proc/self/mountinfo") as f:
-        root_source = next(line.split(" - ")[1].split()[1] for line in f if line.split()[4] == "/")
-    secrets = sorted(
-        {
-            shared_daemon.state_dir,
-            os.path.dirname(shared_daemon.socket),
-            *host.runtime_path_map(),
-            os.path.dirname(os.path.dirname(os.path.realpath(lambdad.__file__))),
-            root_source,
-        }
-        - {"/", "/usr", ""}
-    )
+        root_source = next(line.split(" - ")[1].split()[1] for line in f
+                           if line.split()[4] == "/")
+    secrets = sorted({
+        shared_daemon.state_dir,
+        os.path.dirname(shared_daemon.socket),
+        *host.runtime_path_map(),
+        os.path.dirname(os.path.dirname(os.path.realpath(lambdad.__file__))),
+        root_source,
+    } - {"/", "/usr", ""})
     out = attack(client, "sec-hostinfo", "hostinfo", {"secrets": secrets})
     assert out["leaks"] == {}, f"host paths visible inside: {out['leaks']}"
     assert set(out["fstypes"]) <= {"tmpfs", "overlay", "proc"}, out["fstypes"]

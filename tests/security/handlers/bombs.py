@@ -77,11 +77,8 @@ def tmpfill(event):
     st = os.statvfs("/tmp")
     for i in range(files):
         os.unlink(f"/tmp/fill-{i}")
-    return {
-        "written_mb": written / (1 << 20),
-        "error": error,
-        "tmp_size_mb": st.f_blocks * st.f_frsize / (1 << 20),
-    }
+    return {"written_mb": written / (1 << 20), "error": error,
+            "tmp_size_mb": st.f_blocks * st.f_frsize / (1 << 20)}
 
 
 def spin(event):
@@ -108,12 +105,8 @@ def fds(event):
     highest = max(opened) if opened else -1
     for fd in opened:
         os.close(fd)
-    return {
-        "opened": n,
-        "highest_fd": highest,
-        "error": error,
-        "emfile": error is not None and error["errno"] == errno.EMFILE,
-    }
+    return {"opened": n, "highest_fd": highest, "error": error,
+            "emfile": error is not None and error["errno"] == errno.EMFILE}
 
 
 def sockets(event):
@@ -150,12 +143,8 @@ def sockets(event):
         a.close()
         b.close()
     server.close()
-    return {
-        "parked_mb": parked / (1 << 20),
-        "pairs": len(pairs),
-        "error": error,
-        "tcp_mem_pages": int(tcp[tcp.index("mem") + 1]),
-    }
+    return {"parked_mb": parked / (1 << 20), "pairs": len(pairs), "error": error,
+            "tcp_mem_pages": int(tcp[tcp.index("mem") + 1])}
 
 
 def handler(event, context):

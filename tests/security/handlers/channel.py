@@ -17,7 +17,7 @@ CHANNEL_FD = 3
 def _write(data):
     view = memoryview(data)
     while view:
-        view = view[os.write(CHANNEL_FD, view) :]
+        view = view[os.write(CHANNEL_FD, view):]
 
 
 def garbage(event):
@@ -34,11 +34,8 @@ def deep(event):
 
 def malformed_result(event):
     # A result frame whose fields have the wrong types.
-    _write(
-        msgpack.packb(
-            {"t": "result", "result": 5, "error": 7, "duration_us": "abc", "maxrss_kb": "x"}
-        )
-    )
+    _write(msgpack.packb({"t": "result", "result": 5, "error": 7, "duration_us": "abc",
+                          "maxrss_kb": "x"}))
     time.sleep(event.get("linger_s", 0.5))
     return {"sent": "malformed"}
 

@@ -17,12 +17,8 @@ _libc.syscall.restype = ctypes.c_long
 
 def failed(exc: OSError) -> dict[str, Any]:
     code = exc.errno or 0
-    return {
-        "ok": False,
-        "errno": code,
-        "error": errno.errorcode.get(code, str(code)),
-        "message": str(exc)[:200],
-    }
+    return {"ok": False, "errno": code, "error": errno.errorcode.get(code, str(code)),
+            "message": str(exc)[:200]}
 
 
 def attempt(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:

@@ -70,12 +70,8 @@ def inotify(event):
             watch_error = errno.errorcode.get(ctypes.get_errno())
             break
         watches += 1
-    return {
-        "instances": len(instances),
-        "error": error,
-        "watches": watches,
-        "watch_error": watch_error,
-    }
+    return {"instances": len(instances), "error": error, "watches": watches,
+            "watch_error": watch_error}
 
 
 def inotify_one(event):
@@ -103,13 +99,9 @@ def keys(event):
 
 
 class _MqAttr(ctypes.Structure):
-    _fields_ = [
-        ("flags", ctypes.c_long),
-        ("maxmsg", ctypes.c_long),
-        ("msgsize", ctypes.c_long),
-        ("curmsgs", ctypes.c_long),
-        ("pad", ctypes.c_long * 4),
-    ]
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long),
+                ("msgsize", ctypes.c_long), ("curmsgs", ctypes.c_long),
+                ("pad", ctypes.c_long * 4)]
 
 
 def _mq_open(name, maxmsg, msgsize):

@@ -56,26 +56,10 @@ def secrets(event):
     return {"attempts": out, "root": sorted(os.listdir("/"))}
 
 
-WRITE_NEW = (
-    "/x",
-    "/usr/x",
-    "/usr/bin/x",
-    "/var/task/x",
-    "/var/x",
-    "/etc/x",
-    "/opt/x",
-    "/dev/x",
-    "/var/lang/x",
-    "/var/runtime/x",
-    "/lib/x",
-)
-OVERWRITE = (
-    "/etc/passwd",
-    "/etc/hosts",
-    "/var/task/fs.py",
-    "/usr/bin/env",
-    "/var/runtime/src/sandbox/seccomp.py",
-)
+WRITE_NEW = ("/x", "/usr/x", "/usr/bin/x", "/var/task/x", "/var/x", "/etc/x", "/opt/x",
+             "/dev/x", "/var/lang/x", "/var/runtime/x", "/lib/x")
+OVERWRITE = ("/etc/passwd", "/etc/hosts", "/var/task/fs.py", "/usr/bin/env",
+             "/var/runtime/src/sandbox/seccomp.py")
 
 
 def writes(event):
@@ -116,15 +100,9 @@ def tmp_read(event):
     return {"listings": listings, "attempts": opens}
 
 
-PROC_WRITES = (
-    "/proc/sys/kernel/hostname",
-    "/proc/sys/kernel/core_pattern",
-    "/proc/sys/kernel/modprobe",
-    "/proc/sys/vm/drop_caches",
-    "/proc/sys/net/ipv4/ip_forward",
-    "/proc/sysrq-trigger",
-    "/proc/self/uid_map",
-)
+PROC_WRITES = ("/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern",
+               "/proc/sys/kernel/modprobe", "/proc/sys/vm/drop_caches",
+               "/proc/sys/net/ipv4/ip_forward", "/proc/sysrq-trigger", "/proc/self/uid_map")
 PROC_READS = ("/proc/kcore", "/proc/kmsg")
 
 
@@ -137,16 +115,10 @@ def proc_sys(event):
     return {"attempts": out}
 
 
-CGROUP_FILES = (
-    "/sys/fs/cgroup/cgroup.procs",
-    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    "/sys/fs/cgroup/pids/pids.max",
-    "/sys/fs/cgroup/freezer/freezer.state",
-    "/sys/fs/cgroup/memory.max",
-    "/sys/fs/cgroup/cgroup.kill",
-    "/sys/fs/cgroup/release_agent",
-    "/sys/fs/cgroup/unified/cgroup.procs",
-)
+CGROUP_FILES = ("/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/freezer/freezer.state",
+                "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/cgroup.kill",
+                "/sys/fs/cgroup/release_agent", "/sys/fs/cgroup/unified/cgroup.procs")
 
 
 def cgroups(event):
@@ -156,8 +128,7 @@ def cgroups(event):
     os.makedirs("/tmp/cg", exist_ok=True)
     out["mount cgroup (v1, memory)"] = attempt(_mount, b"cgroup", b"/tmp/cg", b"cgroup", b"memory")
     out["mount cgroup (v1, none,name=x)"] = attempt(
-        _mount, b"cgroup", b"/tmp/cg", b"cgroup", b"none,name=lambdadsec"
-    )
+        _mount, b"cgroup", b"/tmp/cg", b"cgroup", b"none,name=lambdadsec")
     out["mount cgroup2"] = attempt(_mount, b"cgroup2", b"/tmp/cg", b"cgroup2", None)
     out["mount sysfs"] = attempt(_mount, b"sysfs", b"/tmp/cg", b"sysfs", None)
     with open("/proc/self/mounts") as f:
@@ -167,24 +138,9 @@ def cgroups(event):
     return {"attempts": out, "fstypes": fstypes, "proc_self_cgroup": own}
 
 
-DEVICES = (
-    "/dev/mem",
-    "/dev/kmem",
-    "/dev/port",
-    "/dev/sda",
-    "/dev/vda",
-    "/dev/nvme0n1",
-    "/dev/xvda",
-    "/dev/kmsg",
-    "/dev/console",
-    "/dev/tty",
-    "/dev/mapper/control",
-    "/dev/loop0",
-    "/dev/loop-control",
-    "/dev/net/tun",
-    "/dev/fuse",
-    "/dev/kvm",
-)
+DEVICES = ("/dev/mem", "/dev/kmem", "/dev/port", "/dev/sda", "/dev/vda", "/dev/nvme0n1",
+           "/dev/xvda", "/dev/kmsg", "/dev/console", "/dev/tty", "/dev/mapper/control",
+           "/dev/loop0", "/dev/loop-control", "/dev/net/tun", "/dev/fuse", "/dev/kvm")
 
 
 def devices(event):

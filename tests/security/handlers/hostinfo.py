@@ -23,33 +23,19 @@ def _listing(path):
 
 
 def handler(event, context):
-    tables = {
-        p: _read(p) for p in ("/proc/self/mountinfo", "/proc/self/mounts", "/proc/1/mountinfo")
-    }
+    tables = {p: _read(p) for p in ("/proc/self/mountinfo", "/proc/self/mounts",
+                                    "/proc/1/mountinfo")}
     leaks = {}
     for path, text in tables.items():
         for secret in event["secrets"]:
             hits = [line for line in (text or "").splitlines() if secret in line]
             if hits:
                 leaks[f"{path}: {secret}"] = hits[:3]
-    fstypes = sorted(
-        {line.split(" - ")[1].split()[0] for line in tables["/proc/self/mountinfo"].splitlines()}
-    )
-    files = (
-        "cmdline",
-        "kcore",
-        "keys",
-        "key-users",
-        "timer_list",
-        "timer_stats",
-        "sched_debug",
-        "latency_stats",
-        "config.gz",
-        "kallsyms",
-        "modules",
-        "interrupts",
-        "vmallocinfo",
-    )
+    fstypes = sorted({line.split(" - ")[1].split()[0]
+                      for line in tables["/proc/self/mountinfo"].splitlines()})
+    files = ("cmdline", "kcore", "keys", "key-users", "timer_list", "timer_stats",
+             "sched_debug", "latency_stats", "config.gz", "kallsyms", "modules",
+             "interrupts", "vmallocinfo")
     dirs = ("acpi", "asound", "scsi")
     return {
         "leaks": leaks,

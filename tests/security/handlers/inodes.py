@@ -40,7 +40,7 @@ def _events(fd, names):
     offset = 0
     while offset < len(data):
         wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-        name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0").decode()
+        name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0").decode()
         out.append({"watch": names.get(wd, wd), "mask": mask, "name": name})
         offset += _EVENT.size + length
     return out
@@ -91,14 +91,9 @@ def hold(event):
     os.close(ino)
     for fd in held:
         os.close(fd)
-    return {
-        "locks": locks,
-        "lock_control": control,
-        "events": seen,
-        "control_events": control_events,
-        "window": [start, end],
-        "stats": _stats(event["lock"] + event["watch"]),
-    }
+    return {"locks": locks, "lock_control": control, "events": seen,
+            "control_events": control_events, "window": [start, end],
+            "stats": _stats(event["lock"] + event["watch"])}
 
 
 def stat(event):

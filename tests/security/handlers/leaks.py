@@ -20,7 +20,7 @@ PR_SET_DUMPABLE = 4
 def _matches(data, prefix, length, digest):
     start = data.find(prefix)
     while start != -1:
-        if hashlib.sha256(data[start : start + length]).hexdigest() == digest:
+        if hashlib.sha256(data[start:start + length]).hexdigest() == digest:
             return True
         start = data.find(prefix, start + 1)
     return False
@@ -51,7 +51,8 @@ def environment(event):
     for path in ("/proc/self/environ", "/proc/self/cmdline"):
         with open(path, "rb") as f:
             found[path] = _matches(f.read(), prefix, length, digest)
-    found["os.environ"] = _matches("\0".join(os.environ.values()).encode(), prefix, length, digest)
+    found["os.environ"] = _matches("\0".join(os.environ.values()).encode(), prefix, length,
+                                   digest)
     found["memory"] = _mappings_with(prefix, length, digest)
     return found
 

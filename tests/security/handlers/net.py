@@ -81,8 +81,7 @@ def connect(event):
     t0 = time.monotonic()
     if "abstract" in event:
         out["abstract unix"] = attempt(
-            _connect, socket.AF_UNIX, socket.SOCK_STREAM, "\0" + event["abstract"]
-        )
+            _connect, socket.AF_UNIX, socket.SOCK_STREAM, "\0" + event["abstract"])
     for host, port in event.get("tcp", []):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         out[f"tcp {host}:{port}"] = attempt(_connect, family, socket.SOCK_STREAM, (host, port))

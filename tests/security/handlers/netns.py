@@ -60,12 +60,8 @@ def leave(event):
     for i in range(event["datagrams"]):
         sender.sendto(f"{event['token']} {i}".encode(), ("127.0.0.1", event["udp_port"]))
     globals()["_kept"] = (udp, sender)  # queued until the sandbox dies
-    return {
-        "netns": _netns(),
-        "pidns": os.stat("/proc/self/ns/pid").st_ino,
-        "snmp": _snmp(),
-        "tcp": _tcp_entries(),
-    }
+    return {"netns": _netns(), "pidns": os.stat("/proc/self/ns/pid").st_ino,
+            "snmp": _snmp(), "tcp": _tcp_entries()}
 
 
 def observe(event):
@@ -84,13 +80,8 @@ def observe(event):
             except BlockingIOError:
                 break
     udp.close()
-    return {
-        "netns": _netns(),
-        "snmp": _snmp(),
-        "tcp": _tcp_entries(),
-        "sockstat": _sockstat(),
-        "received": received[:5],
-    }
+    return {"netns": _netns(), "snmp": _snmp(), "tcp": _tcp_entries(),
+            "sockstat": _sockstat(), "received": received[:5]}
 
 
 def die(event):

@@ -13,13 +13,8 @@ from common import attempt, failed
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE = 38, 47, 2
 CAP_SYS_ADMIN = 21
-SETUID_DIRS = (
-    "/usr/bin",
-    "/usr/sbin",
-    "/usr/lib/openssh",
-    "/usr/lib/dbus-1.0",
-    "/usr/lib/polkit-1",
-)
+SETUID_DIRS = ("/usr/bin", "/usr/sbin", "/usr/lib/openssh", "/usr/lib/dbus-1.0",
+               "/usr/lib/polkit-1")
 
 
 def _prctl(*args):
@@ -65,12 +60,8 @@ def _credentials_at_exit(path):
     reaped (``waitid(WNOWAIT)``: the zombie's /proc/<pid>/status keeps them). Had the setuid
     bit or a file capability been honoured, its uids would be 0 or its capabilities set."""
     try:
-        proc = subprocess.Popen(
-            [path, "--version"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = subprocess.Popen([path, "--version"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError as exc:  # e.g. mode 4754: not executable by "others" at all
         return failed(exc)
     watchdog = threading.Timer(10.0, proc.kill)  # a binary that waits for input: bounded
@@ -83,11 +74,8 @@ def _credentials_at_exit(path):
         watchdog.cancel()
         proc.kill()
         proc.wait()
-    return {
-        "uids": [int(u) for u in status["Uid"].split()],
-        "CapPrm": int(status["CapPrm"], 16),
-        "CapEff": int(status["CapEff"], 16),
-    }
+    return {"uids": [int(u) for u in status["Uid"].split()],
+            "CapPrm": int(status["CapPrm"], 16), "CapEff": int(status["CapEff"], 16)}
 
 
 def handler(event, context):
@@ -100,36 +88,22 @@ def handler(event, context):
         "setgroups([0])": attempt(os.setgroups, [0]),
         "chown /tmp to root": attempt(os.chown, "/tmp", 0, 0),
         "raise CAP_SYS_ADMIN into the ambient set": attempt(
-            _prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0
-        ),
+            _prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0),
         "clear no_new_privs": attempt(_prctl, PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0),
         "raise RLIMIT_NOFILE hard limit": attempt(_raise_nofile),
     }
     setuid_bins = {path: _credentials_at_exit(path) for path in _setuid_root_binaries()}
     file_cap_bins = {path: _credentials_at_exit(path) for path in event.get("file_caps", [])}
     # A real attacker's tool: util-linux unshare asking for a user namespace to be root in.
-    unshare = subprocess.run(
-        ["/usr/bin/unshare", "-r", "id", "-u"], capture_output=True, timeout=10
-    )
+    unshare = subprocess.run(["/usr/bin/unshare", "-r", "id", "-u"], capture_output=True,
+                             timeout=10)
     with open("/proc/self/mounts") as f:
         usr_opts = next(line.split()[3] for line in f if line.split()[1] == "/usr")
     return {
         "attempts": out,
-        "status": {
-            k: status.get(k)
-            for k in (
-                "Uid",
-                "Gid",
-                "Groups",
-                "CapInh",
-                "CapPrm",
-                "CapEff",
-                "CapBnd",
-                "CapAmb",
-                "NoNewPrivs",
-                "Seccomp",
-            )
-        },
+        "status": {k: status.get(k) for k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm",
+                                              "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
+                                              "Seccomp")},
         "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
         "setuid_binaries": setuid_bins,
         "file_capability_binaries": file_cap_bins,
