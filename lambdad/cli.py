@@ -7,6 +7,7 @@ refusal or bad usage (the message is on stderr); 3 the daemon is unreachable.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 from lambdad import __version__
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
+from lambdad.logs import LogEvent, render, time_ms
 
 EXIT_FUNCTION_ERROR = 1
 EXIT_REFUSED = 2
@@ -130,9 +132,19 @@ def _parser() -> argparse.ArgumentParser:
     verb("ls", "list functions")
     r = verb("rm", "delete a function")
     r.add_argument("name")
-    lg = verb("logs", "print a function's log")
+    lg = verb("logs", "print a function's log (the newest records; rotated files included)")
     lg.add_argument("name")
-    lg.add_argument("-f", "--follow", action="store_true")
+    lg.add_argument("-f", "--follow", action="store_true", help="then print new records")
+    lg.add_argument("--since", help="from this time: a duration ago (10m, 2h, 1d) or ISO 8601")
+    lg.add_argument("--until", help="up to this time: a duration ago or ISO 8601")
+    lg.add_argument("--request-id", help="only this invocation's records")
+    lg.add_argument(
+        "--filter",
+        help='CloudWatch-style pattern: terms (all must occur), "a phrase", -excluded, '
+        "?any-of, %%regex%%",
+    )
+    lg.add_argument("--limit", type=int, help="at most N records, the newest (default 1000)")
+    lg.add_argument("--json", action="store_true", help="one JSON object per record")
     st = verb("stats", "metrics, global or for one function")
     st.add_argument("name", nargs="?")
     dl = verb("dlq", "list async events that failed every retry")
@@ -310,7 +322,7 @@ def _client_verb(args: argparse.Namespace) -> int:
             print(f"deleted {args.name}")
             return 0
         if args.verb == "logs":
-            return _logs(client, args.name, args.follow)
+            return _logs(client, args)
         if args.verb == "stats":
             print(json.dumps(client.stats(args.name), indent=2, sort_keys=True))
             return 0
@@ -427,17 +439,54 @@ def _print_table(functions: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _logs(client: Any, name: str, follow: bool) -> int:
-    text, cursor = client.logs(name)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    while follow:
+def _logs(client: Any, args: argparse.Namespace) -> int:
+    for value in (args.since, args.until):
+        try:
+            if value is not None:
+                time_ms(value)  # checked here for a clear message; the client converts
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    query = {
+        "since": args.since,
+        "until": args.until,
+        "request_id": args.request_id,
+        "filter": args.filter,
+        "limit": args.limit,
+    }
+    page = client.log_events(args.name, **query)
+    _print_records(page.events, args.json)
+    if page.truncated and not args.json:
+        print(
+            f"lambdad: more records matched; showing the newest {len(page.events)} "
+            "(narrow with --since/--until/--filter, or raise --limit)",
+            file=sys.stderr,
+        )
+    cursor = page.cursor
+    follow = {k: v for k, v in query.items() if k in ("request_id", "filter")}
+    while args.follow:
         time.sleep(0.3)
-        text, cursor = client.logs(name, cursor)
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        page = client.log_events(args.name, cursor, **follow)
+        cursor = page.cursor
+        _print_records(page.events, args.json)
     return 0
+
+
+def _print_records(events: list[LogEvent], as_json: bool) -> None:
+    if as_json:
+        for e in events:
+            line = {
+                "timestamp": datetime.datetime.fromtimestamp(e.timestamp / 1000, datetime.UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                "source": e.source,
+                "stream": e.stream,
+                "request_id": e.request_id,
+                "message": e.message.decode("utf-8", "replace"),
+            }
+            sys.stdout.write(json.dumps(line) + "\n")  # ASCII: control characters escaped
+    else:
+        sys.stdout.write(render(events))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

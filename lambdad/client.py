@@ -36,6 +36,7 @@ from lambdad.errors import (
     ProtocolError,
     RequestTooLarge,
 )
+from lambdad.logs import LogPage, log_args, page_from_wire
 from lambdad.metering import Report
 from lambdad.model import InvocationResult, InvokeRequest, report_from_wire
 from lambdad.protocol import (
@@ -385,10 +386,44 @@ class Client:
         args = {"name": name} if name is not None else {}
         return self.call("stats", **args)["stats"]  # type: ignore[no-any-return]
 
-    def logs(self, name: str, cursor: dict[str, int] | None = None) -> tuple[str, dict[str, int]]:
-        """(text, cursor): the recent log without a cursor, what is new since with one."""
-        body = self.call("logs", name=name, cursor=cursor)
+    def logs(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, dict[str, int]]:
+        """(text, cursor): a function's log as Lambda's text (control characters escaped).
+
+        Without a cursor, the newest ``limit`` records (default 1,000) that match, from every
+        stream and rotated file; with the cursor of an earlier call, what was written since.
+        ``since``/``until``: epoch seconds, a ``datetime``, a duration ago (``"10m"``) or an
+        ISO 8601 timestamp. ``request_id``: one invocation's records. ``filter``: a
+        CloudWatch-style pattern (terms, ``"phrases"``, ``-excluded``, ``?any``, ``%regex%``).
+        """
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """Like :meth:`logs`, as records: each with its timestamp, source (``platform`` or
+        ``function``), stream, request id and raw message bytes."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(self.call("logs", **args))
 
     def dead_letters(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         args = {"name": name} if name is not None else {}
@@ -479,9 +514,19 @@ class AsyncOperations:
         return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
 
     async def logs(
-        self, name: str, cursor: dict[str, int] | None = None
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
     ) -> tuple[str, dict[str, int]]:
-        body = await self.call("logs", name=name, cursor=cursor)
+        """See :meth:`Client.logs`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = await self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
 
     async def publish_layer(
@@ -505,6 +550,20 @@ class AsyncOperations:
 
     async def delete_layer(self, name: str, version: int) -> None:
         await self.call("layer_delete", name=name, version=version)
+    async def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """See :meth:`Client.log_events`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(await self.call("logs", **args))
 
 
 class AsyncClient(AsyncOperations):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdad.errors import InvalidParameterValue
+from lambdad.logs import LogLimits
 
 
 def default_socket_path() -> str:
@@ -62,6 +63,12 @@ class DaemonConfig:
     shutdown_grace_s: float = 10.0  # SIGTERM: how long in-flight invocations may finish
     log_max_bytes: int = 4 * 1024 * 1024  # a log stream file is rotated past this size
     log_keep: int = 8  # rotated files kept per stream
+    # Disk bounds for logs (docs/operations.md, "Logs"): over one, the oldest files go first.
+    log_function_max_bytes: int = 64 * 1024 * 1024  # all log files of one function
+    log_function_max_files: int = 256  # log files (streams + rotated) of one function
+    log_total_max_bytes: int = 1024 * 1024 * 1024  # all log files
+    log_total_max_files: int = 10_000  # all log files
+    log_retention_s: float = 14 * 86400.0  # a log file not written for this long is removed
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # Lambda: 2 retries, backing off
     async_max_age_s: float = 6 * 3600.0  # Lambda's maximum event age
     async_workers: int = 16  # async events run at once
@@ -74,6 +81,17 @@ class DaemonConfig:
     # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
     # what each costs or to debug. Each is reported as missing; --strict refuses to start.
     disable_isolation: tuple[str, ...] = ()
+
+    def log_limits(self) -> LogLimits:
+        return LogLimits(
+            stream_bytes=self.log_max_bytes,
+            keep=self.log_keep,
+            function_bytes=self.log_function_max_bytes,
+            function_files=self.log_function_max_files,
+            total_bytes=self.log_total_max_bytes,
+            total_files=self.log_total_max_files,
+            retention_s=self.log_retention_s,
+        )
 
     def resolved(self) -> DaemonConfig:
         return dataclasses.replace(

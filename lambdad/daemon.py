@@ -59,7 +59,10 @@ class Daemon:
             log.warning("state directory was readable by others; fixed %s", line)
         self.registry = Registry(config.state_dir)
         self.logs = LogStore(
-            os.path.join(config.state_dir, "logs"), config.log_max_bytes, config.log_keep
+            os.path.join(config.state_dir, "logs"),
+            config.log_max_bytes,
+            config.log_keep,
+            limits=config.log_limits(),
         )
         events = EventStore(os.path.join(config.state_dir, "events.sqlite3"))
         cgroup_parent = statedir.cgroup_parent(config.cgroup_parent, config.state_dir)
@@ -202,6 +205,7 @@ class Daemon:
             return
         self.config = new
         self.service.config = new
+        self.logs.configure(new.log_limits())
         for component in [*self.components, *self.fronts]:
             component.reload(new)
         if new.global_concurrency:

@@ -17,6 +17,7 @@ from typing import Any, Final
 from lambdad import outcomes
 from lambdad.errors import InvalidRequest, ServiceError
 from lambdad.functions import Version
+from lambdad.logs import LogStream
 from lambdad.metering import Report, billed, bounded_duration, link_slack_ms
 from lambdad.model import InvocationResult
 from lambdad.placement import FunctionState, WarmPool
@@ -24,7 +25,6 @@ from lambdad.sandboxes import Sandbox, SandboxDied, State
 from lambdad.specialize import ColdStart, GenericLost, InitFailed, Specializer, exit_description
 from sandbox import messages
 
-LOG_TAIL_BYTES: Final = 4096
 GENERIC_RETRIES: Final = 3  # pooled sandboxes found dead before one is taken for good
 
 
@@ -65,14 +65,16 @@ class Invoker:
         try:
             sandbox, cold = await self._sandbox_for(state, call.version, call.force_cold)
         except InitFailed as exc:
-            report = _report(call, exc.cold.init_ms, None, exc.cold)
+            status, error_type = outcomes.report_status(exc.error, outcomes.UNHANDLED)
+            report = _report(call, exc.cold.init_ms, None, exc.cold, status, error_type)
+            tail = _log_failed_init(exc.cold.stream, call, exc.error, report)
             state.stats.record(report, error=True)
             return InvocationResult(
                 request_id=call.request_id,
                 error=exc.error,
                 function_error=outcomes.UNHANDLED,
                 report=report,
-                log_tail="" if call.log_tail else None,
+                log_tail=tail if call.log_tail else None,
                 executed_version=str(call.version.number),
             )
         try:
@@ -110,22 +112,36 @@ class Invoker:
     async def _call_sandbox(
         self, state: FunctionState[Sandbox], sandbox: Sandbox, cold: ColdStart | None, call: Call
     ) -> InvocationResult:
-        version, request_id = call.version, call.request_id
-        cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
-        label = version.number or "$LATEST"  # an unpublished $LATEST is number 0
-        start_line = f"START RequestId: {request_id} Version: {label}\n".encode()
-        stream.write(start_line)
+        # Held until END and REPORT are written: a sandbox that dies meanwhile closes its
+        # stream, which must still get this invocation's records.
+        stream.hold()
+        try:
+            return await self._run_on(state, sandbox, cold, call, stream)
+        finally:
+            stream.release()
+
+    async def _run_on(
+        self,
+        state: FunctionState[Sandbox],
+        sandbox: Sandbox,
+        cold: ColdStart | None,
+        call: Call,
+        stream: LogStream,
+    ) -> InvocationResult:
+        version, request_id = call.version, call.request_id
+        cfg = version.config
         if call.log_tail:
-            sandbox.log_tail = bytearray(start_line)
+            stream.start_tail()
+        label = version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        stream.platform(f"START RequestId: {request_id} Version: {label}")
         started = time.monotonic_ns()
         error: dict[str, Any] | None = None
         function_error: str | None = None
         result: bytes | None = None
         duration_ms: float
         maxrss_kb = 0
-        platform_line = b""  # the error line(s) the daemon writes for this invocation's log
         try:
             sandbox.send_invoke(
                 request_id,
@@ -144,14 +160,14 @@ class Invoker:
             function_error = outcomes.UNHANDLED
             error = outcomes.timeout_error(cfg.timeout_s)
             message = outcomes.timeout_message(cfg.timeout_s)
-            platform_line = f"{_utc()} {request_id} {message}\n".encode()
+            stream.platform(f"{_utc()} {request_id} {message}")
             maxrss_kb = peak * 1024
         except SandboxDied:
             duration_ms = (time.monotonic_ns() - started) / 1e6
             description, peak_bytes, oom_kills = await exit_description(sandbox)
             function_error = outcomes.UNHANDLED
             error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
-            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
+            stream.platform(error["errorMessage"])
             maxrss_kb = peak_bytes // 1024
         except messages.MessageError as exc:
             # The sandbox runs untrusted code: a malformed answer condemns it.
@@ -159,12 +175,14 @@ class Invoker:
             sandbox.violation(f"malformed result ({exc})")
             duration_ms = (time.monotonic_ns() - started) / 1e6
             error = outcomes.invalid_response(request_id, str(exc))
-            platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
+            stream.platform(error["errorMessage"])
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
             if answer.bad_payload is not None:
-                sandbox.log_tail = None
+                # Refused before the handler ran: no invocation, so no REPORT.
+                stream.platform(f"END RequestId: {request_id}")
+                stream.tail = None
                 self._release(state, sandbox, version)
                 raise InvalidRequest(answer.bad_payload)
             # The sandbox's own figure, within what the daemon's clock allows: the function
@@ -181,7 +199,7 @@ class Invoker:
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
                 maxrss_kb = 0
-                platform_line = f"{_utc()} {error['errorMessage']}\n".encode()
+                stream.platform(error["errorMessage"])
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
                 # The runtime has logged it, in the function's log format, as Lambda's does.
@@ -189,22 +207,20 @@ class Invoker:
                 function_error = outcomes.function_error(error)
             else:
                 result = answer.result
-        if platform_line:
-            stream.write(platform_line)
-            if sandbox.log_tail is not None:  # Lambda's Tail shows the error lines too
-                sandbox.log_tail += platform_line
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
-        report = _report(call, duration_ms, memory_used, cold)
-        end = f"END RequestId: {request_id}\n{report.line()}\n{xray_line(call.trace_id)}"
-        end_lines = end.encode()
-        stream.write(end_lines)
-        tail = None
-        if sandbox.log_tail is not None:
-            sandbox.log_tail += end_lines
-            tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
-            sandbox.log_tail = None
+        status, error_type = outcomes.report_status(error, function_error)
+        report = _report(call, duration_ms, memory_used, cold, status, error_type)
+        xray = xray_line(call.trace_id)
+        if xray:
+            stream.platform(f"END RequestId: {request_id}", report.line(), xray.rstrip("\n"))
+        else:
+            stream.platform(f"END RequestId: {request_id}", report.line())
+        tail = stream.take_tail() if call.log_tail else None
+        # One write(): this invocation's records are in the kernel before its caller
+        # learns the result, so a SIGKILL of the daemon cannot lose them.
+        stream.flush()
         state.stats.record(report, error=error is not None)
         if sandbox.alive and not call.force_cold:
             self._release(state, sandbox, version)
@@ -228,8 +244,37 @@ class Invoker:
         self.warm.put_back(state, sandbox)
 
 
+def _log_failed_init(
+    stream: LogStream | None, call: Call, error: dict[str, Any], report: Report
+) -> str:
+    """An invocation whose Init failed: START, the error line, END and REPORT (after the
+    INIT_REPORT the cold start wrote), in the kernel before the caller learns of it."""
+    if stream is None:
+        return ""
+    stream.hold()
+    try:
+        if call.log_tail:
+            stream.start_tail()
+        label = call.version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        stream.platform(f"START RequestId: {call.request_id} Version: {label}")
+        if error.get("errorType") == outcomes.EXIT_ERROR:  # the platform's words, not the handler's
+            stream.platform(f"RequestId: {call.request_id} Error: {error.get('errorMessage')}")
+            stream.platform(outcomes.EXIT_ERROR)
+        stream.platform(f"END RequestId: {call.request_id}", report.line())
+        tail = stream.take_tail() if call.log_tail else ""
+        stream.flush()
+        return tail
+    finally:
+        stream.release()
+
+
 def _report(
-    call: Call, duration_ms: float, memory_used: int | None, cold: ColdStart | None
+    call: Call,
+    duration_ms: float,
+    memory_used: int | None,
+    cold: ColdStart | None,
+    status: str | None = None,
+    error_type: str | None = None,
 ) -> Report:
     duration_ms = round(duration_ms, 2)  # what the REPORT line shows is what is billed
     return Report(
@@ -245,6 +290,8 @@ def _report(
         queue_us=call.queue_us,
         phases_us=cold.phases_us if cold else {},
         trace_id=call.trace_id,
+        status=status,
+        error_type=error_type,
     )
 
 

@@ -26,6 +26,10 @@ class Report:
     queue_us: int = 0  # time spent waiting for concurrency
     phases_us: dict[str, int] = field(default_factory=dict)  # cold start anatomy
     trace_id: str = ""  # the X-Ray trace header the handler saw (_X_AMZN_TRACE_ID)
+    # Lambda's fields for a failed invocation: "timeout" or "error" (with its error type,
+    # e.g. Runtime.ExitError, Runtime.OutOfMemory); None when it ran to an answer.
+    status: str | None = None
+    error_type: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -41,6 +45,7 @@ class Report:
             "queue_us": self.queue_us,
             "phases_us": self.phases_us,
             "trace_id": self.trace_id,
+            **({"status": self.status, "error_type": self.error_type} if self.status else {}),
         }
 
     def line(self) -> str:
@@ -52,6 +57,10 @@ class Report:
         )
         if self.init_ms is not None:
             text += f"Init Duration: {self.init_ms:.2f} ms\t"
+        if self.status is not None:
+            text += f"Status: {self.status}\t"
+            if self.error_type is not None:
+                text += f"Error Type: {self.error_type}\t"
         return text
 
 

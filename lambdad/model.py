@@ -261,6 +261,8 @@ def report_from_wire(raw: Mapping[str, Any]) -> Report:
         queue_us=int(raw.get("queue_us", 0)),
         phases_us={str(k): int(v) for k, v in dict(raw.get("phases_us") or {}).items()},
         trace_id=str(raw.get("trace_id", "")),
+        status=None if raw.get("status") is None else str(raw["status"]),
+        error_type=None if raw.get("error_type") is None else str(raw["error_type"]),
     )
 
 

@@ -22,6 +22,9 @@ TIMED_OUT: Final = "Sandbox.Timedout"
 INVALID_RESPONSE: Final = "Runtime.InvalidResponse"
 UNKNOWN: Final = "Runtime.Unknown"
 SETUP_ERROR: Final = "Sandbox.SetupError"  # the agent's: specialization failed, no runtime ran
+OUT_OF_MEMORY: Final = "Runtime.OutOfMemory"  # the REPORT's Error Type for an OOM kill
+# Error types that are the platform's verdict (a REPORT with Status: error), not the handler's.
+PLATFORM_ERROR_PREFIXES: Final = ("Runtime.", "Sandbox.", "Function.")
 
 
 def function_error(error: Mapping[str, Any] | None) -> str | None:
@@ -68,6 +71,26 @@ def invalid_response(request_id: str, problem: str) -> dict[str, Any]:
         "errorMessage": f"RequestId: {request_id} Error: the runtime sent a malformed result "
         f"({problem})",
     }
+
+
+def report_status(
+    error: Mapping[str, Any] | None, function_error: str | None
+) -> tuple[str | None, str | None]:
+    """(Status, Error Type) of Lambda's REPORT line: ``("timeout", None)`` for a timeout,
+    ``("error", type)`` for every platform failure (``Runtime.*``, ``Sandbox.*``,
+    ``Function.*``; ``Runtime.OutOfMemory`` for an OOM kill), ``(None, None)`` when the
+    function answered — its own exception included, which is ``Unhandled`` but not a
+    platform failure."""
+    if error is None or function_error != UNHANDLED:
+        return None, None
+    error_type = str(error.get("errorType") or UNKNOWN)
+    if error_type == TIMED_OUT:
+        return "timeout", None
+    if error.get("oom"):
+        return "error", OUT_OF_MEMORY
+    if not error_type.startswith(PLATFORM_ERROR_PREFIXES):
+        return None, None
+    return "error", error_type
 
 
 def init_error(raw: Any) -> dict[str, Any]:

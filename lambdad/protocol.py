@@ -87,7 +87,9 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
          "trace_id"}
     ),
     "stats": frozenset({"name"}),
-    "logs": frozenset({"name", "cursor"}),
+    "logs": frozenset(
+        {"name", "cursor", "since", "until", "request_id", "filter", "limit", "events"}
+    ),
     "dead_letters": frozenset({"name"}),
     "redrive": frozenset({"name", "event_id"}),
     "publish": frozenset({"name", "description"}),

@@ -149,7 +149,6 @@ class Sandbox:
         self.generic_phases: dict[str, int] = {}
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None
-        self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
         # The daemon's clock when the last awaited message arrived: the end of the round trip
         # that bounds what the sandbox claims about its own timing (lambdad.metering).
         self.received_ns = 0
@@ -365,8 +364,6 @@ class Sandbox:
             else:
                 sys.stderr.buffer.write(b"[sandbox " + self.id.encode() + b"] " + data)
                 sys.stderr.flush()
-            if self.log_tail is not None:
-                self.log_tail += data
 
     def memory_peak_mb(self, fallback_kb: int = 0) -> int:
         peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else 0

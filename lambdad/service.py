@@ -42,7 +42,14 @@ from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker, new_trace_id
 from lambdad.keys import ApiKey, KeyStore, NewKey
 from lambdad.layers import Layers, LayerStore
-from lambdad.logs import LogStore, wire_cursor
+from lambdad.logs import (
+    QUERY_LIMIT_DEFAULT,
+    QUERY_LIMIT_MAX,
+    LogPage,
+    LogQuery,
+    LogStore,
+    wire_cursor,
+)
 from lambdad.metering import merge
 from lambdad.model import (
     Caller,
@@ -326,19 +333,49 @@ class Service:
         return self.runtimes.generic_ready()
 
     async def logs(
-        self, name: str, cursor: Mapping[str, Any] | None
-    ) -> tuple[bytes, dict[str, int]]:
-        """(data, cursor): the recent log without a cursor, what is new since with one.
+        self,
+        name: str,
+        cursor: Mapping[str, Any] | None = None,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        request_id: str | None = None,
+        pattern: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """A function's log records, oldest first: without a cursor the newest ``limit``
+        (default 1,000, at most 10,000, and 1 MB of messages) that match, rotated files
+        included; with a cursor from an earlier page, what was written since.
 
         Raises:
-            ResourceNotFound; InvalidParameterValue: a cursor that is not one of ours.
+            ResourceNotFound; InvalidParameterValue: a cursor that is not one of ours, a bad
+                limit, time range or filter pattern.
         """
         self.registry.get(name)
         try:
             parsed = wire_cursor(cursor)
         except (TypeError, ValueError) as exc:
             raise InvalidParameterValue(f"cursor: {exc}", field="cursor") from exc
-        return await asyncio.to_thread(self.log_store.read, name, parsed)
+        if limit is not None and not 1 <= limit <= QUERY_LIMIT_MAX:
+            raise InvalidParameterValue(
+                f"limit must be 1..{QUERY_LIMIT_MAX}, not {limit}", field="limit"
+            )
+        if since_ms is not None and until_ms is not None and since_ms > until_ms:
+            raise InvalidParameterValue("since is after until", field="since")
+        try:
+            query = LogQuery(
+                name,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                request_id=request_id,
+                pattern=pattern,
+                limit=limit or QUERY_LIMIT_DEFAULT,
+                cursor=parsed,
+            )
+        except ValueError as exc:
+            raise InvalidParameterValue(str(exc), field="filter") from None
+        self.log_store.flush_all()  # on the loop: the streams are the loop's
+        return await asyncio.to_thread(self.log_store.query, query)
 
     async def dead_letters(self, name: str | None) -> builtins.list[dict[str, Any]]:
         if name is not None:

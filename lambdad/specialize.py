@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
-from lambdad.logs import LogStore
+from lambdad.logs import LogStore, LogStream
 from lambdad.metering import LINK_SLACK_MS, bounded_duration
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
@@ -36,6 +36,10 @@ class ColdStart:
     source: str  # "pool" or "fork"
     init_ms: float
     phases_us: dict[str, int]
+    # The sandbox's log stream, held open until the caller's next await (see cold_start):
+    # an invocation whose Init failed, or whose sandbox died right after it, still writes
+    # its START, error line, END and REPORT there.
+    stream: LogStream | None = None
 
 
 class InitFailed(Exception):
@@ -150,6 +154,30 @@ class Specializer:
             cfg.pids_max,
         )
         self.warm.add(state, sandbox)
+        stream = sandbox.log_stream = self.logs.open_stream(
+            cfg.name, str(version.number), sandbox.id
+        )
+        # Held until the caller (an invocation) has run up to its next await, whatever
+        # happens here: it writes its records on a failed Init, or takes its own hold.
+        stream.hold()
+        try:
+            return await self._specialize(
+                state, version, sandbox, source, t_acquire, stream, provisioned
+            )
+        finally:
+            asyncio.get_running_loop().call_soon(stream.release)
+
+    async def _specialize(
+        self,
+        state: FunctionState[Sandbox],
+        version: Version,
+        sandbox: Sandbox,
+        source: str,
+        t_acquire: int,
+        stream: LogStream,
+        provisioned: bool,
+    ) -> tuple[Sandbox, ColdStart]:
+        cfg = version.config
         t0 = time.monotonic_ns()
         tree_fd = -1
         try:
@@ -158,9 +186,9 @@ class Specializer:
                 sandbox.cgroup.set_limits(limits)
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.code.code_path(version)
-            sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
-            init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
-            sandbox.log_stream.write(init_line.encode() + b"\n")
+            stream.platform(
+                f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
+            )
             egress = None
             if cfg.network == "egress":
                 if self.egress is None:
@@ -181,7 +209,7 @@ class Specializer:
             init = messages.Init(
                 function={**cfg.to_dict(), "version": str(version.number or "$LATEST")},
                 code_path=code_path,
-                log_stream=sandbox.log_stream.name,
+                log_stream=stream.name,
                 pids_max=cfg.pids_max,
                 egress=egress,
                 region=self.region,
@@ -225,9 +253,10 @@ class Specializer:
                 sandbox.kill()
                 description = f"sandbox set-up failed: {exc}"
             init_ms = (time.monotonic_ns() - t0) / 1e6
+            error = init_exit_error(description)
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(
-                init_exit_error(description),
-                ColdStart(source, init_ms, dict(sandbox.generic_phases)),
+                error, ColdStart(source, init_ms, dict(sandbox.generic_phases), stream)
             ) from None
         finally:
             if tree_fd >= 0:
@@ -251,15 +280,24 @@ class Specializer:
             reply.init_us / 1000, (sandbox.received_ns - t_sent) / 1e6, LINK_SLACK_MS
         )
         init_ms += set_limits_us / 1000
-        cold = ColdStart(source, init_ms, phases)
+        cold = ColdStart(source, init_ms, phases, stream)
         if isinstance(reply, messages.InitError):
             self.warm.discard(state, sandbox)
             sandbox.kill()
             error = init_error(reply.error)
-            if sandbox.log_stream is not None and not logged_by_runtime(error):
-                sandbox.log_stream.write(error_log_lines(error))
+            if not logged_by_runtime(error):
+                stream.write_lines(error_log_lines(error))
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(error, cold)
         return sandbox, cold
+
+
+def _init_report(init_ms: float, error: dict[str, Any]) -> str:
+    """Lambda's INIT_REPORT line for an Init that failed."""
+    return (
+        f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\t"
+        f"Error Type: {error.get('errorType')}"
+    )
 
 
 class HostEgress(Component):

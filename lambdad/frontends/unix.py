@@ -49,6 +49,7 @@ from lambdad.errors import (
 )
 from lambdad.functions import validate
 from lambdad.layers import PublishRequest, parse_layer_name
+from lambdad.logs import render
 from lambdad.model import Caller, InvokeRequest, wire_name
 from lambdad.protocol import (
     BadRequest,
@@ -270,8 +271,23 @@ class UnixFront(Component):
         return (await self.service.stats()).to_wire()
 
     async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
-        data, cursor = await self.service.logs(wire_name(args), args.get("cursor"))
-        return {"data": data, "cursor": cursor}
+        page = await self.service.logs(
+            wire_name(args),
+            args.get("cursor"),
+            since_ms=_optional(args, "since", int),
+            until_ms=_optional(args, "until", int),
+            request_id=_optional(args, "request_id", str),
+            pattern=_optional(args, "filter", str),
+            limit=_optional(args, "limit", int),
+        )
+        body: dict[str, Any] = {
+            "data": render(page.events).encode(),
+            "cursor": page.cursor,
+            "truncated": page.truncated,
+        }
+        if args.get("events"):
+            body["events"] = [e.to_wire() for e in page.events]
+        return body
 
     async def op_invoke(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         request = InvokeRequest.from_wire(args, peer or UNKNOWN_PEER)
@@ -398,6 +414,17 @@ def _weights(args: dict[str, Any]) -> dict[str, float] | None:
     if not isinstance(weights, dict):
         raise InvalidParameterValue("weights must map a version to a weight", field="weights")
     return weights
+
+
+def _optional(args: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    """``args[key]`` if present and not None, checked to be a ``kind`` (an int for int,
+    never a bool)."""
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidParameterValue(f"{key} must be a {kind.__name__}", field=key)
+    return value
 
 
 OPS: Final[dict[str, Op]] = {

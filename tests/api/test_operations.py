@@ -372,7 +372,8 @@ ERRORS = """
 def handler(event, context):
     if event.get("fail"):
         raise ValueError("asked to fail")
-    return {"context": context.client_context is not None}
+    cc = context.client_context
+    return {"context": cc is not None and cc.custom}
 """
 
 
@@ -388,14 +389,14 @@ def test_invocation_types_and_headers(api_daemon: ApiDaemon, lam: Any) -> None:
     with api_daemon.daemon.client() as c:
         wait_for(lambda: c.stats("ops-invoke")["invocations"] >= 2)  # the Event ran
     answer, error = invoke(lam, "ops-invoke", {"fail": True}, LogType="Tail")
-    assert answer["FunctionError"] == "Handled" and answer["StatusCode"] == 200
+    assert answer["FunctionError"] == "Unhandled" and answer["StatusCode"] == 200
     assert error["errorType"] == "ValueError" and error["errorMessage"] == "asked to fail"
     tail = base64.b64decode(answer["LogResult"]).decode()
     assert "asked to fail" in tail and "REPORT RequestId" in tail and len(tail) <= 4096
     context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
-    # Accepted and carried to the core (InvokeRequest.client_context); the Python runtime
-    # does not hand it to context.client_context yet (docs/lambda-api.md).
-    assert invoke(lam, "ops-invoke", {}, ClientContext=context)[0]["StatusCode"] == 200
+    # X-Amz-Client-Context reaches the handler as context.client_context.
+    answer, result = invoke(lam, "ops-invoke", {}, ClientContext=context)
+    assert answer["StatusCode"] == 200 and result == {"context": {"k": "v"}}
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.invoke(FunctionName="ops-invoke", Payload=b"{}", ClientContext="not base64!")
     with pytest.raises(lam.exceptions.InvalidRequestContentException):

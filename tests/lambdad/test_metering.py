@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
@@ -250,3 +251,18 @@ def test_a_lie_gains_at_most_the_slack(claimed: float, roundtrip: float, size: i
     slack = link_slack_ms(size)
     reported = bounded_duration(claimed, roundtrip, slack)
     assert roundtrip - slack <= reported <= roundtrip
+
+
+def test_report_line_of_a_failed_invocation() -> None:
+    """Lambda appends Status (and Error Type) to a failed invocation's REPORT, after Init."""
+    failed = dataclasses.replace(
+        report(init_ms=2.5), status="error", error_type="Runtime.ExitError"
+    )
+    assert failed.line().endswith(
+        "Init Duration: 2.50 ms\tStatus: error\tError Type: Runtime.ExitError\t"
+    )
+    timed_out = dataclasses.replace(report(), status="timeout")
+    assert timed_out.line().endswith("Max Memory Used: 41 MB\tStatus: timeout\t")
+    assert failed.to_wire()["status"] == "error"
+    assert failed.to_wire()["error_type"] == "Runtime.ExitError"
+    assert "status" not in report().to_wire()

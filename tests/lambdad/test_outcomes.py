@@ -79,3 +79,33 @@ def test_error_log_lines_are_the_error_line_and_its_json() -> None:
     assert first == "[ERROR] ValueError: boom"
     assert json.loads(second) == {"errorMessage": "boom", "errorType": "ValueError",
                                   "stackTrace": ["  File a"]}  # fmt: skip
+
+
+def test_report_status_follows_lambda() -> None:
+    status = outcomes.report_status
+    assert status(None, None) == (None, None)
+    assert status({"errorType": "ValueError"}, "Handled") == (None, None)
+    # The handler's own exception is Unhandled, but the function answered: no Status.
+    assert status({"errorType": "ValueError"}, "Unhandled") == (None, None)
+    assert status({"errorType": "Runtime.ImportModuleError"}, "Unhandled") == (
+        "error",
+        "Runtime.ImportModuleError",
+    )
+    assert status(outcomes.timeout_error(3.0), "Unhandled") == ("timeout", None)
+    assert status(outcomes.exit_error("r", "exit status 1"), "Unhandled") == (
+        "error",
+        "Runtime.ExitError",
+    )
+    assert status(outcomes.exit_error("r", "signal: killed", oom=True), "Unhandled") == (
+        "error",
+        "Runtime.OutOfMemory",
+    )
+    assert status(outcomes.invalid_response("r", "x"), "Unhandled") == (
+        "error",
+        "Runtime.InvalidResponse",
+    )
+    assert status({"errorType": "Runtime.MarshalError"}, "Unhandled") == (
+        "error",
+        "Runtime.MarshalError",
+    )
+    assert status({}, "Unhandled") == ("error", "Runtime.Unknown")

@@ -316,8 +316,14 @@ def test_init_failure_is_unhandled_and_keeps_nothing(run: Callable[..., Any]) ->
         )
         result = await service.invoke(_req(1, log_tail=True))
         assert result.error is not None and result.error["errorType"] == "Runtime.ImportModuleError"
-        assert result.function_error == "Unhandled" and result.log_tail == ""
+        assert result.function_error == "Unhandled"
         assert result.report is not None and result.report.cold
+        # The failed Init's invocation still has its records (issue 13 point 5).
+        assert result.log_tail is not None
+        assert result.log_tail.startswith(f"START RequestId: {result.request_id} ")
+        assert result.log_tail.endswith(
+            "Status: error\tError Type: Runtime.ImportModuleError\t\n"
+        ), result.log_tail
         assert service.function_stats("f").sandboxes.live == 0
 
     run(body)
