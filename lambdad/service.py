@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from lambdad import __version__
 from lambdad.admission import Admission
+from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.errors import InvalidParameterValue, RequestTooLarge, ShuttingDown, TooManyRequests
@@ -203,7 +204,7 @@ class Service:
         if not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
         async with self._registry_lock:
-            code_sha = await asyncio.to_thread(self.registry.store_code, code)
+            code_sha = await self.registry.store_code_isolated(code, self._build_limits())
             version, created = await asyncio.to_thread(self.registry.add_version, config, code_sha)
         state = self.warm.state(config.name)
         self.admission.set_reserved(config.name, config.concurrency)
@@ -213,6 +214,10 @@ class Service:
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
+
+    def _build_limits(self) -> BuildLimits:
+        c = self.config
+        return BuildLimits(c.deploy_build_memory_mb, c.deploy_build_cpu_s, c.deploy_build_timeout_s)
 
     def check_reservation(self, name: str, limit: int | None) -> None:
         """Refuse a reserved concurrency that would starve the functions that reserve none.
