@@ -25,7 +25,14 @@ from lambdad.admission import Admission
 from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
-from lambdad.errors import InvalidParameterValue, RequestTooLarge, ShuttingDown, TooManyRequests
+from lambdad.diskspace import Watermark
+from lambdad.errors import (
+    CodeStorageExceeded,
+    InvalidParameterValue,
+    RequestTooLarge,
+    ShuttingDown,
+    TooManyRequests,
+)
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support
 from lambdad.invoke import Call, Invoker
@@ -128,7 +135,9 @@ class Service:
             ResourceNotFound: no such function or version.
             RequestTooLarge: the payload is over the type's limit.
             ShuttingDown: the daemon is draining.
-            TooManyRequests: over a concurrency limit or the memory budget, past the queue.
+            TooManyRequests: over a concurrency limit or the memory budget, past the queue;
+                async: the event queue is full (``AsyncEventQueueFull``) or the disk is below
+                its watermark (``InsufficientDiskSpace``).
             InvalidRequest: the payload is not JSON (found by the sandbox).
         """
         kind = request.type
@@ -145,7 +154,14 @@ class Service:
         if kind == "dryrun":
             return InvocationResult(request_id="", status=204, executed_version=str(version.number))
         if kind == "async":
-            event_id = await self.events.put(request.function, request.qualifier, request.payload)
+            short = self._disk_shortfall()
+            if short is not None:
+                raise TooManyRequests(
+                    f"async event refused: {short}", reason="InsufficientDiskSpace"
+                )
+            event_id = await self.events.put(
+                request.function, request.qualifier, request.payload, self.config
+            )
             self.on_async_accepted()
             return InvocationResult(request_id=event_id, status=202, event_id=event_id)
         return await self.run(
@@ -196,13 +212,18 @@ class Service:
         """Store ``code`` (a zip) and ``config`` as a new version, unless both equal $LATEST.
 
         Raises:
-            InvalidParameterValue: the code is empty or not a usable zip; the host cannot run
-                the configuration (``network = "egress"`` without egress).
+            InvalidParameterValue: the code is empty or not a usable zip, or building it passed
+                a cap (``deploy_build_*``); the host cannot run the configuration
+                (``network = "egress"`` without egress).
+            CodeStorageExceeded: the disk is below its free-space watermark.
         """
         check_host_support(config, egress_unavailable=self.egress_unavailable)
         self.check_reservation(config.name, config.concurrency)
         if not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
+        short = self._disk_shortfall()
+        if short is not None:
+            raise CodeStorageExceeded(f"deploy refused: {short}")
         async with self._registry_lock:
             code_sha = await self.registry.store_code_isolated(code, self._build_limits())
             version, created = await asyncio.to_thread(self.registry.add_version, config, code_sha)
@@ -214,6 +235,10 @@ class Service:
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
+
+    def _disk_shortfall(self) -> str | None:
+        c = self.config
+        return Watermark(c.disk_min_free_mb, c.disk_min_free_percent).shortfall(c.state_dir)
 
     def _build_limits(self) -> BuildLimits:
         c = self.config
