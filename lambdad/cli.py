@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true")
     st = verb("stats", "metrics, global or for one function")
     st.add_argument("name", nargs="?")
+    st.add_argument(
+        "--since",
+        type=_duration,
+        metavar="DURATION",
+        help="per-minute history of the last DURATION (90s, 15m, 1h, 7d; kept across restarts)",
+    )
     dl = verb("dlq", "list async events that failed every retry")
     dl.add_argument("name", nargs="?")
     rd = verb("redrive", "re-queue dead letters (all of a function's, or one event)")
@@ -193,6 +199,10 @@ def _client_verb(args: argparse.Namespace) -> int:
         if args.verb == "logs":
             return _logs(client, args.name, args.follow)
         if args.verb == "stats":
+            if args.since is not None:
+                history = client.stats_since(args.since, args.name)
+                print(json.dumps(history, indent=2, sort_keys=True))
+                return 0
             print(json.dumps(client.stats(args.name), indent=2, sort_keys=True))
             return 0
         if args.verb == "dlq":
@@ -204,6 +214,23 @@ def _client_verb(args: argparse.Namespace) -> int:
             print(f"re-queued {client.redrive(args.name, args.event)} event(s)")
             return 0
     raise AssertionError(args.verb)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` → seconds (for ``stats --since``)."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a positive number with s, m, h or d (15m, 1h)"
+        )
+    return value
 
 
 def _parse_env(item: str) -> tuple[str, str]:

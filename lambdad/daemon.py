@@ -32,6 +32,7 @@ from lambdad.invoke import Invoker
 from lambdad.logs import LogStore
 from lambdad.placement import WarmPool
 from lambdad.registry import Registry
+from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import Scheduler
 from lambdad.service import Service
@@ -85,8 +86,17 @@ class Daemon:
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
         self.egress = HostEgress(specializer, config.disable_isolation)
+        # Persisted per-minute statistics; first of the workers, so that the counters are
+        # back (from the store) before anything can invoke.
+        self.rollups = Rollups(
+            config,
+            os.path.join(config.state_dir, "rollups.sqlite3"),
+            lambda: [(state.name, state.stats) for state in self.warm],
+        )
+        self.service.rollups = self.rollups
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
+            self.rollups,
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),

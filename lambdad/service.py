@@ -30,6 +30,7 @@ from lambdad.errors import (
     CodeStorageExceeded,
     InvalidParameterValue,
     RequestTooLarge,
+    ServiceError,
     ShuttingDown,
     TooManyRequests,
 )
@@ -51,6 +52,7 @@ from lambdad.model import (
 )
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.registry import Registry
+from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import TicketState
 
@@ -107,6 +109,7 @@ class Service:
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
+        self.rollups: Rollups | None = None  # persisted per-minute statistics (the daemon's)
         self._registry_lock = asyncio.Lock()
         for fn in registry:
             warm.state(fn.name)
@@ -312,6 +315,24 @@ class Service:
             missing=tuple(self.missing),
             addresses=dict(self.addresses),
         )
+
+    async def stats_since(self, since_s: float, name: str | None) -> dict[str, Any]:
+        """Per-minute statistics of the last ``since_s`` seconds (all functions, or one),
+        from the persisted roll-ups: they survive restarts.
+
+        Raises:
+            ResourceNotFound: ``name`` is not a function.
+            InvalidParameterValue: ``since_s`` is not a positive number of seconds.
+        """
+        if name is not None:
+            self.registry.get(name)
+        if isinstance(since_s, bool) or not isinstance(since_s, int | float) or not since_s > 0:
+            raise InvalidParameterValue(
+                f"since must be a positive number of seconds, got {since_s!r}", field="since"
+            )
+        if self.rollups is None:
+            raise ServiceError("this daemon keeps no statistics history")
+        return await self.rollups.history(float(since_s), name)
 
     def generic_sandboxes(self) -> dict[str, int]:
         """Pre-forked sandboxes ready, by runtime."""
