@@ -49,10 +49,12 @@ class LogStream:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._file = open(self.path, "ab")  # noqa: SIM115 (kept open)
             self._size = self._file.tell()
-        self._file.write(self._buffer)
+        # Swap, then write: a read flushes from a worker thread while the loop appends, and
+        # write-then-clear lost what was appended in between (the soak saw REPORT lines go).
+        data, self._buffer = self._buffer, bytearray()
+        self._file.write(data)
         self._file.flush()
-        self._size += len(self._buffer)
-        self._buffer.clear()
+        self._size += len(data)
         if self._size > self.store.max_bytes:
             self._rotate()
 
