@@ -34,6 +34,7 @@ import signal
 import stat
 import sys
 import tempfile
+import uuid
 import zipfile
 from dataclasses import dataclass
 from typing import Final
@@ -150,7 +151,7 @@ def compile_tree(root: str) -> None:
                 continue  # a SyntaxError and the like: the import at Init reports it
 
 
-def build(code_dir: str, zip_bytes: bytes) -> str:
+def build(code_dir: str, zip_bytes: bytes, tmp_prefix: str = ".tmp-") -> str:
     """Extract a zip into the content-addressed store under ``code_dir``; return its sha256.
 
     Raises:
@@ -179,7 +180,7 @@ def build(code_dir: str, zip_bytes: bytes) -> str:
     final = os.path.join(code_dir, sha)
     if os.path.isdir(final):
         return sha
-    tmp = tempfile.mkdtemp(dir=code_dir, prefix=".tmp-")
+    tmp = tempfile.mkdtemp(dir=code_dir, prefix=tmp_prefix)
     try:
         for name, info in files:
             dest = os.path.join(tmp, name)
@@ -217,9 +218,11 @@ async def build_isolated(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -
         InvalidParameterValue: (``field="code"``) what :func:`build` refuses, and a build past
             its memory, CPU-time or wall-clock cap (the message names the cap and its setting).
     """
+    # The builder's own prefix: what a killed one leaves is found without touching another's.
+    prefix = f".tmp-{uuid.uuid4().hex}-"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lambdad.codebuild",
-        "--memory-mb", str(limits.memory_mb), "--cpu-s", str(limits.cpu_s), code_dir,
+        sys.executable, "-m", "lambdad.codebuild", "--memory-mb", str(limits.memory_mb),
+        "--cpu-s", str(limits.cpu_s), "--tmp-prefix", prefix, code_dir,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
@@ -228,7 +231,7 @@ async def build_isolated(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        _remove_partial(code_dir)
+        _remove_partial(code_dir, prefix)
         raise InvalidParameterValue(
             f"deploy: unpacking and byte-compiling the code took longer than "
             f"{limits.timeout_s:g} s (deploy_build_timeout_s)",
@@ -247,7 +250,7 @@ async def build_isolated(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -
         answer = {}
     if status == 0 and isinstance(answer.get("sha256"), str):
         return str(answer["sha256"])
-    _remove_partial(code_dir)
+    _remove_partial(code_dir, prefix)
     if isinstance(answer.get("error"), str):
         raise InvalidParameterValue(str(answer["error"]), field="code")
     if status == -signal.SIGXCPU or status == -signal.SIGKILL:
@@ -270,12 +273,11 @@ async def build_isolated(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -
     )
 
 
-def _remove_partial(code_dir: str) -> None:
+def _remove_partial(code_dir: str, prefix: str) -> None:
     """A killed builder leaves its ``.tmp-`` tree behind; the registry removes those at start,
     but a daemon that runs for months must not collect them."""
-    # Only trees no live builder is writing: the registry serializes deploys, so none is.
     for entry in os.listdir(code_dir):
-        if entry.startswith(".tmp-"):
+        if entry.startswith(prefix):
             shutil.rmtree(os.path.join(code_dir, entry), ignore_errors=True)
 
 
@@ -294,12 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lambdad.codebuild")
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--cpu-s", type=int, required=True)
+    parser.add_argument("--tmp-prefix", default=".tmp-")
     parser.add_argument("code_dir")
     args = parser.parse_args(argv)
     _limit_self(args.memory_mb, args.cpu_s)
     try:
         zip_bytes = sys.stdin.buffer.read()
-        sha = build(args.code_dir, zip_bytes)
+        sha = build(args.code_dir, zip_bytes, args.tmp_prefix)
     except InvalidParameterValue as exc:
         answer = {"error": exc.message}
     except CompileLimit as exc:

@@ -127,6 +127,9 @@ def test_past_a_build_cap_the_deploy_fails_clearly(
             c.deploy("generated", big)
         assert expected in str(info.value)
         assert c.list() == []
+        # A builder killed half-way leaves no partial tree behind.
+        code = Path(daemon.state_dir) / "code"
+        assert not [p.name for p in code.iterdir() if p.name.startswith(".tmp-")]
         small = write_function(tmp_path / "small", "def handler(e, c):\n    return 'ok'\n")
         c.deploy("small", small)  # a reasonable deploy still works under the same caps
         assert c.invoke("small").result == "ok"
