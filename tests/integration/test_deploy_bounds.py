@@ -100,19 +100,27 @@ def test_a_module_with_a_syntax_error_still_deploys(daemon: DaemonProcess, tmp_p
         assert inv.error is not None and "Syntax" in inv.error["errorType"]
 
 
-@pytest.fixture(params=["memory", "cpu", "timeout"])
+# (setting, module size, what the error says). The wall-clock case compiles twice the module
+# (~6 s of CPU, niced) with room in memory, so that a small deploy fits its cap however loaded
+# the machine is, and the big one cannot.
+CAPS = {
+    "memory": ("deploy_build_memory_mb = 200", 60_000, "needs more memory"),
+    "cpu": ("deploy_build_cpu_s = 1", 60_000, "more than 1 s of CPU time (deploy_build_cpu_s)"),
+    "timeout": (
+        "deploy_build_timeout_s = 3\ndeploy_build_memory_mb = 4096",
+        120_000,
+        "longer than 3 s (deploy_build_timeout_s)",
+    ),
+}
+
+
+@pytest.fixture(params=sorted(CAPS))
 def capped(request: pytest.FixtureRequest) -> Iterator[tuple[DaemonProcess, str]]:
-    caps = {
-        "memory": ("deploy_build_memory_mb = 200", "needs more memory"),
-        "cpu": ("deploy_build_cpu_s = 1", "more than 1 s of CPU time (deploy_build_cpu_s)"),
-        "timeout": ("deploy_build_timeout_s = 0.5", "longer than 0.5 s (deploy_build_timeout_s)"),
-    }
-    setting, expected = caps[request.param]
     with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
-        d = make_daemon(tmp, TEST_CONFIG + setting + "\n")
+        d = make_daemon(tmp, TEST_CONFIG + CAPS[request.param][0] + "\n")
         d.start()
         try:
-            yield d, expected
+            yield d, request.param
         finally:
             d.stop()
 
@@ -120,8 +128,9 @@ def capped(request: pytest.FixtureRequest) -> Iterator[tuple[DaemonProcess, str]
 def test_past_a_build_cap_the_deploy_fails_clearly(
     capped: tuple[DaemonProcess, str], tmp_path: Path
 ) -> None:
-    daemon, expected = capped
-    big = write_function(tmp_path / "big", generated_module(60_000))
+    daemon, case = capped
+    _, entries, expected = CAPS[case]
+    big = write_function(tmp_path / "big", generated_module(entries))
     with daemon.client(timeout=300) as c:
         with pytest.raises(InvalidParameterValue) as info:
             c.deploy("generated", big)
