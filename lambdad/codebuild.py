@@ -5,10 +5,10 @@ thread does not help. A 2.2 MB zip of generated Python froze the daemon's loop f
 grew the daemon by 1.2 GB (issue 13, point 2) — and a deploy is input from a socket user. So the
 daemon hands the zip to ``python -m lambdad.codebuild`` on its stdin; that child lowers its own
 priority and sets its own rlimits (address space, CPU time) *before* it reads a byte, unpacks,
-hashes, compiles, and prints one JSON line. The daemon waits for it without blocking its loop,
-kills it past a wall-clock deadline, and turns each way it can end into a precise
-:class:`~lambdad.errors.InvalidParameterValue`. The child is started with fork+exec (asyncio's
-subprocess support): the daemon still runs no Python in a forked child.
+hashes, compiles, and prints one JSON line. The daemon waits for it from the deploy's worker
+thread (never on its loop), kills it past a wall-clock deadline, and turns each way it can end
+into a precise :class:`~lambdad.errors.InvalidParameterValue`. The child is started with fork+exec
+(``subprocess``): the daemon still runs no Python in a forked child.
 
 Byte-compiling at deploy is kept (rather than leaving it to each sandbox's Init) because
 ``/var/task`` is read-only in the sandbox: without the ``.pyc`` files every cold start would
@@ -31,6 +31,7 @@ import resource
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -210,43 +211,35 @@ def build(code_dir: str, zip_bytes: bytes, tmp_prefix: str = ".tmp-") -> str:
 # -- the daemon's side ------------------------------------------------------------------------
 
 
-async def build_isolated(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -> str:
-    """:func:`build` in a niced, rlimited child process; the loop keeps running meanwhile.
+def build_in_child(code_dir: str, zip_bytes: bytes, limits: BuildLimits) -> str:
+    """:func:`build` in a niced, rlimited child process, waited for with a deadline.
+
+    Blocking: the daemon calls it from the deploy's worker thread (the registry's
+    ``store_code``), so the loop keeps running. ``subprocess`` forks and execs in C: no Python
+    runs in a forked child of the daemon.
 
     Raises:
         InvalidParameterValue: (``field="code"``) what :func:`build` refuses, and a build past
             its memory, CPU-time or wall-clock cap (the message names the cap and its setting).
     """
-    # Imported here, not at the top: the builder child imports this module, and asyncio is
-    # most of its start-up (~0.1 s idle, 0.3 s on a loaded host), on every deploy.
-    import asyncio
-
     # The builder's own prefix: what a killed one leaves is found without touching another's.
     prefix = f".tmp-{uuid.uuid4().hex}-"
-    proc = await asyncio.create_subprocess_exec(
+    args = [
         sys.executable, "-m", "lambdad.codebuild", "--memory-mb", str(limits.memory_mb),
         "--cpu-s", str(limits.cpu_s), "--tmp-prefix", prefix, code_dir,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    ]  # fmt: skip
     try:
-        out, err = await asyncio.wait_for(proc.communicate(zip_bytes), limits.timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        done = subprocess.run(
+            args, input=zip_bytes, capture_output=True, timeout=limits.timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired:  # run() has killed and reaped the child
         _remove_partial(code_dir, prefix)
         raise InvalidParameterValue(
             f"deploy: unpacking and byte-compiling the code took longer than "
             f"{limits.timeout_s:g} s (deploy_build_timeout_s)",
             field="code",
         ) from None
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    status = proc.returncode
-    assert status is not None  # communicate() returned: the child has exited
+    status, out, err = done.returncode, done.stdout, done.stderr
     try:
         answer = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
     except (ValueError, IndexError):

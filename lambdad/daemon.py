@@ -24,8 +24,10 @@ from lambdad import __version__, daemonlog, frontends, notify, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
+from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.diskspace import Watermark
 from lambdad.errors import ServiceError
 from lambdad.events import EventStore
 from lambdad.invoke import Invoker
@@ -59,6 +61,7 @@ class Daemon:
         for line in statedir.secure(config.state_dir):
             log.warning("state directory was readable by others; fixed %s", line)
         self.registry = Registry(config.state_dir)
+        self.registry.build_policy = self._build_policy
         self.logs = LogStore(
             os.path.join(config.state_dir, "logs"), config.log_max_bytes, config.log_keep
         )
@@ -108,6 +111,14 @@ class Daemon:
         self.stopping = False
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _build_policy(self) -> tuple[BuildLimits, Watermark]:
+        """How deploys build code, as configured now (docs/operations.md, "Deploys")."""
+        c = self.config
+        limits = BuildLimits(
+            c.deploy_build_memory_mb, c.deploy_build_cpu_s, c.deploy_build_timeout_s
+        )
+        return limits, Watermark(c.disk_min_free_mb, c.disk_min_free_percent)
 
     def _latest_version(self, name: str) -> int | None:
         fn = self.registry.functions.get(name)

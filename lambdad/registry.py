@@ -50,7 +50,9 @@ from lambdad import codebuild
 from lambdad.codebuild import MAX_ENTRIES as MAX_ENTRIES
 from lambdad.codebuild import MAX_UNZIPPED as MAX_UNZIPPED
 from lambdad.codebuild import TASK_ROOT as TASK_ROOT
+from lambdad.diskspace import Watermark
 from lambdad.errors import (
+    CodeStorageExceeded,
     InvalidParameterValue,
     PreconditionFailed,
     ResourceConflict,
@@ -239,6 +241,9 @@ class Registry:
         os.chmod(self.code_dir, 0o755)  # sandboxes (other uids) traverse it
         self.functions: dict[str, Function] = {}
         self.load_errors: list[str] = []
+        # How store_code builds: the caps and the disk watermark as configured now (the
+        # daemon's, re-read on every deploy so that SIGHUP applies); None = in this process.
+        self.build_policy: Callable[[], tuple[codebuild.BuildLimits, Watermark]] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -282,25 +287,26 @@ class Registry:
     # Blocking (disk) work: the daemon runs these in a worker thread.
 
     def store_code(self, zip_bytes: bytes) -> str:
-        """Extract a zip into the content-addressed store; return its sha256, in this process.
+        """Extract a zip into the content-addressed store; return its sha256.
 
-        The daemon does not call this: it runs the same build in a capped child process
-        (:func:`lambdad.codebuild.build_isolated`, see :meth:`Registry.store_code_isolated`).
+        Blocking: the daemon calls it in a worker thread. With :attr:`build_policy` set (the
+        daemon sets it), the state directory's disk is checked against its watermark first and
+        the build runs in a niced, rlimited child process (:mod:`lambdad.codebuild`), so it
+        never grows the daemon; without (tests of the registry itself), in this process.
 
         Raises:
             InvalidParameterValue: (``field="code"``) not a zip, a damaged or encrypted member,
-                an unsafe, duplicate or conflicting path, a symlink, or over the size limits.
+                an unsafe, duplicate or conflicting path, a symlink, over the size limits, or
+                past a build cap (``deploy_build_*``).
+            CodeStorageExceeded: the disk is below its free-space watermark.
         """
-        return codebuild.build(self.code_dir, zip_bytes)
-
-    async def store_code_isolated(self, zip_bytes: bytes, limits: codebuild.BuildLimits) -> str:
-        """:meth:`store_code` in a niced, rlimited child process (the event loop keeps
-        running; the daemon's memory does not grow with the code).
-
-        Raises:
-            InvalidParameterValue: as :meth:`store_code`, and past the build's caps.
-        """
-        return await codebuild.build_isolated(self.code_dir, zip_bytes, limits)
+        if self.build_policy is None:
+            return codebuild.build(self.code_dir, zip_bytes)
+        limits, watermark = self.build_policy()
+        short = watermark.shortfall(self.state_dir)
+        if short is not None:
+            raise CodeStorageExceeded(f"deploy refused: {short}")
+        return codebuild.build_in_child(self.code_dir, zip_bytes, limits)
 
     def add_version(self, config: FunctionConfig, code_sha256: str) -> tuple[Version, bool]:
         """A msgpack deploy: :meth:`set_latest` then :meth:`publish`, one write.

@@ -22,12 +22,10 @@ from typing import Any, Protocol
 
 from lambdad import __version__
 from lambdad.admission import Admission
-from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.diskspace import Watermark
 from lambdad.errors import (
-    CodeStorageExceeded,
     InvalidParameterValue,
     RequestTooLarge,
     ServiceError,
@@ -218,17 +216,15 @@ class Service:
             InvalidParameterValue: the code is empty or not a usable zip, or building it passed
                 a cap (``deploy_build_*``); the host cannot run the configuration
                 (``network = "egress"`` without egress).
-            CodeStorageExceeded: the disk is below its free-space watermark.
+            CodeStorageExceeded: the disk is below its free-space watermark (the registry's
+                check: every way of storing code makes it).
         """
         check_host_support(config, egress_unavailable=self.egress_unavailable)
         self.check_reservation(config.name, config.concurrency)
         if not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
-        short = self._disk_shortfall()
-        if short is not None:
-            raise CodeStorageExceeded(f"deploy refused: {short}")
         async with self._registry_lock:
-            code_sha = await self.registry.store_code_isolated(code, self._build_limits())
+            code_sha = await asyncio.to_thread(self.registry.store_code, code)
             version, created = await asyncio.to_thread(self.registry.add_version, config, code_sha)
         state = self.warm.state(config.name)
         self.admission.set_reserved(config.name, config.concurrency)
@@ -242,10 +238,6 @@ class Service:
     def _disk_shortfall(self) -> str | None:
         c = self.config
         return Watermark(c.disk_min_free_mb, c.disk_min_free_percent).shortfall(c.state_dir)
-
-    def _build_limits(self) -> BuildLimits:
-        c = self.config
-        return BuildLimits(c.deploy_build_memory_mb, c.deploy_build_cpu_s, c.deploy_build_timeout_s)
 
     def check_reservation(self, name: str, limit: int | None) -> None:
         """Refuse a reserved concurrency that would starve the functions that reserve none.
