@@ -147,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--json", action="store_true", help="one JSON object per record")
     st = verb("stats", "metrics, global or for one function")
     st.add_argument("name", nargs="?")
+    st.add_argument(
+        "--since",
+        type=_duration,
+        metavar="DURATION",
+        help="per-minute history of the last DURATION (90s, 15m, 1h, 7d; kept across restarts)",
+    )
     dl = verb("dlq", "list async events that failed every retry")
     dl.add_argument("name", nargs="?")
     rd = verb("redrive", "re-queue dead letters (all of a function's, or one event)")
@@ -324,6 +330,10 @@ def _client_verb(args: argparse.Namespace) -> int:
         if args.verb == "logs":
             return _logs(client, args)
         if args.verb == "stats":
+            if args.since is not None:
+                history = client.stats_since(args.since, args.name)
+                print(json.dumps(history, indent=2, sort_keys=True))
+                return 0
             print(json.dumps(client.stats(args.name), indent=2, sort_keys=True))
             return 0
         if args.verb == "dlq":
@@ -384,6 +394,23 @@ def _keys(client: Any, args: argparse.Namespace) -> int:
     removed = client.call("keys_remove", key=args.key)["removed"]
     print(f"removed key {removed['AccessKeyId']} ({removed['Name']})")
     return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` → seconds (for ``stats --since``)."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a positive number with s, m, h or d (15m, 1h)"
+        )
+    return value
 
 
 def _parse_env(item: str) -> tuple[str, str]:

@@ -386,6 +386,13 @@ class Client:
         args = {"name": name} if name is not None else {}
         return self.call("stats", **args)["stats"]  # type: ignore[no-any-return]
 
+    def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        """Per-minute statistics of the last ``since_s`` seconds, per function (persisted:
+        they survive restarts): ``{"since", "until", "functions": {name: {"total",
+        "minutes"}}}``."""
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return self.call("stats", **args)["history"]  # type: ignore[no-any-return]
+
     def logs(
         self,
         name: str,
@@ -512,6 +519,10 @@ class AsyncOperations:
     async def stats(self, name: str | None = None) -> dict[str, Any]:
         args = {"name": name} if name is not None else {}
         return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
+
+    async def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return (await self.call("stats", **args))["history"]  # type: ignore[no-any-return]
 
     async def logs(
         self,

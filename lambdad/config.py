@@ -72,6 +72,24 @@ class DaemonConfig:
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # Lambda: 2 retries, backing off
     async_max_age_s: float = 6 * 3600.0  # Lambda's maximum event age
     async_workers: int = 16  # async events run at once
+    # Deploy's unpack + byte-compile runs in a niced child process with these caps
+    # (lambdad/codebuild.py); past one, the deploy fails with InvalidParameterValue.
+    deploy_build_memory_mb: int = 1024  # the builder's address space (RLIMIT_AS)
+    deploy_build_cpu_s: int = 60  # the builder's CPU time (RLIMIT_CPU)
+    deploy_build_timeout_s: float = 120.0  # the builder's wall-clock time, then SIGKILL
+    # Async queue caps (TooManyRequests when full, as Lambda's async queue throttles):
+    # events not yet finished (pending or running) and their payload bytes.
+    async_queue_max_events: int = 100_000  # across every function
+    async_queue_max_bytes: int = 1024 * 1024 * 1024  # across every function
+    async_queue_function_max_events: int = 10_000  # of one function
+    async_queue_function_max_bytes: int = 256 * 1024 * 1024  # of one function
+    # Free-disk watermark of the state directory's file system: below it, new deploys and
+    # async events are refused (InsufficientStorage) instead of filling the disk.
+    disk_min_free_mb: int = 512
+    disk_min_free_percent: float = 2.0  # and this share of the file system
+    # Persisted per-minute statistics (lambdad/rollups.py, <state>/rollups.sqlite3).
+    rollup_retention_s: float = 7 * 24 * 3600.0  # minutes older than this are dropped
+    rollup_max_rows: int = 2_000_000  # and never more rows than this, oldest first
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
     # AWS_REGION and the region in the ARNs functions see (boto3 builds endpoints from it).

@@ -24,14 +24,17 @@ from lambdad import __version__, daemonlog, frontends, notify, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
+from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.diskspace import Watermark
 from lambdad.errors import ServiceError
 from lambdad.events import EventStore
 from lambdad.invoke import Invoker
 from lambdad.logs import LogStore
 from lambdad.placement import WarmPool
 from lambdad.registry import Registry
+from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import Scheduler
 from lambdad.service import Service
@@ -58,6 +61,7 @@ class Daemon:
         for line in statedir.secure(config.state_dir):
             log.warning("state directory was readable by others; fixed %s", line)
         self.registry = Registry(config.state_dir)
+        self.registry.build_policy = self._build_policy
         self.logs = LogStore(
             os.path.join(config.state_dir, "logs"),
             config.log_max_bytes,
@@ -88,8 +92,17 @@ class Daemon:
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
         self.egress = HostEgress(specializer, config.disable_isolation)
+        # Persisted per-minute statistics; first of the workers, so that the counters are
+        # back (from the store) before anything can invoke.
+        self.rollups = Rollups(
+            config,
+            os.path.join(config.state_dir, "rollups.sqlite3"),
+            lambda: [(state.name, state.stats) for state in self.warm],
+        )
+        self.service.rollups = self.rollups
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
+            self.rollups,
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),
@@ -101,6 +114,14 @@ class Daemon:
         self.stopping = False
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _build_policy(self) -> tuple[BuildLimits, Watermark]:
+        """How deploys build code, as configured now (docs/operations.md, "Deploys")."""
+        c = self.config
+        limits = BuildLimits(
+            c.deploy_build_memory_mb, c.deploy_build_cpu_s, c.deploy_build_timeout_s
+        )
+        return limits, Watermark(c.disk_min_free_mb, c.disk_min_free_percent)
 
     def _live_versions(self, name: str) -> frozenset[str]:
         fn = self.registry.functions.get(name)

@@ -64,6 +64,9 @@ class Report:
         return text
 
 
+PENDING_DURATIONS_MAX: Final = 100_000
+
+
 def billed(duration_ms: float) -> int:
     return max(1, math.ceil(round(duration_ms, 6)))
 
@@ -115,6 +118,9 @@ class FunctionStats:
     max_concurrent: int = 0
     gb_seconds: float = 0.0
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    # Durations not yet rolled up into the persisted per-minute histogram (lambdad/rollups.py
+    # takes them every few seconds; bounded in case nothing does).
+    pending_durations: list[float] = field(default_factory=list)
 
     def record(self, report: Report | None, error: bool) -> None:
         self.invocations += 1
@@ -123,6 +129,8 @@ class FunctionStats:
         if report is not None:
             self.cold_starts += report.cold
             self.durations.append(report.duration_ms)
+            if len(self.pending_durations) < PENDING_DURATIONS_MAX:
+                self.pending_durations.append(report.duration_ms)
             self.gb_seconds += report.billed_ms / 1000 * report.memory_mb / 1024
 
     def to_wire(self) -> dict[str, Any]:

@@ -86,7 +86,7 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
         {"name", "payload", "type", "qualifier", "log_tail", "force_cold", "client_context",
          "trace_id"}
     ),
-    "stats": frozenset({"name"}),
+    "stats": frozenset({"name", "since"}),
     "logs": frozenset(
         {"name", "cursor", "since", "until", "request_id", "filter", "limit", "events"}
     ),

@@ -28,12 +28,14 @@ from lambdad import __version__
 from lambdad.admission import Admission
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.diskspace import Watermark
 from lambdad.errors import (
     InvalidParameterValue,
     PreconditionFailed,
     RequestTooLarge,
     ResourceConflict,
     ResourceNotFound,
+    ServiceError,
     ShuttingDown,
     TooManyRequests,
 )
@@ -65,6 +67,7 @@ from lambdad.model import (
 )
 from lambdad.placement import INITIALIZED, FunctionState, WarmPool
 from lambdad.registry import LATEST, VERSION_RE, Alias, Function, Registry, revision_id_of
+from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import TicketState
 
@@ -126,6 +129,7 @@ class Service:
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
+        self.rollups: Rollups | None = None  # persisted per-minute statistics (the daemon's)
         self._registry_lock = asyncio.Lock()
         self._code_sizes: dict[str, int] = {}
         for fn in registry:
@@ -155,7 +159,9 @@ class Service:
             ResourceNotFound: no such function or version.
             RequestTooLarge: the payload is over the type's limit.
             ShuttingDown: the daemon is draining.
-            TooManyRequests: over a concurrency limit or the memory budget, past the queue.
+            TooManyRequests: over a concurrency limit or the memory budget, past the queue;
+                async: the event queue is full (``AsyncEventQueueFull``) or the disk is below
+                its watermark (``InsufficientDiskSpace``).
             InvalidRequest: the payload is not JSON (found by the sandbox).
             InvalidParameterValue: a ``trace_id`` or ``client_context`` the handler cannot be
                 given (:func:`~lambdad.model.check_trace_context`).
@@ -176,7 +182,14 @@ class Service:
         if kind == "dryrun":
             return InvocationResult(request_id="", status=204, executed_version=str(version.number))
         if kind == "async":
-            event_id = await self.events.put(request.function, request.qualifier, request.payload)
+            short = self._disk_shortfall()
+            if short is not None:
+                raise TooManyRequests(
+                    f"async event refused: {short}", reason="InsufficientDiskSpace"
+                )
+            event_id = await self.events.put(
+                request.function, request.qualifier, request.payload, self.config
+            )
             self.on_async_accepted()
             return InvocationResult(request_id=event_id, status=202, event_id=event_id)
         return await self.run(
@@ -238,8 +251,11 @@ class Service:
         """Store ``code`` (a zip) and ``config`` as a new version, unless both equal $LATEST.
 
         Raises:
-            InvalidParameterValue: the code is empty or not a usable zip; the host cannot run
-                the configuration (``network = "egress"`` without egress).
+            InvalidParameterValue: the code is empty or not a usable zip, or building it passed
+                a cap (``deploy_build_*``); the host cannot run the configuration
+                (``network = "egress"`` without egress).
+            CodeStorageExceeded: the disk is below its free-space watermark (the registry's
+                check: every way of storing code makes it).
         """
         check_host_support(config, egress_unavailable=self.egress_unavailable)
         self.check_reservation(config.name, config.concurrency)
@@ -257,6 +273,10 @@ class Service:
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
+
+    def _disk_shortfall(self) -> str | None:
+        c = self.config
+        return Watermark(c.disk_min_free_mb, c.disk_min_free_percent).shortfall(c.state_dir)
 
     def check_reservation(self, name: str, limit: int | None) -> None:
         """Refuse a reserved concurrency that would starve the functions that reserve none.
@@ -327,6 +347,24 @@ class Service:
             addresses=dict(self.addresses),
             memory_in_use_mb=self.warm.memory_in_use(),
         )
+
+    async def stats_since(self, since_s: float, name: str | None) -> dict[str, Any]:
+        """Per-minute statistics of the last ``since_s`` seconds (all functions, or one),
+        from the persisted roll-ups: they survive restarts.
+
+        Raises:
+            ResourceNotFound: ``name`` is not a function.
+            InvalidParameterValue: ``since_s`` is not a positive number of seconds.
+        """
+        if name is not None:
+            self.registry.get(name)
+        if isinstance(since_s, bool) or not isinstance(since_s, int | float) or not since_s > 0:
+            raise InvalidParameterValue(
+                f"since must be a positive number of seconds, got {since_s!r}", field="since"
+            )
+        if self.rollups is None:
+            raise ServiceError("this daemon keeps no statistics history")
+        return await self.rollups.history(float(since_s), name)
 
     def generic_sandboxes(self) -> dict[str, int]:
         """Pre-forked sandboxes ready, by runtime."""

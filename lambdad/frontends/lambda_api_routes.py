@@ -403,6 +403,7 @@ ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "UnsupportedMediaTypeException": (415, "message"),
     "PreconditionFailedException": (412, "message"),
     "ProvisionedConcurrencyConfigNotFoundException": (404, "message"),
+    "CodeStorageExceededException": (400, "message"),
     "ServiceException": (500, "Message"),
     # Not in Lambda's model:
     "AccessDeniedException": (403, "Message"),
@@ -427,6 +428,7 @@ _FROM_LAMBDAD: Final = {
     "TooManyRequests": "TooManyRequestsException",
     "AccessDenied": "AccessDeniedException",
     "PreconditionFailed": "PreconditionFailedException",
+    "CodeStorageExceeded": "CodeStorageExceededException",
 }
 
 

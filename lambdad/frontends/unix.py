@@ -266,6 +266,9 @@ class UnixFront(Component):
         return {"deleted": name}
 
     async def op_stats(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        if args.get("since") is not None:  # the persisted per-minute history
+            name = wire_name(args) if args.get("name") is not None else None
+            return {"history": await self.service.stats_since(args["since"], name)}
         if args.get("name") is not None:
             return self.service.function_stats(wire_name(args)).to_wire()
         return (await self.service.stats()).to_wire()
