@@ -19,7 +19,7 @@ import socket
 import struct
 import sys
 
-import msgpack
+from packb import packb
 
 CHANNEL_FD = 3
 KINDS = ["init-done", "init-error", "result", "ready", "invoke", "init", "retire", "exited",
@@ -90,7 +90,7 @@ def _message(rng):
 
 
 def _pack(obj):
-    return msgpack.packb(obj, use_bin_type=True, strict_types=False)
+    return packb(obj)
 
 
 def _whole_frame(rng):
