@@ -8,6 +8,7 @@ each way of ending means to the caller is :mod:`lambdad.outcomes`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Container
@@ -179,7 +180,11 @@ class Invoker:
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
-            if answer.bad_payload is not None:
+            # The sandbox says the event is not JSON: believed only when it is true (it is
+            # checked here, on this rare path only), or hostile code on the link could make
+            # the caller's valid request look like the caller's fault.
+            lied = answer.bad_payload is not None and _is_json(call.payload)
+            if answer.bad_payload is not None and not lied:
                 # Refused before the handler ran: no invocation, so no REPORT.
                 stream.platform(f"END RequestId: {request_id}")
                 stream.tail = None
@@ -193,8 +198,12 @@ class Invoker:
                 link_slack_ms(len(call.payload) + len(answer.result or b"")),
             )
             maxrss_kb = answer.maxrss_kb
-            if answer.result is not None and len(answer.result) > self.max_result:
-                problem = f"result of {len(answer.result)} bytes is over {self.max_result}"
+            if lied or (answer.result is not None and len(answer.result) > self.max_result):
+                problem = (
+                    "claimed a JSON event is not JSON"
+                    if lied
+                    else f"result of {len(answer.result or b'')} bytes is over {self.max_result}"
+                )
                 sandbox.violation(f"malformed result ({problem})")
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
@@ -318,3 +327,11 @@ def xray_line(trace_id: str) -> str:
 
 def _utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        json.loads(payload or b"null")
+    except ValueError:
+        return False
+    return True

@@ -48,7 +48,10 @@ Behaviour = Callable[[bytes], "messages.Result | BaseException"]
 
 
 def echo(payload: bytes) -> messages.Result | BaseException:
-    event = json.loads(payload) if payload else None
+    try:
+        event = json.loads(payload) if payload else None
+    except ValueError:
+        return messages.Result(bad_payload="Could not parse request body into json")
     if isinstance(event, dict) and "do" in event:
         return DO[event["do"]]
     return messages.Result(result=json.dumps({"echo": event}).encode(), duration_us=1500.0,
@@ -300,10 +303,15 @@ def test_a_crash_reports_the_zygotes_exit_status(run: Callable[..., Any]) -> Non
 def test_a_payload_that_is_not_json_is_the_callers_error(run: Callable[..., Any]) -> None:
     async def body(service: Service, world: World) -> None:
         await _deploy(service)
+        not_json = InvokeRequest(function="f", payload=b'{"unterminated": ')
         with pytest.raises(InvalidRequest, match="Could not parse"):
-            await service.invoke(_req({"do": "bad-json"}))
+            await service.invoke(not_json)
         assert (await service.invoke(_req(1))).error is None
         assert world.forked == 1  # the sandbox was not blamed
+        # A sandbox that says so of a JSON event lies (hostile code on its link): the caller
+        # gets the runtime's error, never the blame.
+        lied = await service.invoke(_req({"do": "bad-json"}))
+        assert lied.error is not None and lied.error["errorType"] == "Runtime.InvalidResponse"
 
     run(body)
 
