@@ -23,7 +23,7 @@ HANDLER_RE: Final = re.compile(
     r"\.[A-Za-z_][A-Za-z0-9_]*$"
 )
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-RUNTIMES: Final = runtimes.names()  # the one registry: sandbox.runtimes.RUNTIMES
+RUNTIMES: Final = runtimes.function_names()  # the one registry: sandbox.runtimes.RUNTIMES
 NETWORK_MODES: Final = ("none", "egress")
 MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0
@@ -169,8 +169,12 @@ def check_host_support(config: FunctionConfig, *, egress_unavailable: str | None
     can).
 
     Raises:
-        InvalidParameterValue: ``network = "egress"`` on a host without egress, naming the cause.
+        InvalidParameterValue: ``network = "egress"`` on a host without egress, naming the
+            cause; a runtime this host lacks (``nodejs22.x`` with node 20), naming what it has.
     """
+    missing = runtimes.unavailable(config.runtime)
+    if missing is not None:
+        raise InvalidParameterValue(missing, field="runtime")
     if config.network == "egress" and egress_unavailable is not None:
         raise InvalidParameterValue(
             f"network = 'egress' is unavailable on this host: {egress_unavailable}",

@@ -54,7 +54,9 @@ class RuntimeSupervisor(Component):
             self.cgroups.cleanup()
         os.makedirs(self.rootfs, exist_ok=True)
         loop = asyncio.get_running_loop()
-        for runtime in runtimes.names():
+        # Which runtimes this host has (runs `node --version` once): off the loop.
+        available = await asyncio.to_thread(runtimes.available)
+        for runtime in available:
             zygote = Zygote(
                 loop,
                 runtime,
@@ -75,7 +77,15 @@ class RuntimeSupervisor(Component):
             pool.replenish()
 
     def pool(self, runtime: str) -> GenericPool:
-        return self.pools[runtime]
+        """The generic pool serving a function's ``runtime`` (an alias: its zygote's).
+
+        Raises:
+            ServiceError: this host has no zygote for it (a deploy would have been refused).
+        """
+        try:
+            return self.pools[runtimes.canonical(runtime)]
+        except KeyError:
+            raise ServiceError(f"runtime {runtime!r} is not available on this host") from None
 
     def generic_ready(self) -> dict[str, int]:
         return {runtime: len(pool.ready) for runtime, pool in sorted(self.pools.items())}

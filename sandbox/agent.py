@@ -67,6 +67,10 @@ def serve(
     generic_phases: dict[str, int],
 ) -> NoReturn:
     """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
+    # A process runtime starts children as the sandbox's uid (Node.js: already at pool time).
+    credentials = getattr(runtime, "sandbox_credentials", None)
+    if credentials is not None:
+        credentials(uid, gid)
     runtime.prepare(isolation, path_map)
     chan.send(messages.Ready(generic_phases))
     try:

@@ -270,11 +270,16 @@ def bounded_error(raw: Any) -> dict[str, Any]:
     trace = raw.get("stackTrace", [])
     if not isinstance(trace, list) or not all(isinstance(t, str) for t in trace):
         raise MessageError("stackTrace is not a list of strings")
-    return {
+    error = {
         "errorMessage": str(raw.get("errorMessage", ""))[:MAX_ERROR_MESSAGE],
         "errorType": str(raw.get("errorType", "Error"))[:MAX_ERROR_TYPE],
         "stackTrace": [t[:MAX_FRAME_CHARS] for t in trace[:MAX_FRAMES]],
     }
+    # Node.js's shape names the stack ``trace`` (kept as well, bounded the same way).
+    node_trace = raw.get("trace")
+    if isinstance(node_trace, list) and all(isinstance(t, str) for t in node_trace):
+        error["trace"] = [t[:MAX_FRAME_CHARS] for t in node_trace[:MAX_FRAMES]]
+    return error
 
 
 def _result(m: Mapping[str, Any]) -> Result:
