@@ -324,6 +324,7 @@ class _Conn:
     parser: RequestParser = field(default_factory=RequestParser)
     waiting_next: bool = False  # a ``next`` is parked on this connection
     close_after_next: bool = False  # that ``next`` asked for Connection: close
+    draining: int = 0  # answered and closing: body bytes still to read and drop (no RST)
 
 
 def trace_header() -> str:
@@ -465,6 +466,11 @@ class RuntimeApiServer:
         if not data:
             self._close(conn)
             return
+        if conn.draining:
+            conn.draining -= len(data)
+            if conn.draining <= 0:
+                self._close(conn)
+            return
         conn.parser.feed(data)
         self._process(conn)
 
@@ -493,9 +499,18 @@ class RuntimeApiServer:
             self._route(conn, req)
 
     def _refuse_too_large(self, conn: _Conn, length: int) -> None:
+        """413 before the body (``Expect: 100-continue``). A client that sends the body anyway
+        has it read and dropped before the close, so that it reads the 413 rather than a
+        reset."""
         target = conn.parser.current.target if conn.parser.current else ""
-        self._send(conn, _too_large_response(close=True))
-        self._close(conn)
+        if not self._send(conn, _too_large_response(close=True)):
+            return
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        conn.draining = max(1, length - len(conn.parser.buf))
+        conn.parser = RequestParser()
         m = _PATH_INVOCATION.match(target)
         if m and self.event is not None and m.group(1) == self.event.request_id:
             self._answer(Answer(error=_too_large_error(length)))
