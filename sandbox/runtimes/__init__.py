@@ -16,8 +16,10 @@ This module imports nothing heavy: the daemon and the validation read it too.
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import re
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -37,6 +39,12 @@ NODE_VERSIONS: Final = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
 PYTHON_VERSIONS: Final = tuple(f"python3.{minor}" for minor in range(9, 14))
 # Where a host's node may live: inside a sandbox only these host trees are visible.
 NODE_DIRS: Final = ("/usr/bin", "/usr/local/bin", "/bin")
+# The sandbox agent's own code needs this much Python (dataclass slots, ``X | Y`` types).
+AGENT_MIN_PYTHON: Final = (3, 10)
+PYENV_ROOT: Final = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+# Started with the daemon; the others when a function first needs them (a host that runs
+# only Python pays for no node process).
+EAGER: Final = ("python3",)
 
 RUNTIMES: Final[dict[str, RuntimeSpec]] = {
     "python3": RuntimeSpec(
@@ -58,8 +66,8 @@ RUNTIMES: Final[dict[str, RuntimeSpec]] = {
 
 
 def names() -> tuple[str, ...]:
-    """The zygotes: one per entry."""
-    return tuple(RUNTIMES)
+    """The zygotes: one per entry, and one per other Python interpreter the host has."""
+    return (*RUNTIMES, *python_interpreters())
 
 
 def function_names() -> tuple[str, ...]:
@@ -69,21 +77,71 @@ def function_names() -> tuple[str, ...]:
 
 def spec(name: str) -> RuntimeSpec:
     """Raises KeyError for a runtime nobody registered."""
-    return RUNTIMES[name]
+    if name in RUNTIMES:
+        return RUNTIMES[name]
+    if name in PYTHON_VERSIONS:  # another interpreter's zygote (it runs this module too)
+        return RuntimeSpec(name, "sandbox.runtimes.python", f"CPython {name[6:]}, in-process")
+    raise KeyError(name)
 
 
 def canonical(name: str) -> str:
-    """The zygote that serves a function's ``runtime`` (``nodejs20.x`` -> ``nodejs``).
+    """The zygote that serves a function's ``runtime`` (``nodejs20.x`` -> ``nodejs``;
+    ``python3.12`` -> its own zygote unless it is the daemon's interpreter, ``python3``).
 
     Raises:
         KeyError: not one of :func:`function_names`.
     """
     if name in RUNTIMES:
         return name
+    if name in PYTHON_VERSIONS:
+        return "python3" if name == PYTHON_VERSION else name
     for entry in RUNTIMES.values():
         if name in entry.aliases:
             return entry.name
     raise KeyError(name)
+
+
+@functools.cache
+def python_interpreters() -> dict[str, str]:
+    """``python3.X`` -> the host's interpreter of that version, for every X other than the
+    daemon's own that the host has and the sandbox agent can run on (3.10 and later).
+
+    Looked for in /usr/local/bin, /usr/bin and pyenv's versions (newest patch release first).
+    Inside a sandbox the interpreter's prefix appears at /var/lang, wherever it is on the host.
+    """
+    found = {}
+    for name, path in _python_candidates().items():
+        minor = int(name.split(".")[1])
+        if (3, minor) >= AGENT_MIN_PYTHON and name != PYTHON_VERSION:
+            found[name] = path
+    return found
+
+
+@functools.cache
+def _python_candidates() -> dict[str, str]:
+    found = {}
+    for name in PYTHON_VERSIONS:
+        pyenv = glob.glob(os.path.join(PYENV_ROOT, "versions", f"3.{name[8:]}.*", "bin", name))
+        for path in (f"/usr/local/bin/{name}", f"/usr/bin/{name}", *sorted(pyenv, reverse=True)):
+            if os.access(path, os.X_OK):
+                found[name] = path
+                break
+    return found
+
+
+def zygote_command(name: str) -> tuple[str, dict[str, str]]:
+    """The interpreter a zygote runs on, and what it needs in its environment.
+
+    The daemon's own for every runtime but another Python version's; that one is given the
+    daemon's import path (lambdad's dependencies are pure Python or have one: msgpack falls
+    back to its pure-Python implementation where its C extension was built for another ABI).
+    """
+    other = python_interpreters().get(name)
+    if other is None:
+        return sys.executable, {}
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = [*site.getsitepackages(), project]
+    return other, {"PYTHONPATH": os.pathsep.join(path), "PYTHONNOUSERSITE": "1"}
 
 
 @functools.cache
@@ -125,11 +183,19 @@ def unavailable(name: str) -> str | None:
         if name != "nodejs" and name != has:
             path, version = node_binary() or ("", "")
             return f"{name} is not available on this host: it has {has} ({path} {version})"
-    if zygote == "python3" and name not in ("python3", PYTHON_VERSION):
-        return f"{name} is not available on this host: it has {PYTHON_VERSION}"
+    if name in PYTHON_VERSIONS and name != PYTHON_VERSION and name not in python_interpreters():
+        has = ", ".join([f"{PYTHON_VERSION} (lambdad's own)", *python_interpreters()])
+        old = _python_candidates().get(name)
+        if old is not None:
+            return (
+                f"{name} is on this host ({old}) but lambdad's sandbox agent needs Python "
+                f"{AGENT_MIN_PYTHON[0]}.{AGENT_MIN_PYTHON[1]} or later; this host has {has}"
+            )
+        return f"{name} is not available on this host: it has {has}"
     return None
 
 
 def available() -> tuple[str, ...]:
-    """The zygotes this host can run (the daemon starts these)."""
-    return tuple(n for n in RUNTIMES if unavailable(n) is None)
+    """The zygotes this host can run (the daemon sets these up; :data:`EAGER` ones start
+    with it, the others when first needed)."""
+    return tuple(n for n in names() if unavailable(n) is None)
