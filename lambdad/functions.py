@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -29,6 +29,9 @@ MEMORY_RANGE: Final = (64, 10240)
 TIMEOUT_MAX: Final = 900.0
 TMP_RANGE: Final = (16, 10240)
 ENV_MAX_BYTES: Final = 4096
+MAX_LAYERS: Final = 5  # Lambda's limit of layers per function
+# Lambda's limit for a function's code and all its layers together, unzipped (262,144,000).
+MAX_UNZIPPED_WITH_LAYERS: Final = 250 * 1024 * 1024
 # Lambda refuses to let a function override these; so do we.
 RESERVED_ENV: Final = frozenset(
     {
@@ -179,6 +182,30 @@ def check_host_support(config: FunctionConfig, *, egress_unavailable: str | None
         raise InvalidParameterValue(
             f"network = 'egress' is unavailable on this host: {egress_unavailable}",
             field="network",
+        )
+
+
+def check_unzipped_size(code_bytes: int, layer_bytes: Sequence[int]) -> None:
+    """Lambda's 250 MB limit on a function's code plus its layers, unzipped.
+
+    The layer store calls this at deploy (and when a function's layers change) with the
+    unzipped size of the code and of each layer version, in the function's order.
+
+    Raises:
+        InvalidParameterValue: more than :data:`MAX_LAYERS` layers, or over the limit
+            (Lambda's own wording, with the actual size).
+    """
+    if len(layer_bytes) > MAX_LAYERS:
+        raise InvalidParameterValue(
+            f"a function may use at most {MAX_LAYERS} layers, got {len(layer_bytes)}",
+            field="layers",
+        )
+    total = code_bytes + sum(layer_bytes)
+    if total > MAX_UNZIPPED_WITH_LAYERS:
+        raise InvalidParameterValue(
+            "Function code combined with layers exceeds the maximum allowed size of "
+            f"{MAX_UNZIPPED_WITH_LAYERS} bytes. The actual size is {total} bytes.",
+            field="layers" if layer_bytes else "code",
         )
 
 

@@ -97,7 +97,13 @@ def serve(
             ),
         )
         egress = dict(msg.egress) if msg.egress is not None else None
-        phases = contain.specialize(isolation, spec, fds[0] if fds else -1, egress)
+        # fds: the code's detached mount (when there is one), then one per layer.
+        n_layers = len(msg.layers)
+        if n_layers > len(fds):
+            raise ValueError(f"{n_layers} layers but {len(fds)} mounts came with init")
+        layer_fds = fds[len(fds) - n_layers :]
+        code_fd = fds[0] if len(fds) > n_layers else -1
+        phases = contain.specialize(isolation, spec, code_fd, egress, layer_fds)
     except Exception as exc:
         chan.send(
             messages.InitError(

@@ -36,6 +36,7 @@ MAX_ERROR_TYPE: Final = 256
 MAX_FRAMES: Final = 256
 MAX_FRAME_CHARS: Final = 4096
 MAX_PHASES: Final = 64
+MAX_LAYERS: Final = 5  # Lambda's limit per function
 
 
 class MessageError(ValueError):
@@ -121,6 +122,9 @@ class Init:
     log_stream: str
     pids_max: int = 64
     egress: Mapping[str, str] | None = None  # the veth end's addresses, network = "egress"
+    # The function's layer directories on the host, in order (later wins); their detached
+    # mounts travel as the last len(layers) fds, after the code's.
+    layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +306,8 @@ def _result(m: Mapping[str, Any]) -> Result:
 
 
 def _init(m: Mapping[str, Any]) -> Init:
+    if len(m.get("layers") or ()) > MAX_LAYERS:
+        raise MessageError(f"more than {MAX_LAYERS} layers")
     egress = m.get("egress")
     if egress is not None and not isinstance(egress, dict):
         raise MessageError("egress is not a map")
@@ -311,6 +317,7 @@ def _init(m: Mapping[str, Any]) -> Init:
         log_stream=_str(m, "log_stream"),
         pids_max=_int(m, "pids_max", 64, lo=1),
         egress=egress,
+        layers=_strings(m, "layers"),
     )
 
 

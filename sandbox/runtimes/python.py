@@ -72,7 +72,9 @@ def lambda_environment(function: Mapping[str, Any], stream: str, task_root: str)
         "_HANDLER": str(function["handler"]),
         "TZ": "UTC",
         "LANG": "en_US.UTF-8",
-        "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
+        "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin:/opt/bin",
+        "LD_LIBRARY_PATH": "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:"
+        "/var/task:/var/task/lib:/opt/lib",
         "PYTHONUNBUFFERED": "1",
     }
     env.update({str(k): str(v) for k, v in dict(function.get("env") or {}).items()})
@@ -228,7 +230,9 @@ class PythonRuntime:
         stream = init.log_stream
         os.environ.clear()
         os.environ.update(lambda_environment(function, stream, task_root))
-        sys.path[:0] = [task_root, "/opt/python"]
+        # Lambda's order: the function, then layers' site-packages, then layers' /opt/python.
+        layer_site = f"/opt/python/lib/python{sys.version_info[0]}.{sys.version_info[1]}"
+        sys.path[:0] = [task_root, layer_site + "/site-packages", "/opt/python"]
         os.chdir(task_root)
         t_import = time.monotonic_ns()
         phases["runtime_env"] = (t_import - t_env) // 1000
