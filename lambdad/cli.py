@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--network", default="none", choices=["none", "egress"])
     d.add_argument("--min-warm", type=int, default=0, help="provisioned concurrency")
     d.add_argument("--tmp", type=int, default=512, help="MB of /tmp")
+    d.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOSTDIR:/mnt/NAME[:ro]",
+        help="a host directory at /mnt/NAME, used as the directory's owner (admin only)",
+    )
 
     i = verb("invoke", "invoke a function; result on stdout, REPORT on stderr")
     i.add_argument("name")
@@ -145,14 +152,27 @@ async def _deploy_examples(service: Service, directory: str) -> None:
     import asyncio
 
     from lambdad.client import zip_code
-    from lambdad.functions import validate
+    from lambdad.errors import InvalidParameterValue
+    from lambdad.functions import check_host_support, validate
 
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if not os.path.isfile(os.path.join(path, "app.py")):
+        # A Python example is an app.py; any other says its runtime and handler in
+        # function.json ({"runtime": "nodejs20.x", "handler": "index.handler"}).
+        settings: dict[str, object] = {}
+        if os.path.isfile(os.path.join(path, "function.json")):
+            with open(os.path.join(path, "function.json")) as f:
+                settings = json.load(f)
+        elif not os.path.isfile(os.path.join(path, "app.py")):
             continue
         code = await asyncio.to_thread(zip_code, path)
-        deployment = await service.deploy(validate({"name": name}), code)
+        try:
+            config = validate({**settings, "name": name})
+            check_host_support(config, egress_unavailable=None)
+        except InvalidParameterValue as exc:
+            print(f"lambdad: example {name!r} skipped: {exc}", file=sys.stderr)
+            continue
+        deployment = await service.deploy(config, code)
         state = "deployed" if deployment.created else "unchanged"
         print(
             f"lambdad: example {name!r} {state} (version {deployment.function.version})",
@@ -178,6 +198,7 @@ def _client_verb(args: argparse.Namespace) -> int:
                 network=args.network,
                 min_warm=args.min_warm,
                 tmp_mb=args.tmp,
+                **({"mounts": args.mount} if args.mount else {}),
             )
             print(json.dumps(fn, indent=2, sort_keys=True))
             return 0

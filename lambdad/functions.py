@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -23,6 +25,8 @@ HANDLER_RE: Final = re.compile(
     r"\.[A-Za-z_][A-Za-z0-9_]*$"
 )
 ENV_KEY_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MOUNT_TARGET_RE: Final = re.compile(r"^/mnt/(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$")
+MAX_MOUNTS: Final = 5
 RUNTIMES: Final = runtimes.function_names()  # the one registry: sandbox.runtimes.RUNTIMES
 NETWORK_MODES: Final = ("none", "egress")
 MEMORY_RANGE: Final = (64, 10240)
@@ -67,10 +71,14 @@ class FunctionConfig:
     tmp_mb: int = 512  # size of the private /tmp
     min_warm: int = 0  # provisioned concurrency: sandboxes kept initialized
     pids_max: int = 64  # processes/threads in the sandbox
+    # host directories at /mnt/NAME (Lambda's EFS): source, target, read_only, uid/gid = the
+    # POSIX owner the sandbox acts as on them (the directory's owner at deploy)
+    mounts: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["env"] = dict(self.env)
+        d["mounts"] = [dict(m) for m in self.mounts]
         return d
 
 
@@ -148,6 +156,7 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
     # At most Lambda's quota of tasks per execution environment: a sandbox's pids_max is booked
     # against a share of the host's pid_max (lambdad/hostbudget.py).
     pids_max = _int(args, "pids_max", 64, 8, MAX_PIDS_PER_SANDBOX)
+    mounts = _mounts(args.get("mounts"))
     layers = args.get("layers") or []
     if layers:
         raise InvalidParameterValue("layers are not supported yet", field="layers")
@@ -163,7 +172,96 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         tmp_mb=tmp_mb,
         min_warm=min_warm,
         pids_max=pids_max,
+        mounts=mounts,
     )
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``HOSTDIR:/mnt/NAME[:ro|:rw]`` -> a mount, its owner read from the directory now.
+
+    Raises:
+        InvalidParameterValue: malformed, or the directory does not exist.
+    """
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise InvalidParameterValue(
+            f"a mount must look like HOSTDIR:/mnt/NAME[:ro], got {spec!r}", field="mounts"
+        )
+    source = parts[0]
+    _check_source(source)
+    try:
+        st = os.stat(source)
+    except OSError as exc:
+        raise InvalidParameterValue(
+            f"mount source {source!r}: {exc.strerror}", field="mounts"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidParameterValue(f"mount source {source!r} is not a directory", field="mounts")
+    return {
+        "source": source,
+        "target": parts[1],
+        "read_only": len(parts) == 3 and parts[2] == "ro",
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+    }
+
+
+def _check_source(source: str) -> None:
+    if not source.startswith("/") or os.path.normpath(source) != source or source == "/":
+        raise InvalidParameterValue(
+            f"mount source must be an absolute, normalised directory other than /, "
+            f"got {source!r}",
+            field="mounts",
+        )
+    if os.path.realpath(source) != source:
+        raise InvalidParameterValue(
+            f"mount source {source!r} goes through a symlink (it resolves to "
+            f"{os.path.realpath(source)!r}); name the directory itself",
+            field="mounts",
+        )
+
+
+def _mounts(raw: Any) -> tuple[dict[str, Any], ...]:
+    """The ``mounts`` argument: spec strings (deploy) or the stored maps (a version loaded)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple) or len(raw) > MAX_MOUNTS:
+        raise InvalidParameterValue(
+            f"mounts must be a list of at most {MAX_MOUNTS} HOSTDIR:/mnt/NAME[:ro]",
+            field="mounts",
+        )
+    out: list[dict[str, Any]] = []
+    for item in raw:
+        if isinstance(item, str):
+            mount = parse_mount(item)
+        elif isinstance(item, dict):
+            mount = {
+                "source": item.get("source"),
+                "target": item.get("target"),
+                "read_only": item.get("read_only", False),
+                "uid": item.get("uid"),
+                "gid": item.get("gid"),
+            }
+            if not isinstance(mount["source"], str) or not isinstance(mount["read_only"], bool):
+                raise InvalidParameterValue(f"malformed mount {item!r:.200}", field="mounts")
+            for key in ("uid", "gid"):
+                value = mount[key]
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise InvalidParameterValue(f"malformed mount {item!r:.200}", field="mounts")
+            _check_source(mount["source"])
+        else:
+            raise InvalidParameterValue(f"malformed mount {item!r:.200}", field="mounts")
+        target = mount["target"]
+        if not isinstance(target, str) or not MOUNT_TARGET_RE.fullmatch(target):
+            raise InvalidParameterValue(
+                f"a mount's target must be /mnt/NAME (NAME: letters, digits, _ . -), "
+                f"got {target!r}",
+                field="mounts",
+            )
+        if any(m["target"] == target for m in out):
+            raise InvalidParameterValue(f"two mounts at {target}", field="mounts")
+        out.append(mount)
+    return tuple(out)
 
 
 def check_host_support(config: FunctionConfig, *, egress_unavailable: str | None) -> None:

@@ -74,6 +74,7 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
             "min_warm",
             "pids_max",
             "layers",
+            "mounts",
         }
     ),
     "get": frozenset({"name"}),

@@ -163,6 +163,9 @@ class Specializer:
                 layers = tuple(self.layer_dirs(version))
                 for layer in layers:
                     layer_fds.append(_libc.open_tree_clone(layer))
+                # File-system mounts (/mnt): the host directory itself, not its submounts.
+                for mount in cfg.mounts:
+                    layer_fds.append(_libc.open_tree_clone(mount["source"], recursive=False))
                 fds.extend(layer_fds)
             init = messages.Init(
                 function={**cfg.to_dict(), "version": str(version.number)},

@@ -97,13 +97,17 @@ def serve(
             ),
         )
         egress = dict(msg.egress) if msg.egress is not None else None
-        # fds: the code's detached mount (when there is one), then one per layer.
-        n_layers = len(msg.layers)
-        if n_layers > len(fds):
-            raise ValueError(f"{n_layers} layers but {len(fds)} mounts came with init")
-        layer_fds = fds[len(fds) - n_layers :]
-        code_fd = fds[0] if len(fds) > n_layers else -1
-        phases = contain.specialize(isolation, spec, code_fd, egress, layer_fds)
+        # fds: the code's detached mount (when there is one), one per layer, one per /mnt.
+        fs_mounts = list(function.get("mounts") or ())
+        n_layers, n_mounts = len(msg.layers), len(fs_mounts)
+        if isolation.namespaces and n_layers + n_mounts > len(fds):
+            raise ValueError(f"{n_layers + n_mounts} mounts expected, {len(fds)} came")
+        extra = n_layers + n_mounts if isolation.namespaces else 0
+        tail = fds[len(fds) - extra :] if extra else []
+        code_fd = fds[0] if len(fds) > extra else -1
+        phases = contain.specialize(
+            isolation, spec, code_fd, egress, tail[:n_layers], tail[n_layers:], fs_mounts
+        )
     except Exception as exc:
         chan.send(
             messages.InitError(

@@ -101,7 +101,7 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
     root = spec.mountpoint
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
     _libc.mount("tmpfs", root, "tmpfs", _libc.MS_NOSUID | _libc.MS_NODEV, "size=4m,mode=755")
-    for d in ("proc", "dev", "etc", "tmp", "var/task", "opt", ".old"):
+    for d in ("proc", "dev", "etc", "tmp", "var/task", "opt", "mnt", ".old"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
 
     _build_dev(root + "/dev")
