@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold, harness, metering, peers, report, scale, throughput, warm
+from benchmarks import cold, harness, metering, peers, report, runtimes, scale, throughput, warm
 from benchmarks.harness import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,6 +33,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "warm": warm.run,
     "metering": metering.run,
     "throughput": throughput.run,
+    "runtimes": runtimes.run,
     "scale": scale.run,
 }
 

@@ -82,10 +82,12 @@ def serve(
     function = msg.function
     t_init = time.monotonic_ns()
     if os.getpriority(os.PRIO_PROCESS, 0) > 0:  # a pool refill ran niced: back to normal
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-        except OSError:
-            pass
+        # (with a process runtime's pre-started children: node started niced at pool time)
+        for pid in (0, *getattr(runtime, "child_pids", ())):
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+            except OSError:
+                pass
     try:
         spec = contain.Specialization(
             tmp_mb=int(function["tmp_mb"]),

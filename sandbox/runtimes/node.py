@@ -29,6 +29,7 @@ PRELOAD = ("json", "selectors", "secrets", "resource")
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nodejs", "runtime.mjs")
 NODE = runtimes.node_binary()  # in the zygote, before any fork: every sandbox inherits it
 CONFIG_FD = 3
+READY_FD = 4  # node writes one byte here once it is warmed up and waiting for its config
 # Node's own module search path on Lambda, with layers first.
 NODE_PATH = "/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules"
 _LIMITS = (
@@ -64,12 +65,14 @@ class NodeRuntime(ProcessRuntime):
         node = NODE[0]
         script = _inside(SCRIPT, path_map) if isolation.namespaces else SCRIPT
         config_r, self.config_w = os.pipe2(os.O_CLOEXEC)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         env = {"PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin", "NODE_PATH": NODE_PATH}
         pid = os.fork()
         if pid == 0:  # the node process: confined as the handler will be, then exec
             try:
                 os.dup2(config_r, CONFIG_FD)  # inheritable
-                _libc.close_range(CONFIG_FD + 1)
+                os.dup2(ready_w, READY_FD)
+                _libc.close_range(READY_FD + 1)
                 for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 if isolation.credentials:
@@ -80,7 +83,15 @@ class NodeRuntime(ProcessRuntime):
             finally:
                 os._exit(127)
         os.close(config_r)
+        os.close(ready_w)
         self.adopt(pid)
+        # Pool time: the sandbox is "ready" only once node is — started, its modules loaded,
+        # blocked on fd 3 — so that taking it from the pool means no interpreter start. (EOF:
+        # node died; Init reports it.)
+        try:
+            os.read(ready_r, 1)
+        finally:
+            os.close(ready_r)
 
     def start_process(self, init: messages.Init, task_root: str, env: dict[str, str]) -> None:
         if NODE is None or self.child_pid == 0:

@@ -105,6 +105,11 @@ class ProcessRuntime:
         self.uid = os.getuid()
         self.gid = os.getgid()
 
+    @property
+    def child_pids(self) -> tuple[int, ...]:
+        """The runtime process, if it has been started (the agent renices it with itself)."""
+        return (self.child_pid,) if self.child_pid else ()
+
     # -- what a concrete runtime says --------------------------------------------------------
 
     def command(self, init: messages.Init, task_root: str) -> Sequence[str]:

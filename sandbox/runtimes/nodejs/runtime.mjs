@@ -1,8 +1,8 @@
 // lambdad's Node.js runtime client: Lambda's Node programming model over the Runtime API.
 //
 // Started at pool time by sandbox/runtimes/node.py, already confined (unprivileged uid,
-// seccomp). It warms up, then blocks reading the function's configuration from fd 3 (JSON:
-// env, taskRoot, handler), written by the sandbox's agent at Init. Then: Lambda's environment,
+// seccomp). It warms up, says so on fd 4, then blocks reading the function's configuration
+// from fd 3 (JSON: env, taskRoot, handler), written by the sandbox's agent at Init. Then: Lambda's environment,
 // the handler loaded (CommonJS or ES module), and the loop: GET next -> handler(event,
 // context[, callback]) -> POST response | error.
 //
@@ -11,13 +11,14 @@
 // is empty, unless it is set to false), errors as {errorType, errorMessage, trace}, console
 // lines as `<ISO time>\t<request id>\t<LEVEL>\t<message>` with newlines as \r.
 
-import { closeSync, existsSync, readSync } from "node:fs";
+import { closeSync, existsSync, readSync, writeSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
 
 const CONFIG_FD = 3;
+const READY_FD = 4; // one byte: warmed up, waiting for the configuration
 const API_PREFIX = "/2018-06-01/runtime";
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 let currentRequestId; // undefined outside an invocation, as on Lambda
@@ -246,6 +247,8 @@ process.on("unhandledRejection", (reason) => {
 // -- main -----------------------------------------------------------------------------------
 
 async function main() {
+  writeSync(READY_FD, "r");
+  closeSync(READY_FD);
   const config = readConfig();
   for (const key of Object.keys(process.env)) delete process.env[key];
   Object.assign(process.env, config.env);
@@ -291,10 +294,41 @@ async function main() {
   }
 }
 
-// Warm-up at pool time: the modules the loop needs are loaded above; touch the code paths.
-format("%s %d %j", "warm", 1, { up: true });
-JSON.stringify(errorShape(new Error("warm-up")));
-main().catch((err) => {
-  logLine("ERROR", [`lambdad runtime failed \t${JSON.stringify(errorShape(err))}`]);
-  process.exit(1);
-});
+// Warm-up at pool time, before saying ready: what the first cold start would otherwise pay —
+// the module loader (import() of a CommonJS file), the HTTP client, the handler call path,
+// formatting.
+async function warmUp() {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const mod = await import(pathToFileURL(path.join(here, "warmup.cjs")).href);
+  await run(mod.handler ?? mod.default.handler, { warm: true }, makeContext({}, {}));
+  // One real round trip, to a throw-away server of its own on the sandbox's loopback: the
+  // client's request and response paths (and llhttp) are then compiled.
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => res.end('{"warm":true}'));
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = server.address().port;
+  const saved = process.env.AWS_LAMBDA_RUNTIME_API;
+  process.env.AWS_LAMBDA_RUNTIME_API = `127.0.0.1:${port}`;
+  try {
+    await api("POST", "/warm-up", JSON.stringify({ warm: true }));
+    await api("GET", "/warm-up");
+  } finally {
+    process.env.AWS_LAMBDA_RUNTIME_API = saved;
+    agent.destroy(); // no connection to the throw-away server survives
+    await new Promise((resolve) => server.close(resolve));
+  }
+  format("%s %d %j", "warm", 1, { up: true });
+  JSON.stringify(errorShape(new Error("warm-up")));
+  JSON.parse('{"a":[1,2.5,"x",null,true]}');
+  new Date().toISOString();
+}
+
+warmUp()
+  .catch(() => {})
+  .then(main)
+  .catch((err) => {
+    logLine("ERROR", [`lambdad runtime failed \t${JSON.stringify(errorShape(err))}`]);
+    process.exit(1);
+  });
