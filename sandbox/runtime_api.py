@@ -355,7 +355,8 @@ class RuntimeApiServer:
         self.handed_at = 0
         self.answer: Answer | None = None
         self.init_outcome: InitOutcome | None = None
-        self.finished: set[str] = set()  # request ids already answered (their late posts: 403)
+        # Request ids already answered, oldest first (their late posts: 403).
+        self.finished: dict[str, None] = {}
         self.child_fd = -1
 
     # -- the agent's side ------------------------------------------------------------------
@@ -386,9 +387,9 @@ class RuntimeApiServer:
         while self.answer is None:
             self._step()
         answer = self.answer
-        self.finished.add(event.request_id)
-        if len(self.finished) > 64:
-            self.finished.pop()
+        self.finished[event.request_id] = None
+        while len(self.finished) > 64:
+            del self.finished[next(iter(self.finished))]
         self.event = self.pending = None
         return answer
 
@@ -569,7 +570,7 @@ class RuntimeApiServer:
     def _answer(self, answer: Answer) -> None:
         if self.answer is None and self.event is not None:
             self.answer = answer
-            self.finished.add(self.event.request_id)
+            self.finished[self.event.request_id] = None
             self.event = None
 
     def _next(self, conn: _Conn, req: Request) -> None:
