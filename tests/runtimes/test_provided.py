@@ -127,6 +127,13 @@ def test_chunked_response_and_error_posts(client: Client) -> None:
     assert only.error is not None and only.error["errorType"] == "Custom.OnlyHeader"
 
 
+def test_a_response_that_is_not_json_reaches_the_caller_as_text(client: Client) -> None:
+    inv = probe(client, "probe-text", {"act": "text"})
+    assert inv.error is None
+    assert inv.result == "Echoing request: 'hi' ✓"
+    assert inv.raw_result == "Echoing request: 'hi' ✓".encode()
+
+
 def test_bootstrap_exiting_during_an_invocation_is_runtime_exit_error(client: Client) -> None:
     inv = probe(client, "probe-exit", {"act": "exit", "status": 3})
     assert inv.error is not None and inv.error["errorType"] == "Runtime.ExitError"
