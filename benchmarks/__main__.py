@@ -28,6 +28,7 @@ from benchmarks import (
     metering,
     peers,
     report,
+    runtimes,
     scale,
     soak,
     throughput,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "http": http_invoke.run,
     "metering": metering.run,
     "throughput": throughput.run,
+    "runtimes": runtimes.run,
     "scale": scale.run,
 }
 # Run only when named with --only: the soak runs for minutes (--minutes) and measures

@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="Lambda's LoggingConfig.LogFormat: the root logger's records")  # fmt: skip
     d.add_argument("--log-level", default="", metavar="LEVEL",
                    help="ApplicationLogLevel (TRACE..FATAL; needs --log-format JSON)")  # fmt: skip
+    d.add_argument("--layer", action="append", default=[], metavar="NAME:VERSION",
+                   help="a layer version merged at /opt, in order (later wins)")  # fmt: skip
+    d.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOSTDIR:/mnt/NAME[:ro]",
+        help="a host directory at /mnt/NAME, used as the directory's owner (admin only)",
+    )
 
     i = verb("invoke", "invoke a function; result on stdout, REPORT on stderr")
     i.add_argument("name", help="NAME, or NAME:QUALIFIER (a version number, $LATEST or an alias)")
@@ -272,19 +281,72 @@ async def _deploy_examples(service: Service, directory: str) -> None:
     import asyncio
 
     from lambdad.client import zip_code
-    from lambdad.functions import validate
+    from lambdad.errors import InvalidParameterValue
+    from lambdad.functions import check_host_support, validate
 
+    layers = await _publish_example_layers(service, directory)
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if not os.path.isfile(os.path.join(path, "app.py")):
+        # A Python example is an app.py; any other says its runtime and handler in
+        # function.json ({"runtime": "nodejs20.x", "handler": "index.handler"}), and may
+        # name example layers ({"layers": ["greeting"]}: its version published at start).
+        settings: dict[str, Any] = {}
+        if os.path.isfile(os.path.join(path, "function.json")):
+            with open(os.path.join(path, "function.json")) as f:
+                settings = json.load(f)
+        elif not os.path.isfile(os.path.join(path, "app.py")):
             continue
         code = await asyncio.to_thread(zip_code, path)
-        deployment = await service.deploy(validate({"name": name}), code)
+        try:
+            if "layers" in settings:
+                settings["layers"] = [layers.get(ref, ref) for ref in settings["layers"]]
+            config = validate({**settings, "name": name})
+            check_host_support(config, egress_unavailable=None)
+        except InvalidParameterValue as exc:
+            print(f"lambdad: example {name!r} skipped: {exc}", file=sys.stderr)
+            continue
+        deployment = await service.deploy(config, code)
         state = "deployed" if deployment.created else "unchanged"
         print(
             f"lambdad: example {name!r} {state} (version {deployment.function.version})",
             file=sys.stderr,
         )
+
+
+async def _publish_example_layers(service: Service, directory: str) -> dict[str, str]:
+    """Each ``DIR/*/layer.json`` ({"layer": NAME, ...}) with its files in ``content/``: a new
+    version of layer NAME, unless its newest has the same zip. Returns NAME -> NAME:VERSION."""
+    import asyncio
+    import base64
+    import hashlib
+
+    from lambdad.client import zip_code
+    from lambdad.layers import PublishRequest
+
+    found: dict[str, str] = {}
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        if not os.path.isfile(os.path.join(path, "layer.json")):
+            continue
+        with open(os.path.join(path, "layer.json")) as f:
+            settings = json.load(f)
+        name = str(settings["layer"])
+        content = await asyncio.to_thread(zip_code, os.path.join(path, "content"))
+        sha = base64.b64encode(hashlib.sha256(content).digest()).decode()
+        versions = service.layers.list_versions(name)
+        if versions and versions[0].code_sha256 == sha:
+            version, state = versions[0], "unchanged"
+        else:
+            request = PublishRequest.make(
+                name,
+                content,
+                description=settings.get("description", ""),
+                compatible_runtimes=settings.get("compatible_runtimes", ()),
+            )
+            version, state = await service.layers.publish(request), "published"
+        found[name] = f"{name}:{version.number}"
+        print(f"lambdad: example layer {found[name]} {state}", file=sys.stderr)
+    return found
 
 
 def _client_verb(args: argparse.Namespace) -> int:
@@ -307,6 +369,8 @@ def _client_verb(args: argparse.Namespace) -> int:
                 tmp_mb=args.tmp,
                 log_format=args.log_format,
                 application_log_level=args.log_level,
+                **({"mounts": args.mount} if args.mount else {}),
+                **({"layers": args.layer} if args.layer else {}),
             )
             print(json.dumps(fn, indent=2, sort_keys=True))
             return 0

@@ -84,13 +84,24 @@ class Invocation:
         raw = outcome.result
         return cls(
             request_id=outcome.request_id,
-            result=json.loads(raw) if raw else None,
+            result=_decode_result(raw),
             error=None if outcome.error is None else dict(outcome.error),
             function_error=outcome.function_error,
             report=outcome.report,
             log_tail=outcome.log_tail,
             raw_result=raw,
         )
+
+
+def _decode_result(raw: bytes | None) -> Any:
+    """The function's answer: JSON as Python values. A custom runtime may post any bytes (as on
+    Lambda); what is not JSON is returned as text (``raw_result`` keeps the bytes)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def invocation_from_wire(body: Mapping[str, Any]) -> Invocation:

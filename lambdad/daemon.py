@@ -91,6 +91,7 @@ class Daemon:
             config, self.registry, self.logs, events, self.admission, self.warm,
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
+        specializer.layer_dirs = self.service.layer_dirs
         self.egress = HostEgress(specializer, config.disable_isolation)
         # Persisted per-minute statistics; first of the workers, so that the counters are
         # back (from the store) before anything can invoke.

@@ -77,6 +77,7 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
             "log_format",
             "application_log_level",
             "system_log_level",
+            "mounts",
         }
     ),
     "get": frozenset({"name"}),

@@ -29,7 +29,7 @@ import msgpack
 
 from lambdad.errors import ServiceError
 from lambdad.logs import LogStream
-from sandbox import messages
+from sandbox import messages, runtimes
 from sandbox.cgroups import Cgroup, CgroupBackend
 
 log = logging.getLogger("lambdad")
@@ -419,11 +419,13 @@ class Zygote:
         # a handler makes itself dumpable). So: no configuration on the command line (it goes
         # over the control link), and a minimal environment, never the daemon's.
         ours.send(messages.encode(config))
+        # Another Python version's zygote runs on that interpreter (sandbox.runtimes).
+        interpreter, extra_env = runtimes.zygote_command(self.runtime)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
+            [interpreter, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
-            env=ZYGOTE_ENV,
+            env={**ZYGOTE_ENV, **extra_env},
             cwd="/",
             umask=0o022,  # the sandboxes' root file system is read by other uids
             # Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)

@@ -40,10 +40,10 @@ from lambdad.errors import (
     TooManyRequests,
 )
 from lambdad.events import EventStore
-from lambdad.functions import FunctionConfig, Version, check_host_support
+from lambdad.functions import FunctionConfig, Version, check_host_support, check_unzipped_size
 from lambdad.invoke import Call, Invoker, new_trace_id
 from lambdad.keys import ApiKey, KeyStore, NewKey
-from lambdad.layers import Layers, LayerStore
+from lambdad.layers import Layers, LayerStore, parse_layer_version_arn
 from lambdad.logs import (
     QUERY_LIMIT_DEFAULT,
     QUERY_LIMIT_MAX,
@@ -120,10 +120,9 @@ class Service:
         self.invoker = invoker
         self.runtimes = runtimes
         self.memory_budget_mb = memory_budget_mb
-        # Layers (lambdad/layers.py): the fronts publish, list and delete through this.
-        # Functions reference no layers until issue 14 mounts them at /opt; it passes the
-        # store an ``in_use`` that reads the registry, so deleted versions stay while used.
-        self.layers = layers or Layers(LayerStore(registry.state_dir))
+        # Layers (lambdad/layers.py): the fronts publish, list and delete through this; a
+        # deleted version stays while any version of any function references it.
+        self.layers = layers or Layers(LayerStore(registry.state_dir, self._layers_in_use))
         self.missing: builtins.list[str] = []  # protections this host lacks (hello, stats)
         self.egress_unavailable: str | None = None  # why network = "egress" cannot run here
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
@@ -263,6 +262,8 @@ class Service:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
         async with self._registry_lock:
             code_sha = await asyncio.to_thread(self.registry.store_code, code)
+            previous = self.registry.functions.get(config.name)
+            config = await self._with_layers(config, code_sha, previous)
             version, created = await asyncio.to_thread(self.registry.add_version, config, code_sha)
         state = self.warm.state(config.name)
         self.admission.set_reserved(config.name, config.concurrency)
@@ -273,6 +274,56 @@ class Service:
         for listener in self.listeners:
             listener.on_deploy(config.name, version.number, created)
         return Deployment(self.get(config.name), created)
+
+    async def _with_layers(
+        self, config: FunctionConfig, code_sha: str, previous: Function | None
+    ) -> FunctionConfig:
+        """``config`` with its layers as version ARNs, once each is known to exist and code
+        plus layers fit Lambda's 250 MB unzipped.
+
+        A version this function already uses may have been deleted since (it is retained, as
+        on Lambda); any other must be live.
+
+        Raises:
+            InvalidParameterValue: an unknown layer version, or over the size limit.
+        """
+        if not config.layers:
+            return config
+        used = {_layer_ref(a) for a in previous.latest.config.layers} if previous else set()
+        store = self.layers.store
+        arns: list[str] = []
+        sizes: list[int] = []
+        for ref in config.layers:
+            name, number = _layer_ref(ref)
+            try:
+                if (name, number) in used:
+                    version = store.resolve(name, number)
+                else:
+                    version = store.get(name, number)
+            except ResourceNotFound:
+                raise InvalidParameterValue(
+                    f"Layer version {ref} does not exist.", field="layers"
+                ) from None
+            arns.append(version.arn(self.config.region))
+            sizes.append(version.unzipped_size)
+        code_bytes = await asyncio.to_thread(self.code_size, code_sha)
+        check_unzipped_size(code_bytes, sizes)
+        return dataclasses.replace(config, layers=tuple(arns))
+
+    def _layers_in_use(self) -> set[tuple[str, int]]:
+        """(layer, version) pairs any version of any function references (the store's
+        ``in_use``: a deleted version among them is retained)."""
+        return {
+            _layer_ref(arn)
+            for fn in self.registry
+            for version in (fn.latest, *fn.versions)
+            for arn in version.config.layers
+        }
+
+    def layer_dirs(self, version: Version) -> builtins.list[str]:
+        """The host directories of ``version``'s layers, in order (the specializer's hook)."""
+        store = self.layers.store
+        return [store.tree_path(store.resolve(*_layer_ref(arn))) for arn in version.config.layers]
 
     def _disk_shortfall(self) -> str | None:
         c = self.config
@@ -449,6 +500,7 @@ class Service:
             if config.name in self.registry.functions:
                 raise ResourceConflict(f"Function already exist: {config.name}", name=config.name)
             code_sha = await asyncio.to_thread(self.registry.store_code, code)
+            config = await self._with_layers(config, code_sha, None)
             version = await asyncio.to_thread(self.registry.set_latest, config, code_sha)
             if publish:
                 version, _ = await asyncio.to_thread(self.registry.publish, config.name)
@@ -483,9 +535,8 @@ class Service:
             code_sha = fn.latest.code_sha256
             if code is not None:
                 code_sha = await asyncio.to_thread(self.registry.store_code, code)
-            version = await asyncio.to_thread(
-                self.registry.set_latest, config or fn.latest.config, code_sha
-            )
+            config = await self._with_layers(config or fn.latest.config, code_sha, fn)
+            version = await asyncio.to_thread(self.registry.set_latest, config, code_sha)
             if publish:
                 version, _ = await asyncio.to_thread(self.registry.publish, name)
         self._versions_changed(name)
@@ -727,3 +778,11 @@ def _view(state: FunctionState[Sandbox]) -> FunctionStatsView:
         stats=state.stats.to_wire(),
         sandboxes=SandboxCounts(warm, initializing, idle, frozen, live=len(state.sandboxes)),
     )
+
+
+def _layer_ref(ref: str) -> tuple[str, int]:
+    """A layer version ARN or ``NAME:VERSION`` -> (name, version)."""
+    if ref.startswith("arn:"):
+        return parse_layer_version_arn(ref)
+    name, _, number = ref.rpartition(":")
+    return name, int(number)

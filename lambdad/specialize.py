@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -102,6 +103,9 @@ class Specializer:
         self.logs = logs
         self.budget = Budget(memory_budget_mb, _host_pids_budget())
         self.egress: EgressHost | None = None  # set once the host half is up
+        # The layer directories of a version, in order (later wins), mounted at /opt. The
+        # layer store plugs in here; without one, functions have no layers.
+        self.layer_dirs: Callable[[Version], Sequence[str]] = lambda version: ()
         self.egress_unavailable = "not set up yet"  # why egress is None
 
     def make_room(self, memory_mb: int, pids: int) -> None:
@@ -180,6 +184,7 @@ class Specializer:
         cfg = version.config
         t0 = time.monotonic_ns()
         tree_fd = -1
+        layer_fds: list[int] = []
         try:
             limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
             if sandbox.cgroup is not None and limits != POOL_LIMITS:
@@ -200,12 +205,22 @@ class Specializer:
                 # detach() never blocks (the veth is deleted by egress's own thread).
                 sandbox.on_close = lambda: egress_off(sandbox.id)
             fds = []
+            layers: tuple[str, ...] = ()
             if os.geteuid() == 0 or sandbox.zygote.missing == []:
                 try:
                     tree_fd = _libc.open_tree_clone(code_path)
                     fds.append(tree_fd)
                 except OSError:
                     pass
+                # A layer that cannot be mounted fails the cold start (OSError, below): a
+                # function never runs without the /opt it was deployed with.
+                layers = tuple(self.layer_dirs(version))
+                for layer in layers:
+                    layer_fds.append(_libc.open_tree_clone(layer))
+                # File-system mounts (/mnt): the host directory itself, not its submounts.
+                for mount in cfg.mounts:
+                    layer_fds.append(_libc.open_tree_clone(mount["source"], recursive=False))
+                fds.extend(layer_fds)
             init = messages.Init(
                 function={**cfg.to_dict(), "version": str(version.number or "$LATEST")},
                 code_path=code_path,
@@ -214,6 +229,7 @@ class Specializer:
                 egress=egress,
                 region=self.region,
                 initialization_type="provisioned-concurrency" if provisioned else "on-demand",
+                layers=layers,
             )
             try:
                 sandbox.send_init(init, fds)
@@ -226,6 +242,9 @@ class Specializer:
             if tree_fd >= 0:
                 os.close(tree_fd)
                 tree_fd = -1
+            for fd in layer_fds:
+                os.close(fd)
+            layer_fds.clear()
             t_sent = time.monotonic_ns()
             reply = await sandbox.receive_any(timeout=INIT_TIMEOUT_S)
             if not isinstance(reply, messages.InitDone | messages.InitError):
@@ -261,6 +280,8 @@ class Specializer:
         finally:
             if tree_fd >= 0:
                 os.close(tree_fd)
+            for fd in layer_fds:
+                os.close(fd)
         sandbox.drain_log()
         # The daemon's side of the cold start, so that nothing has to be guessed: waiting for
         # a pooled (or forked) sandbox, preparing the init message, and the init round trip

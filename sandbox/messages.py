@@ -43,6 +43,7 @@ MAX_TRACE_ID: Final = 256
 # AWS_LAMBDA_INITIALIZATION_TYPE's values: on demand, provisioned concurrency (min_warm) and
 # SnapStart's (a sandbox forked from an initialized template).
 INITIALIZATION_TYPES: Final = ("on-demand", "provisioned-concurrency", "snap-start")
+MAX_LAYERS: Final = 5  # Lambda's limit per function
 
 
 class MessageError(ValueError):
@@ -130,6 +131,9 @@ class Init:
     egress: Mapping[str, str] | None = None  # the veth end's addresses, network = "egress"
     region: str = "us-east-1"  # AWS_REGION, and the region of the function's ARN
     initialization_type: str = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE
+    # The function's layer directories on the host, in order (later wins); their detached
+    # mounts travel as the last len(layers) fds, after the code's.
+    layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,11 +302,16 @@ def bounded_error(raw: Any) -> dict[str, Any]:
     trace = raw.get("stackTrace", [])
     if not isinstance(trace, list) or not all(isinstance(t, str) for t in trace):
         raise MessageError("stackTrace is not a list of strings")
-    return {
+    error = {
         "errorMessage": str(raw.get("errorMessage", ""))[:MAX_ERROR_MESSAGE],
         "errorType": str(raw.get("errorType", "Error"))[:MAX_ERROR_TYPE],
         "stackTrace": [t[:MAX_FRAME_CHARS] for t in trace[:MAX_FRAMES]],
     }
+    # Node.js's shape names the stack ``trace`` (kept as well, bounded the same way).
+    node_trace = raw.get("trace")
+    if isinstance(node_trace, list) and all(isinstance(t, str) for t in node_trace):
+        error["trace"] = [t[:MAX_FRAME_CHARS] for t in node_trace[:MAX_FRAMES]]
+    return error
 
 
 def _result(m: Mapping[str, Any]) -> Result:
@@ -325,6 +334,8 @@ def _result(m: Mapping[str, Any]) -> Result:
 
 
 def _init(m: Mapping[str, Any]) -> Init:
+    if len(m.get("layers") or ()) > MAX_LAYERS:
+        raise MessageError(f"more than {MAX_LAYERS} layers")
     egress = m.get("egress")
     if egress is not None and not isinstance(egress, dict):
         raise MessageError("egress is not a map")
@@ -336,6 +347,7 @@ def _init(m: Mapping[str, Any]) -> Init:
         egress=egress,
         region=_region(m),
         initialization_type=_choice(m, "initialization_type", INITIALIZATION_TYPES),
+        layers=_strings(m, "layers"),
     )
 
 

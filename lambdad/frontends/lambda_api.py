@@ -348,16 +348,6 @@ def _validated(args: Mapping[str, Any]) -> FunctionConfig:
     return config
 
 
-def _check_layers(ctx: Context, config: FunctionConfig) -> None:
-    """Layers the layer store knows are accepted; unknown ones too while no store is
-    loaded (they are stored and shown, and checked once layers exist)."""
-    if "lambdad.frontends.lambda_layers" not in ctx.extras:
-        return
-    for arn in config.layers:
-        if ctx.layer_info(arn) is None:
-            raise invalid(f"Layer version {arn} does not exist.")
-
-
 def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -384,7 +374,6 @@ async def create_function(ctx: Context, call: Call) -> Response:
         raise invalid("Role is required")
     code = await _off_loop(call.request, _zip_file, doc.get("Code"))
     config = _validated(_config_args(doc, {"name": name, "timeout_s": 3}))
-    _check_layers(ctx, config)
     tags = _tags(doc["Tags"]) if doc.get("Tags") is not None else {}
     publish = bool(_get(doc, "Publish", bool, "true or false"))
     version = await ctx.service.create_function(config, code, publish=publish)
@@ -482,7 +471,6 @@ async def update_function_configuration(ctx: Context, call: Call) -> Response:
     fn = ctx.service.registry.get(name)
     base = fn.latest.config.to_dict()
     config = _validated(_config_args(doc, base))
-    _check_layers(ctx, config)
     revision = _get(doc, "RevisionId", str, "a revision id")
     version = await ctx.service.update_function(name, config=config, revision_id=revision)
     fn = ctx.service.registry.get(name)

@@ -247,7 +247,7 @@ def setup(ctx: Context) -> None:
     def layer_info(arn: str) -> int | None:
         try:
             name, number = parse_layer_version_arn(arn)
-            return layers.get(name, number).code_size
+            return layers.store.resolve(name, number).code_size  # retained ones too
         except LambdadError:
             return None
 

@@ -193,7 +193,7 @@ def setup(env: Mapping[str, str], relocate: Callable[[str], str] = lambda p: p) 
     _prepared.handler = None  # one installation per sandbox
     if json_format:
         handler.setFormatter(formatters[1])
-    if level in logging.getLevelNamesMapping():
+    if level and isinstance(logging.getLevelName(level), int):  # (3.10 has no name mapping)
         logging.getLogger().setLevel(level)
     return json_format
 

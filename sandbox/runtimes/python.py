@@ -243,7 +243,9 @@ class PythonRuntime:
         if self.private_root:
             python_layout.isolate_imports(task_root, env.get("PYTHONPATH", ""))
         else:  # no private root: the host's paths, the function's code first
-            sys.path[:0] = [task_root, "/opt/python"]
+            # Lambda's order: the function, then layers' site-packages, then layers' /opt/python.
+            layer_site = f"/opt/python/lib/python{sys.version_info[0]}.{sys.version_info[1]}"
+            sys.path[:0] = [task_root, layer_site + "/site-packages", "/opt/python"]
         os.chdir(task_root)
         json_logs = lambda_logging.setup(env, _relocate)
         t_import = time.monotonic_ns()

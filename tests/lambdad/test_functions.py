@@ -281,7 +281,7 @@ def test_unknown_network_modes(network: Any) -> None:
 def test_layers_are_layer_version_arns() -> None:
     exc = refused({"layers": ["numpy"]})
     assert exc.details == {"field": "layers"}
-    assert exc.message == "layers must be layer version ARNs, got 'numpy'"
+    assert exc.message == "layers must be layer version ARNs or NAME:VERSION, got 'numpy'"
     assert validate({"name": "f", "layers": []}).layers == ()
     assert validate({"name": "f", "layers": None}).layers == ()
     arn = "arn:aws:lambda:us-east-1:000000000000:layer:numpy:3"
@@ -313,3 +313,19 @@ def test_version_sha_depends_on_config_and_code_only() -> None:
     assert version_sha256(a, "x") != version_sha256(c, "x")
     assert version_sha256(a, "x") != version_sha256(a, "y")
     assert len(version_sha256(a, "x")) == 64
+
+
+def test_code_plus_layers_over_250_mb_unzipped_is_refused_with_lambdas_message() -> None:
+    from lambdad.functions import MAX_UNZIPPED_WITH_LAYERS, check_unzipped_size
+
+    check_unzipped_size(MAX_UNZIPPED_WITH_LAYERS - 3, [1, 1, 1])  # exactly at the limit
+    with pytest.raises(InvalidParameterValue) as info:
+        check_unzipped_size(MAX_UNZIPPED_WITH_LAYERS - 3, [1, 1, 1, 1])
+    assert str(info.value) == (
+        "Function code combined with layers exceeds the maximum allowed size of 262144000 "
+        "bytes. The actual size is 262144001 bytes."
+    )
+    assert info.value.details == {"field": "layers"}
+    with pytest.raises(InvalidParameterValue) as too_many:
+        check_unzipped_size(1, [1] * 6)
+    assert "at most 5 layers" in str(too_many.value)
