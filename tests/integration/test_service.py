@@ -69,6 +69,8 @@ def test_ctrl_c_stops_daemon_and_zygotes_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: proc.poll() is not None or answers(sock), 60)
         assert proc.poll() is None, log.read_text()
         with Client(sock) as c:
+            # The examples deploy one by one once the socket answers.
+            wait_for(lambda: "sleeper" in {f["name"] for f in c.list()}, 60)
             assert c.invoke("hello", {}).error is None  # a warm sandbox exists
         in_flight: list[Invocation | LambdadError] = []
 
