@@ -26,11 +26,13 @@ from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.destinations import Destinations
 from lambdad.errors import ServiceError
 from lambdad.events import EventStore
 from lambdad.invoke import Invoker
 from lambdad.logs import LogStore
 from lambdad.placement import WarmPool
+from lambdad.queues.mapping import QueueTriggers
 from lambdad.registry import Registry
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import Scheduler
@@ -85,8 +87,15 @@ class Daemon:
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
         self.egress = HostEgress(specializer, config.disable_isolation)
+        # Queues, event-source mappings and async destinations (issue 16), reached by the
+        # fronts through service.components.
+        queues = QueueTriggers(config, self.service)
+        destinations = Destinations(config, self.service, queues.queues)
+        self.service.components.update({"queues": queues, "destinations": destinations})
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
+            queues,
+            destinations,
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),

@@ -110,6 +110,9 @@ class Service:
         self.egress_unavailable: str | None = None  # why network = "egress" cannot run here
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
+        # Components the fronts reach by name (queues and mappings, destinations): set by the
+        # daemon when it builds them.
+        self.components: dict[str, Component] = {}
         self.on_async_accepted: Callable[[], None] = lambda: None
         self._registry_lock = asyncio.Lock()
         for fn in registry:
@@ -338,7 +341,13 @@ class Service:
         """One attempt of an accepted async event (the event id is its request id)."""
         version = self.registry.get(name).version(qualifier)
         result = await self.run(version, payload, request_id=event_id)
-        return {"error": result.error}
+        # Destinations (lambdad/destinations.py) build their record from all of it.
+        return {
+            "error": result.error,
+            "result": result.result,
+            "function_error": result.function_error,
+            "executed_version": result.executed_version,
+        }
 
 
 def _view(state: FunctionState[Sandbox]) -> FunctionStatsView:

@@ -43,6 +43,8 @@ from lambdad.errors import (
     ResourceNotFound,
     ServiceError,
 )
+from lambdad.frontends.unix_queues import ADMIN as QUEUE_ADMIN_OPS
+from lambdad.frontends.unix_queues import QUEUE_OPS
 from lambdad.functions import validate
 from lambdad.layers import PublishRequest, parse_layer_name
 from lambdad.model import Caller, InvokeRequest, wire_name
@@ -63,7 +65,9 @@ log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive", "layer_publish", "layer_delete"})
+ADMIN_OPS: Final = frozenset(
+    {"deploy", "delete", "redrive", "layer_publish", "layer_delete", *QUEUE_ADMIN_OPS}
+)
 
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
@@ -277,6 +281,7 @@ OPS: Final[dict[str, Op]] = {
     "layer_publish": UnixFront.op_layer_publish,
     "layer_list": UnixFront.op_layer_list,
     "layer_delete": UnixFront.op_layer_delete,
+    **QUEUE_OPS,  # queues, event-source mappings, destinations (lambdad/frontends/unix_queues.py)
 }
 
 
