@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lambdad.service import Service
 
-from lambdad import __version__
+from lambdad import __version__, cli_queues
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
 
 EXIT_FUNCTION_ERROR = 1
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
     _layer_parser(verb("layer", "publish, list and delete layers (shared code for /opt)"))
+    cli_queues.add_parsers(verb)  # queue, trigger (queue mappings), destination
     return p
 
 
@@ -264,6 +265,9 @@ def _client_verb(args: argparse.Namespace) -> int:
             return 0
         if args.verb == "layer":
             return _layer_verb(client, args)
+        done = cli_queues.run(client, args)
+        if done is not None:
+            return done
     raise AssertionError(args.verb)
 
 
