@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from lambdad.errors import InvalidParameterValue
+from lambdad.errors import InvalidParameterValue, ServiceError
 from lambdad.queues.records import Record
 from lambdad.queues.store import QUEUE_NAME_RE, QueueStore, queue_arn
 
@@ -197,6 +197,10 @@ class NatsSource:
             try:
                 msgs = await self._sub.fetch(limit - len(got), timeout=wait)
             except (NatsTimeout, TimeoutError):
+                if not self._nc.is_connected:
+                    raise ServiceError(
+                        f"NATS server {self.target.server} is unreachable (reconnecting)"
+                    ) from None
                 msgs = []
             for msg in msgs:
                 record = await self._record(msg)
