@@ -621,6 +621,23 @@ class AsyncOperations:
         body = await self.call("destination_set", function=function, **settings)
         return body["config"]  # type: ignore[no-any-return]
 
+    async def get_mapping(self, name: str) -> dict[str, Any]:
+        return (await self.call("mapping_get", name=name))["mapping"]  # type: ignore[no-any-return]
+
+    async def update_mapping(self, name: str, **changes: Any) -> dict[str, Any]:
+        body = await self.call("mapping_update", name=name, **changes)
+        return body["mapping"]  # type: ignore[no-any-return]
+
+    async def delete_mapping(self, name: str) -> None:
+        await self.call("mapping_delete", name=name)
+
+    async def get_destination(self, function: str | None = None) -> dict[str, Any]:
+        args = {"function": function} if function is not None else {}
+        return await self.call("destination_get", **args)
+
+    async def delete_destination(self, function: str) -> None:
+        await self.call("destination_delete", function=function)
+
 
 class AsyncClient(AsyncOperations):
     """asyncio client with the same methods as :class:`Client` (coroutines). Many requests may
