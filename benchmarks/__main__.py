@@ -20,7 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold, harness, http_invoke, metering, peers, report, scale, throughput, warm
+from benchmarks import (
+    cold,
+    harness,
+    http_invoke,
+    metering,
+    peers,
+    queues,
+    report,
+    scale,
+    throughput,
+    warm,
+)
 from benchmarks.harness import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "http": http_invoke.run,
     "metering": metering.run,
     "throughput": throughput.run,
+    "queues": queues.run,  # issue 16: mapping throughput, embedded and NATS (not in the table yet)
     "scale": scale.run,
 }
 
