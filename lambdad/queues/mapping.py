@@ -241,6 +241,7 @@ class QueueTriggers(Component):
         self.counters: dict[str, MappingCounters] = {}
         self._running: dict[str, _Running] = {}
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -260,8 +261,27 @@ class QueueTriggers(Component):
         self.config = config
 
     def on_delete(self, function: str) -> None:
-        """A deleted function's mappings stay but deliver nothing until it exists again
-        (each poll records the ResourceNotFound as the mapping's last error)."""
+        """A deleted function's mappings are disabled, explicitly (they stay, so that
+        re-creating the function and enabling them resumes delivery)."""
+        for m in self.list(function):
+            if m.enabled:
+                task = asyncio.ensure_future(self._disable_for_deleted(m))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _disable_for_deleted(self, m: MappingSettings) -> None:
+        async with self._lock:
+            current = self.mappings.get(m.uuid)
+            if current is None:
+                return
+            await self._stop_mapping(m.uuid)  # first: no poller overwrites the reason below
+            counters = self.counters.setdefault(m.uuid, MappingCounters())
+            counters.last_error = f"function {m.function!r} was deleted: the mapping is disabled"
+            counters.last_error_at = time.time()
+            self.mappings[m.uuid] = dataclasses.replace(current, enabled=False,
+                                                        last_modified=time.time())  # fmt: skip
+            await asyncio.to_thread(self.store.save, builtins.list(self.mappings.values()))
+        log.info("event source mapping %s disabled: function %s deleted", m.name, m.function)
 
     # -- mappings --------------------------------------------------------------------------
 

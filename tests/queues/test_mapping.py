@@ -298,6 +298,10 @@ def test_mapping_settings_are_validated_and_survive_a_restart(
         assert [q["name"] for q in c.list_queues()] == ["val"]
         c.send_message("val", "after-restart")
         wait_for(lambda: bodies_seen(c, "val1") == ["after-restart"])
+        # Deleting the function disables its mappings, explicitly.
+        c.delete("val1")
+        wait_for(lambda: c.get_mapping("m1")["state"] == "disabled")
+        assert "was deleted" in c.get_mapping("m1")["counters"]["last_error"]
         c.delete_mapping(m["uuid"])
         assert c.list_mappings() == []
         c.delete_queue("val")

@@ -81,7 +81,7 @@ def test_input_checks_name_the_field() -> None:
         QueueSettings.make("q", visibility_timeout_s=-1)
     with pytest.raises(InvalidParameterValue, match="own dead-letter queue"):
         QueueSettings.make("q", max_receive_count=2, dead_letter="q")
-    with pytest.raises(InvalidParameterValue, match="over SQS.s limit of 262144"):
+    with pytest.raises(InvalidParameterValue, match=r"over SQS.s limit of 262144"):
         OutgoingMessage.make("x" * (256 * 1024 + 1))
     with pytest.raises(InvalidParameterValue, match="reserved"):
         check_attributes({"AWS.TraceHeader": "x"})
