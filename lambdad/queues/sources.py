@@ -10,11 +10,14 @@ NATS (``nats://HOST:PORT/STREAM[?visibility_timeout=S&max_receive_count=N&dead_l
 * the stream (subject = the stream's name, file storage) is created if it does not exist;
 * a durable pull consumer per mapping (``lambdad-<mapping>``), explicit acks, ``AckWait`` =
   the visibility timeout;
-* ``MaxDeliver`` = the receive count + 1. The extra delivery is the one on which lambdad moves
-  the message to the dead-letter subject (default ``<STREAM>.dead-letter``, kept in a stream
-  ``<STREAM>_DLQ`` created beside it) with its headers and ``Lambdad-Receive-Count`` /
-  ``Lambdad-Original-Sequence`` headers, then acks it — so a message whose last attempt died
-  with the daemon still reaches the dead-letter path instead of being dropped by the server;
+* the receive count is counted by lambdad from each delivery's ``num_delivered``: the delivery
+  after the last allowed one is where lambdad moves the message to the dead-letter subject
+  (default ``<STREAM>.dead-letter``, kept in a stream ``<STREAM>_DLQ`` created beside it) with
+  its headers plus ``Lambdad-Receive-Count`` / ``Lambdad-Original-Sequence``, then acks it.
+  The consumer's ``MaxDeliver`` is therefore left unlimited, not set to the receive count: with
+  a bounded MaxDeliver, a move that failed on the last delivery (the daemon killed, the server
+  unreachable for a moment) would leave the message in the stream, never delivered again and
+  never dead-lettered. Unlimited, it comes back after AckWait and the move is tried again;
 * the client reconnects by itself (nats-py, forever); a poller that meets a closed or absent
   server backs off (0.1 s doubling to 5 s) and tries again — never a crash.
 """
@@ -180,7 +183,7 @@ class NatsSource:
             durable_name=self.consumer,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=t.visibility_timeout_s,
-            max_deliver=-1 if t.max_receive_count is None else t.max_receive_count + 1,
+            max_deliver=-1,  # see the module docstring: the receive count is lambdad's
             filter_subject=t.stream,
         )
         await self._js.add_consumer(t.stream, config)
