@@ -37,7 +37,7 @@ SEND_CHUNK = 500
 
 def _counts(settings: Settings) -> dict[int, int]:
     if settings.quick:
-        return {1: 100, 10: 500, 100: 2000}
+        return {1: 200, 10: 1000, 100: 3000}
     return {1: 2000, 10: 10_000, 100: 40_000}
 
 

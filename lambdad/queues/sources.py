@@ -55,6 +55,10 @@ class EmbeddedSource:
         self.store = store
         self.queue = queue
         self.arn = queue_arn(queue)
+        # Processed messages whose delete rides on the next receive's transaction (at most
+        # one poll interval later). Lost with a killed daemon: then they are delivered again,
+        # which at-least-once allows.
+        self._acked: list[str] = []
 
     async def receive(self, limit: int, window_s: float) -> list[Record]:
         waker = self.store.waker(self.queue)
@@ -62,7 +66,13 @@ class EmbeddedSource:
         deadline: float | None = None
         while True:
             waker.clear()
-            for m in await self.store.receive(self.queue, limit - len(got)):
+            acked, self._acked = self._acked, []
+            try:
+                received = await self.store.receive(self.queue, limit - len(got), acked)
+            except BaseException:
+                self._acked = acked + self._acked
+                raise
+            for m in received:
                 got.append(Record(m.id, m.receipt, m.body, m.attributes, m.sent,
                                   m.receive_count, m.first_receive))  # fmt: skip
             if len(got) >= limit:
@@ -80,14 +90,16 @@ class EmbeddedSource:
                     return got  # let the poller look at its settings again
 
     async def ack(self, records: Sequence[Record]) -> None:
-        await self.store.delete([r.receipt for r in records])
+        self._acked += [r.receipt for r in records]
+        self.store.waker(self.queue).set()  # an idle poller flushes the deletes now
 
     async def release(self, records: Sequence[Record]) -> None:
         """Failed messages stay invisible for the rest of their visibility timeout (as on
         SQS: Lambda does not change their visibility)."""
 
     async def close(self) -> None:
-        pass
+        acked, self._acked = self._acked, []
+        await self.store.delete(acked)
 
 
 @dataclass(frozen=True, slots=True)

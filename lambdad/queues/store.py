@@ -350,18 +350,22 @@ class QueueStore:
         assert self._db is not None
         self._db.execute("PRAGMA synchronous=FULL")
 
-    def _receive(self, q: QueueSettings, limit: int) -> list[Message]:
+    def _receive(self, q: QueueSettings, limit: int, deletes: Sequence[str]) -> list[Message]:
         try:
             self._relaxed()
-            return self._receive_tx(q, limit)
+            return self._receive_tx(q, limit, deletes)
         finally:
             self._strict()
 
-    def _receive_tx(self, q: QueueSettings, limit: int) -> list[Message]:
+    def _receive_tx(self, q: QueueSettings, limit: int, deletes: Sequence[str]) -> list[Message]:
         assert self._db is not None
         now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            for part in _chunks(list(deletes)):
+                self._db.execute(
+                    f"DELETE FROM messages WHERE receipt IN ({','.join('?' * len(part))})", part
+                )
             self._db.execute(
                 "DELETE FROM messages WHERE queue=? AND sent < ?", (q.name, now - q.retention_s)
             )
@@ -570,16 +574,20 @@ class QueueStore:
             event = self._wakers[name] = asyncio.Event()
         return event
 
-    async def receive(self, name: str, limit: int) -> list[Message]:
-        """Up to ``limit`` visible messages, hidden for the visibility timeout. Raises
-        ResourceNotFound."""
+    async def receive(
+        self, name: str, limit: int, delete_first: Sequence[str] = ()
+    ) -> list[Message]:
+        """Up to ``limit`` visible messages, hidden for the visibility timeout; in the same
+        transaction, first delete the messages of ``delete_first`` (receipt handles: what a
+        poller processed since its last receive — one commit instead of two per batch).
+        Raises ResourceNotFound."""
         queue = self.get(name)
         if queue.dead_letter is not None and queue.dead_letter not in self._queues:
             raise ResourceNotFound(
                 f"dead-letter queue {queue.dead_letter!r} of {name!r} does not exist",
                 queue=queue.dead_letter,
             )
-        messages: list[Message] = await self._run(self._receive, queue, limit)
+        messages: list[Message] = await self._run(self._receive, queue, limit, delete_first)
         if queue.dead_letter is not None:
             self.waker(queue.dead_letter).set()
         return messages
