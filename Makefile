@@ -28,7 +28,7 @@ system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: $(call SYSTEM_STAMP,run) venv
-	$(VENV)/bin/lambdad serve --examples examples
+	$(VENV)/bin/lambdad serve --examples examples --gateway 127.0.0.1:9002
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: $(call SYSTEM_STAMP,test) venv lint

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--examples", metavar="DIR", help="deploy every subdirectory of DIR as a function at start"
     )
+    s.add_argument("--gateway", metavar="HOST:PORT", help="serve the HTTP gateway (triggers)")
 
     d = verb("deploy", "deploy or update a function")
     d.add_argument("name")
@@ -94,7 +95,44 @@ def _parser() -> argparse.ArgumentParser:
     rd = verb("redrive", "re-queue dead letters (all of a function's, or one event)")
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
+    _trigger_parser(verb("trigger", "HTTP routes, function URLs and schedules"))
     return p
+
+
+def _trigger_parser(t: argparse.ArgumentParser) -> None:
+    sub = t.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="create a trigger").add_subparsers(
+        dest="kind", required=True, metavar="KIND"
+    )
+    kinds = {
+        "http": add.add_parser("http", help="an HTTP API route on the gateway"),
+        "url": add.add_parser("url", help="a function URL (prints it)"),
+        "schedule": add.add_parser("schedule", help="an EventBridge schedule"),
+    }
+    for kp in kinds.values():
+        kp.add_argument("name")
+        kp.add_argument("function", help="FUNCTION or FUNCTION:QUALIFIER")
+        kp.add_argument("--json", action="store_true", help="print the trigger as JSON")
+    h = kinds["http"]
+    h.add_argument("--route", required=True, help="'GET /items/{id}', 'ANY /{proxy+}', '$default'")
+    h.add_argument("--payload-format", choices=["2.0", "1.0"])
+    h.add_argument("--api", choices=["http", "rest"], help="HTTP API (default) or REST API")
+    for kp in (h, kinds["url"]):
+        kp.add_argument("--cors-origin", action="append", default=[], metavar="O")
+        kp.add_argument("--cors-method", action="append", default=[], metavar="M")
+        kp.add_argument("--cors-header", action="append", default=[], metavar="H")
+    kinds["url"].add_argument("--auth", choices=["NONE", "AWS_IAM"], default="NONE")
+    sch = kinds["schedule"]
+    sch.add_argument("--expression", required=True, help="rate(...), cron(...) or at(...)")
+    sch.add_argument("--timezone")
+    sch.add_argument("--input", help="constant JSON input instead of the Scheduled Event")
+    sch.add_argument("--catch-up", choices=["none", "last", "all"])
+    sch.add_argument("--overlap", choices=["allow", "skip"])
+    ls = sub.add_parser("ls", help="list triggers with their counters")
+    ls.add_argument("--function")
+    ls.add_argument("--json", action="store_true")
+    for action in ("rm", "enable", "disable"):
+        sub.add_parser(action, help=f"{action} a trigger").add_argument("name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,8 +166,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["LAMBDAD_CONFIG_FILE"] = os.path.abspath(args.config)
     cfg = config.load(
-        args.config, socket_path=args.socket, state_dir=args.state_dir, strict=args.strict
-    )
+        args.config, socket_path=args.socket, state_dir=args.state_dir, strict=args.strict,
+        gateway_address=args.gateway,
+    )  # fmt: skip
 
     examples = args.examples
 
@@ -203,6 +242,8 @@ def _client_verb(args: argparse.Namespace) -> int:
                 raise InvalidRequest("redrive needs a function name or --event ID")
             print(f"re-queued {client.redrive(args.name, args.event)} event(s)")
             return 0
+        if args.verb == "trigger":
+            return _trigger(client, args)
     raise AssertionError(args.verb)
 
 
@@ -271,3 +312,64 @@ def _logs(client: Any, name: str, follow: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _trigger(client: Any, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        function, _, qualifier = args.function.partition(":")
+        settings: dict[str, Any] = {}
+        if args.kind == "http":
+            settings = {"route": args.route, "payload_format": args.payload_format,
+                        "api": args.api}  # fmt: skip
+        elif args.kind == "schedule":
+            settings = {
+                "expression": args.expression,
+                "timezone": args.timezone,
+                "input": args.input,
+                "catch_up": args.catch_up,
+                "overlap": args.overlap,
+            }
+        else:
+            settings = {"auth_type": args.auth}
+        if args.kind in ("http", "url") and (args.cors_origin or args.cors_method or
+                                              args.cors_header):  # fmt: skip
+            settings["cors"] = {"allow_origins": args.cors_origin,
+                                "allow_methods": args.cors_method,
+                                "allow_headers": args.cors_header}  # fmt: skip
+        settings = {k: v for k, v in settings.items() if v is not None}
+        trigger = client.trigger_add(args.kind, args.name, function, qualifier or None, **settings)
+        if args.json:
+            print(json.dumps(trigger, indent=2, sort_keys=True))
+        elif args.kind == "url":
+            print(trigger.get("url") or "(no gateway: start the daemon with --gateway)")
+        else:
+            print(f"added {args.kind} trigger {args.name} -> {trigger['function']}")
+        return 0
+    if args.action == "ls":
+        triggers = client.trigger_list(args.function)
+        if args.json:
+            print(json.dumps(triggers, indent=2, sort_keys=True))
+            return 0
+        for t in triggers:
+            s = t["settings"]
+            what = {
+                "http": s.get("route"),
+                "url": t.get("url") or s.get("auth_type"),
+                "schedule": s.get("expression"),
+            }[t["kind"]]
+            target = t["function"] + (f":{t['qualifier']}" if t["qualifier"] else "")
+            c = t["counters"]
+            state = "enabled" if t["enabled"] else f"disabled ({t['disabled_reason']})"
+            print(
+                f"{t['name']:<20} {t['kind']:<8} {target:<20} {what:<28} {state}  "
+                f"received={c['received']} invoked={c['invoked']} failed={c['failed']}"
+            )
+        return 0
+    if args.action == "rm":
+        client.trigger_delete(args.name)
+        print(f"removed trigger {args.name}")
+        return 0
+    switch = client.trigger_enable if args.action == "enable" else client.trigger_disable
+    trigger = switch(args.name)
+    print(f"trigger {args.name} {'enabled' if trigger['enabled'] else 'disabled'}")
+    return 0

@@ -379,6 +379,31 @@ class Client:
         args = {k: v for k, v in (("name", name), ("event_id", event_id)) if v is not None}
         return int(self.call("redrive", **args)["redriven"])
 
+    # -- triggers (docs/triggers-http.md, docs/triggers-schedules.md) --------------------
+
+    def trigger_add(self, kind: str, name: str, function: str, qualifier: str | None = None,
+                    **settings: Any) -> dict[str, Any]:  # fmt: skip
+        """Create a trigger (``kind``: http, url or schedule) bound to ``function``; the
+        settings are the kind's (``route=``, ``expression=``, ...). Returns its description."""
+        args: dict[str, Any] = {"kind": kind, "name": name, "function": function,
+                                "settings": settings}  # fmt: skip
+        if qualifier is not None:
+            args["qualifier"] = qualifier
+        return self.call("trigger_add", **args)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_list(self, function: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"function": function} if function is not None else {}
+        return self.call("trigger_list", **args)["triggers"]  # type: ignore[no-any-return]
+
+    def trigger_delete(self, name: str) -> None:
+        self.call("trigger_delete", name=name)
+
+    def trigger_enable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_enable", name=name)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_disable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_disable", name=name)["trigger"]  # type: ignore[no-any-return]
+
 
 class AsyncOperations:
     """The operations of the async clients (asyncio and trio), written once over ``call``."""

@@ -67,6 +67,7 @@ class DaemonConfig:
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off
+    gateway_address: str = ""  # the HTTP gateway (http and url triggers), e.g. "127.0.0.1:9002"
     # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
     # what each costs or to debug. Each is reported as missing; --strict refuses to start.
     disable_isolation: tuple[str, ...] = ()

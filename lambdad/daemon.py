@@ -37,6 +37,7 @@ from lambdad.scheduler import Scheduler
 from lambdad.service import Service
 from lambdad.specialize import HostEgress, Specializer
 from lambdad.supervisor import RuntimeSupervisor
+from lambdad.triggers.manager import Triggers
 from sandbox import cgroups
 from sandbox.cgroups import CgroupBackend
 
@@ -85,11 +86,14 @@ class Daemon:
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
         self.egress = HostEgress(specializer, config.disable_isolation)
+        self.triggers = Triggers(config, self.service)
+        self.service.triggers = self.triggers
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),
+            self.triggers,
         ]  # fmt: skip
         # The core's components, in start order (stopped in reverse).
         self.components: list[Component] = [self.egress, self.runtimes, *self.workers]

@@ -99,8 +99,8 @@ class EventStore:
         with self._db:  # one transaction, one fsync for the whole batch
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO events (id, function, qualifier, payload, state, attempts, next_at,"
-                " created, updated) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events (id, function, qualifier, payload, state, attempts,"
+                " next_at, created, updated) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
                 rows,
             )
 
@@ -136,10 +136,16 @@ class EventStore:
             self._db = None
         self._executor.shutdown(wait=True)
 
-    async def put(self, function: str, qualifier: str | None, payload: bytes) -> str:
-        """Store an event durably; returns its id once the commit is on disk."""
+    async def put(
+        self, function: str, qualifier: str | None, payload: bytes, event_id: str | None = None
+    ) -> str:
+        """Store an event durably; returns its id once the commit is on disk.
+
+        ``event_id``: an idempotency key (a schedule's trigger + scheduled time): a second put
+        with an id already stored changes nothing.
+        """
         assert self._loop is not None
-        event_id = str(uuid.uuid4())
+        event_id = event_id or str(uuid.uuid4())
         now = time.time()
         done: asyncio.Future[None] = self._loop.create_future()
         self._pending_puts.append(((event_id, function, qualifier, payload, now, now, now), done))
@@ -166,6 +172,11 @@ class EventStore:
                 self._wake.set()
         finally:
             self._flushing = False
+
+    async def state(self, event_id: str) -> str | None:
+        """An event's state (pending, running, done, dead), None when not stored."""
+        rows = await self._run(self._db_call, "SELECT state FROM events WHERE id=?", (event_id,))
+        return str(rows[0][0]) if rows else None
 
     def wake(self) -> None:
         self._wake.set()

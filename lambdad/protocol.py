@@ -87,6 +87,12 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     "logs": frozenset({"name", "cursor"}),
     "dead_letters": frozenset({"name"}),
     "redrive": frozenset({"name", "event_id"}),
+    # Triggers (lambdad/triggers/wire.py; docs/triggers-http.md, docs/triggers-schedules.md).
+    "trigger_add": frozenset({"kind", "name", "function", "qualifier", "settings"}),
+    "trigger_list": frozenset({"function"}),
+    "trigger_delete": frozenset({"name"}),
+    "trigger_enable": frozenset({"name"}),
+    "trigger_disable": frozenset({"name"}),
 }
 
 

@@ -105,6 +105,9 @@ class Service:
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
         self.on_async_accepted: Callable[[], None] = lambda: None
+        # lambdad.triggers.Triggers, set by the daemon; the fronts reach it here
+        # (lambdad.triggers.manager.of). Typed Any: the service may not import its callers.
+        self.triggers: Any = None
         self._registry_lock = asyncio.Lock()
         for fn in registry:
             warm.state(fn.name)

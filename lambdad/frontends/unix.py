@@ -56,12 +56,13 @@ from lambdad.protocol import (
     _Sentinel,
 )
 from lambdad.service import Service
+from lambdad.triggers import wire as trigger_wire
 
 log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"})
+ADMIN_OPS: Final = frozenset({"deploy", "delete", "redrive"}) | trigger_wire.ADMIN_OPS
 
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
@@ -197,7 +198,9 @@ class UnixFront(Component):
     async def op_stats(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         if args.get("name") is not None:
             return self.service.function_stats(wire_name(args)).to_wire()
-        return (await self.service.stats()).to_wire()
+        body = (await self.service.stats()).to_wire()
+        body["stats"]["triggers"] = trigger_wire.counters(self.service)
+        return body
 
     async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         data, cursor = await self.service.logs(wire_name(args), args.get("cursor"))
@@ -231,6 +234,7 @@ OPS: Final[dict[str, Op]] = {
     "logs": UnixFront.op_logs,
     "dead_letters": UnixFront.op_dead_letters,
     "redrive": UnixFront.op_redrive,
+    **cast(dict[str, Op], trigger_wire.OPS),
 }
 
 
