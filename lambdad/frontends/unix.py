@@ -200,6 +200,7 @@ class UnixFront(Component):
             return self.service.function_stats(wire_name(args)).to_wire()
         body = (await self.service.stats()).to_wire()
         body["stats"]["triggers"] = trigger_wire.counters(self.service)
+        body["stats"]["gateway_address"] = self.service.addresses.get("gateway")
         return body
 
     async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
