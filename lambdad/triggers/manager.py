@@ -276,6 +276,8 @@ class Triggers(Component):
             # monotonic clock, and a wall-clock step must not fire early.
             while (delay := scheduled - time.time()) > 0:
                 await asyncio.sleep(min(delay, 3600.0))
+            if self.service.draining:
+                return  # stopping: this time is missed, as if the daemon were down (catch_up)
             await self._fire(trigger, scheduled)
             after = scheduled
 

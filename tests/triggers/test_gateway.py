@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-
 from typing import Any
 
 import pytest
@@ -42,8 +41,9 @@ def handler(event, context):
 """
 
 
-def request(address: str, method: str, path: str, body: bytes = b"",
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, list[str]], bytes]:  # fmt: skip
+def request(
+    address: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, list[str]], bytes]:
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
@@ -71,18 +71,29 @@ def gw(gw_daemon: DaemonProcess, tmp_path_factory: pytest.TempPathFactory) -> di
         c.trigger_add("http", "shapes-v1", "shapes", route="GET /shapes-v1", payload_format="1.0")
         c.trigger_add("http", "shapes-rest", "shapes", route="GET /shapes-rest", api="rest")
         c.trigger_add("http", "throttled", "nobody", route="GET /throttled")
-        c.trigger_add("http", "cors", "echo", route="PUT /cors",
-                      cors={"allow_origins": ["https://app.example"], "allow_methods": ["PUT"],
-                            "allow_headers": ["x-token"], "max_age": 60})  # fmt: skip
+        c.trigger_add(
+            "http",
+            "cors",
+            "echo",
+            route="PUT /cors",
+            cors={
+                "allow_origins": ["https://app.example"],
+                "allow_methods": ["PUT"],
+                "allow_headers": ["x-token"],
+                "max_age": 60,
+            },
+        )
         address = c.stats()["gateway_address"]
     return {"address": address}
 
 
 def test_v2_event_has_every_documented_field(gw: dict[str, Any]) -> None:
-    status, headers, body = request(
-        gw["address"], "GET", "/items/42?a=1&a=2&b=x%20y",
+    status, _headers, body = request(
+        gw["address"],
+        "GET",
+        "/items/42?a=1&a=2&b=x%20y",
         headers={"Cookie": "c1=v1; c2=v2", "X-Multi": "one", "User-Agent": "tester/1"},
-    )  # fmt: skip
+    )
     assert status == 200, body
     event = json.loads(body)
     assert event["version"] == "2.0"
@@ -94,8 +105,13 @@ def test_v2_event_has_every_documented_field(gw: dict[str, Any]) -> None:
     assert event["queryStringParameters"] == {"a": "1,2", "b": "x y"}
     assert event["pathParameters"] == {"id": "42"}
     ctx = event["requestContext"]
-    assert ctx["http"] == {"method": "GET", "path": "/items/42", "protocol": "HTTP/1.1",
-                           "sourceIp": "127.0.0.1", "userAgent": "tester/1"}  # fmt: skip
+    assert ctx["http"] == {
+        "method": "GET",
+        "path": "/items/42",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "tester/1",
+    }
     assert ctx["routeKey"] == "GET /items/{id}" and ctx["stage"] == "$default"
     assert isinstance(ctx["timeEpoch"], int) and ctx["time"].endswith(" +0000")
     assert event["isBase64Encoded"] is False and "body" not in event
@@ -121,9 +137,12 @@ def test_most_specific_route_wins_and_unknown_is_404(gw: dict[str, Any]) -> None
 def test_v1_event_and_binary_request_body(gw: dict[str, Any]) -> None:
     blob = bytes(range(256))
     status, _, body = request(
-        gw["address"], "POST", "/v1/ada?x=1&x=2", body=blob,
+        gw["address"],
+        "POST",
+        "/v1/ada?x=1&x=2",
+        body=blob,
         headers={"Content-Type": "application/octet-stream"},
-    )  # fmt: skip
+    )
     assert status == 200, body
     event = json.loads(body)
     assert event["version"] == "1.0" and event["httpMethod"] == "POST"
@@ -144,7 +163,10 @@ def test_response_mapping_v2(gw: dict[str, Any]) -> None:
     a = gw["address"]
     status, headers, body = request(a, "GET", "/shapes?kind=plain")
     assert (status, headers["content-type"], json.loads(body)) == (
-        200, ["application/json"], {"hello": "world"})  # fmt: skip
+        200,
+        ["application/json"],
+        {"hello": "world"},
+    )
     status, headers, body = request(a, "GET", "/shapes?kind=binary")
     assert status == 201 and body == bytes(range(256))
     assert headers["set-cookie"] == ["a=1; Path=/", "b=2"]
@@ -207,8 +229,13 @@ def test_function_url_none_and_aws_iam(gw: dict[str, Any], gw_daemon: DaemonProc
         with pytest.raises(ResourceConflict):
             c.trigger_add("url", "echo-url-2", "echo")
     assert url == f"http://{gw['address']}/lambda-url/echo/"
-    status, _, body = request(gw["address"], "POST", "/lambda-url/echo/some/path?q=1", b"{}",
-                              {"Content-Type": "application/json"})  # fmt: skip
+    status, _, body = request(
+        gw["address"],
+        "POST",
+        "/lambda-url/echo/some/path?q=1",
+        b"{}",
+        {"Content-Type": "application/json"},
+    )
     event = json.loads(body)
     assert status == 200 and event["rawPath"] == "/some/path" and event["body"] == "{}"
     assert event["routeKey"] == "$default"
@@ -220,17 +247,20 @@ def test_function_url_none_and_aws_iam(gw: dict[str, Any], gw_daemon: DaemonProc
     full = f"http://{gw['address']}/lambda-url/shapes/?kind=plain"
     signed = AWSRequest(method="GET", url=full)
     SigV4Auth(creds, "lambda", "us-east-1").add_auth(signed)
-    status, _, body = request(gw["address"], "GET", "/lambda-url/shapes/?kind=plain",
-                              headers=dict(signed.headers.items()))  # fmt: skip
+    status, _, body = request(
+        gw["address"], "GET", "/lambda-url/shapes/?kind=plain", headers=dict(signed.headers.items())
+    )
     assert (status, json.loads(body)) == (200, {"hello": "world"}), body
 
 
 def test_bad_routes_and_conflicts_are_refused(gw_daemon: DaemonProcess) -> None:
     with gw_daemon.client() as c:
-        for route, words in [("FETCH /x", "expected 'METHOD /path'"),
-                             ("GET x", "must start with '/'"),
-                             ("GET /{proxy+}/more", "must be the last segment"),
-                             ("GET /a//b", "invalid path segment")]:  # fmt: skip
+        for route, words in [
+            ("FETCH /x", "expected 'METHOD /path'"),
+            ("GET x", "must start with '/'"),
+            ("GET /{proxy+}/more", "must be the last segment"),
+            ("GET /a//b", "invalid path segment"),
+        ]:
             with pytest.raises(InvalidParameterValue, match=words):
                 c.trigger_add("http", "bad", "echo", route=route)
         with pytest.raises(ResourceConflict, match="taken by trigger 'get-item'"):
@@ -248,5 +278,3 @@ def test_malformed_http_gets_400_and_gateway_keeps_serving(gw: dict[str, Any]) -
         assert s.recv(4096).startswith(b"HTTP/1.1 400")
     status, _, _ = request(gw["address"], "GET", "/items/1")
     assert status == 200
-
-
