@@ -57,9 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--gateway", metavar="HOST:PORT", help="serve the HTTP gateway (triggers)")
 
-    d = verb("deploy", "deploy or update a function")
-    d.add_argument("name")
-    d.add_argument("--code", required=True, help="a directory or a zip file")
+    d = verb("deploy", "deploy or update a function, or an AWS SAM template")
+    d.add_argument("name", nargs="?")
+    d.add_argument("--code", help="a directory or a zip file")
+    d.add_argument("--template", help="an AWS SAM template.yaml (docs/triggers-http.md)")
+    d.add_argument("--param", action="append", default=[], metavar="K=V", help="template parameter")
+    d.add_argument("--prune", action="store_true", help="remove what the template no longer has")
+    d.add_argument("--stack", help="the template's stack name (default: its directory's name)")
     d.add_argument("--handler", default="app.handler")
     d.add_argument("--runtime", default="python3")
     d.add_argument("--memory", type=int, default=128, help="MB (64-10240)")
@@ -203,7 +207,16 @@ def _client_verb(args: argparse.Namespace) -> int:
     from lambdad.client import Client
 
     with Client(args.socket) as client:
+        if args.verb == "deploy" and args.template:
+            from lambdad.triggers import sam
+
+            params = dict(_parse_env(item) for item in args.param)
+            for line in sam.apply(client, sam.plan(args.template, params, args.stack), args.prune):
+                print(line)
+            return 0
         if args.verb == "deploy":
+            if not args.name or not args.code:
+                raise InvalidRequest("deploy needs NAME and --code (or --template FILE)")
             env = dict(_parse_env(item) for item in args.env)
             fn = client.deploy(
                 args.name,
