@@ -114,6 +114,7 @@ def _trigger_parser(t: argparse.ArgumentParser) -> None:
         "schedule": add.add_parser("schedule", help="an EventBridge schedule"),
     }
     for kp in kinds.values():
+        _socket_option(kp)
         kp.add_argument("name")
         kp.add_argument("function", help="FUNCTION or FUNCTION:QUALIFIER")
         kp.add_argument("--json", action="store_true", help="print the trigger as JSON")
@@ -133,10 +134,19 @@ def _trigger_parser(t: argparse.ArgumentParser) -> None:
     sch.add_argument("--catch-up", choices=["none", "last", "all"])
     sch.add_argument("--overlap", choices=["allow", "skip"])
     ls = sub.add_parser("ls", help="list triggers with their counters")
+    _socket_option(ls)
     ls.add_argument("--function")
     ls.add_argument("--json", action="store_true")
     for action in ("rm", "enable", "disable"):
-        sub.add_parser(action, help=f"{action} a trigger").add_argument("name")
+        ap = sub.add_parser(action, help=f"{action} a trigger")
+        _socket_option(ap)
+        ap.add_argument("name")
+
+
+def _socket_option(sp: argparse.ArgumentParser) -> None:
+    """``--socket`` after the nested sub-commands too (SUPPRESS: an absent one does not
+    override the verb's)."""
+    sp.add_argument("--socket", default=argparse.SUPPRESS, help="the daemon's socket")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

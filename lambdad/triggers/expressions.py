@@ -22,6 +22,7 @@ the whole expression) and the reason.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,15 +76,15 @@ class Schedule:
     cron5: str = ""  # cron: croniter's five fields
     years: frozenset[int] | None = None  # cron: None = every year
     last_weekday: bool = False  # cron: day-of-month "LW"
-    anchor: float = 0.0  # rate: fires at anchor + k * period (Unix time)
+    anchor: float = 0.0  # rate: fires at floor(anchor) + k * period (Unix time)
 
     def next_after(self, t: datetime) -> datetime | None:
         if self.kind == "rate":
-            ts = t.timestamp()
-            k = int((ts - self.anchor) // self.period_s) + 1
-            nxt = self.anchor + k * self.period_s
-            if nxt <= ts:
-                nxt += self.period_s
+            # Whole seconds: fire times are exact floats, so a fire time fed back in (through
+            # a datetime, which rounds to microseconds) never yields itself again.
+            ts = math.floor(t.timestamp() + 1e-6)
+            anchor = math.floor(self.anchor)
+            nxt = anchor + ((ts - anchor) // self.period_s + 1) * self.period_s
             return datetime.fromtimestamp(nxt, UTC)
         if self.kind == "at":
             assert self.at is not None
@@ -118,6 +119,8 @@ class Schedule:
         t = after
         while True:
             nxt = self.next_after(t)
+            if nxt is not None and nxt <= t:  # a schedule must move forward; never spin
+                raise AssertionError(f"{self.expression}: next fire {nxt} is not after {t}")
             if nxt is None or nxt > until:
                 return out[-limit:] if limit else []
             out.append(nxt)

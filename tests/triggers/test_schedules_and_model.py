@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def test_trigger_model_cli_persistence_and_deleted_function(tmp_path: Path) -> N
                 "--expression",
                 "cron(0 3 * * * *)",
             )
-            assert r.returncode != 0 and "at position 12" in r.stderr
+            assert r.returncode != 0 and "at position 9" in r.stderr
             r = cli(d.socket, "trigger", "add", "http", "web", "fn", "--route", "GET /x")
             assert r.returncode == 0, r.stderr
             r = cli(d.socket, "trigger", "add", "http", "ghost", "nope", "--route", "GET /y")
@@ -146,5 +147,54 @@ def test_trigger_model_cli_persistence_and_deleted_function(tmp_path: Path) -> N
                 assert [t["name"] for t in c.trigger_list()] == ["nightly"]
             r = cli(d.socket, "trigger", "rm", "web")
             assert r.returncode != 0 and "no trigger named 'web'" in r.stderr
+        finally:
+            d.stop()
+
+
+SLOW = "import time\ndef handler(event, context):\n    time.sleep(2)\n    return None\n"
+
+
+@pytest.mark.parametrize(("catch_up", "expected"), [("none", 0), ("last", 1), ("all", 10)])
+def test_missed_fires_follow_catch_up(tmp_path: Path, catch_up: str, expected: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
+        d = make_daemon(tmp, TEST_CONFIG)
+        d.start()
+        try:
+            with d.client() as c:
+                c.deploy("hourly", str(write_function(tmp_path / "hourly", NOOP)))
+                c.trigger_add(
+                    "schedule", "h", "hourly", expression="rate(1 hour)", catch_up=catch_up
+                )
+            d.stop()
+            # As if the daemon had been down for the last ten hours' fires.
+            record = Path(d.state_dir) / "triggers" / "h.json"
+            doc = json.loads(record.read_text())
+            now = time.time()
+            doc["created"] = doc["last_fire"] = now - now % 3600 - 10 * 3600 - 1
+            record.write_text(json.dumps(doc))
+            d.start()
+            with d.client() as c:
+                if expected:
+                    wait_for(lambda: c.trigger_list()[0]["counters"]["invoked"] == expected)
+                t = c.trigger_list()[0]
+                assert t["counters"]["invoked"] == expected
+            assert len(fires(d.state_dir, "hourly")) == expected
+        finally:
+            d.stop()
+
+
+def test_overlap_skip_does_not_pile_up(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="lambdad-test-") as tmp:
+        d = make_daemon(tmp, TEST_CONFIG)
+        d.start()
+        try:
+            with d.client() as c:
+                c.deploy("slow", str(write_function(tmp_path / "slow", SLOW)), timeout_s=10)
+                c.trigger_add("schedule", "s", "slow", expression="rate(1 second)", overlap="skip")
+                wait_for(lambda: c.trigger_list()[0]["counters"]["received"] >= 4, timeout=60)
+                t = c.trigger_list()[0]
+            # The run takes 2 s and a fire comes every second: every other fire is skipped.
+            assert t["counters"]["invoked"] < t["counters"]["received"]
+            assert "the previous run is going" in t["counters"]["last_error"]
         finally:
             d.stop()
