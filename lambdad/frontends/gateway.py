@@ -117,9 +117,8 @@ class Gateway:
         trigger = obj
         inbound = self._inbound(request, request.path, api_id=trigger.name)
         if trigger.settings["payload_format"] == "1.0":
-            resource = "$default" if route.default else "/" + "/".join(route.segments)
-            if route.default:
-                resource = "/{proxy+}"
+            # A $default route has no path of its own: API Gateway calls its resource /{proxy+}.
+            resource = "/{proxy+}" if route.default else "/" + "/".join(route.segments)
             event = apigw.event_v1(inbound, resource, params)
         else:
             event = apigw.event_v2(inbound, route.key, params)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -61,6 +62,7 @@ class Trigger:
     uid: str = ""  # fixed at creation: a re-created trigger of the same name is another one
     disabled_reason: str | None = None
     last_fire: float | None = None
+    removed: bool = False  # not persisted: set once its record is deleted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,8 +109,16 @@ class Counters:
     lag_ms: float | None = None  # schedules: fire time minus scheduled time, last fire
     lags_ms: list[float] = field(default_factory=list)  # the last 1000, for percentiles
 
+    def lag_percentile(self, q: float) -> float | None:
+        if not self.lags_ms:
+            return None
+        ordered = sorted(self.lags_ms)
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
     def to_wire(self) -> dict[str, Any]:
         return {
+            "lag_p50_ms": self.lag_percentile(0.50),
+            "lag_p99_ms": self.lag_percentile(0.99),
             "received": self.received,
             "invoked": self.invoked,
             "failed": self.failed,
@@ -228,6 +238,9 @@ class TriggerStore:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self.triggers: dict[str, Trigger] = {}
         self.load_errors: list[str] = []
+        # A schedule's save runs on a worker thread; this keeps one that finishes after the
+        # trigger was removed from writing its record back.
+        self._lock = threading.Lock()
         for entry in sorted(os.listdir(self.directory)):
             if not entry.endswith(".json"):
                 continue
@@ -264,11 +277,16 @@ class TriggerStore:
 
     def save(self, trigger: Trigger) -> None:
         path = os.path.join(self.directory, trigger.name + ".json")
-        atomic_write(path, json.dumps(trigger.to_dict(), indent=1, sort_keys=True).encode())
+        data = json.dumps(trigger.to_dict(), indent=1, sort_keys=True).encode()
+        with self._lock:
+            if not trigger.removed:
+                atomic_write(path, data)
 
     def remove(self, name: str) -> Trigger:
         trigger = self.get(name)
-        os.unlink(os.path.join(self.directory, name + ".json"))
+        with self._lock:
+            os.unlink(os.path.join(self.directory, name + ".json"))
+            trigger.removed = True
         del self.triggers[name]
         return trigger
 

@@ -269,6 +269,24 @@ def test_bad_routes_and_conflicts_are_refused(gw_daemon: DaemonProcess) -> None:
             c.trigger_add("http", "typo", "echo", route="GET /t", payload_fromat="1.0")
 
 
+def test_header_flood_gets_431(gw: dict[str, Any]) -> None:
+    flood = {f"x-h{i}": "v" for i in range(150)}
+    status, _, body = request(gw["address"], "GET", "/items/1", headers=flood)
+    assert status == 431 and json.loads(body)["message"]
+
+
+def test_slow_client_gets_408_while_others_are_served(gw: dict[str, Any]) -> None:
+    import socket
+
+    host, port = gw["address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as slow:
+        slow.sendall(b"GET /items/1 HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        status, _, _ = request(gw["address"], "GET", "/items/2")
+        assert status == 200  # the gateway serves others meanwhile
+        answer = slow.recv(4096)  # the head deadline (10 s) answers, then closes
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
 def test_malformed_http_gets_400_and_gateway_keeps_serving(gw: dict[str, Any]) -> None:
     import socket
 
