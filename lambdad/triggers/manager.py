@@ -151,6 +151,15 @@ class Triggers(Component):
         self._start_clock(trigger)
         return self.describe(trigger)
 
+    def update_settings(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some of a trigger's settings (checked as a whole). Raises like ``add``."""
+        trigger = self.store.get(name)
+        merged = {**trigger.settings, **changes}
+        trigger.settings = check_settings(trigger.kind, merged)
+        self.store.save(trigger)
+        self._routes = None
+        return self.describe(trigger)
+
     def remove(self, name: str) -> dict[str, Any]:
         trigger = self.store.remove(name)
         self._stop_clock(name)
