@@ -23,6 +23,7 @@ from lambdad.triggers import expressions, routes
 
 KINDS: Final = ("http", "url", "schedule")
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_INPUT_BYTES: Final = 256 * 1024  # a schedule's input is an async payload (Lambda's limit)
 
 # Each kind's settings: name -> default. An unknown setting is refused.
 CORS_DEFAULTS: Final[dict[str, Any]] = {
@@ -219,6 +220,11 @@ def check_settings(kind: str, settings: Any) -> dict[str, Any]:
         if s["input"] is not None:
             if not isinstance(s["input"], str):
                 raise InvalidParameterValue("input must be JSON text", field="input")
+            if len(s["input"].encode()) > MAX_INPUT_BYTES:
+                raise InvalidParameterValue(
+                    f"input is over the async payload limit of {MAX_INPUT_BYTES} bytes",
+                    field="input",
+                )
             try:
                 json.loads(s["input"])
             except ValueError as exc:
