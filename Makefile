@@ -28,7 +28,8 @@ system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: $(call SYSTEM_STAMP,run) venv
-	$(VENV)/bin/lambdad serve --examples examples --gateway 127.0.0.1:9002
+	@echo "HTTP gateway on http://127.0.0.1:9002; Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
+	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001 --gateway 127.0.0.1:9002
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: $(call SYSTEM_STAMP,test) venv lint
@@ -58,10 +59,38 @@ bench: venv
 bench-quick: venv
 	$(PY) -m benchmarks --quick
 
-## Debian's peers for the same-run baselines (bwrap, crun, runc, firejail).
+## Debian's peers for the same-run baselines (bwrap, crun, runc, firejail), and
+## serverless-offline 13 under Serverless Framework 3 for the http scenario (npm, into a cache
+## directory that is not committed).
+SLS_DIR := benchmarks/.cache/serverless-offline
 bench-peers:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap crun runc firejail procps
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+	mkdir -p $(SLS_DIR) && test -f $(SLS_DIR)/package.json || echo '{"name": "lambdad-bench-serverless-offline", "private": true}' > $(SLS_DIR)/package.json
+	cd $(SLS_DIR) && npm install --no-audit --no-fund serverless@3 serverless-offline@13
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## ---- The python runtime's SDK (issue 10) -------------------------------------------------
+## boto3, botocore & co. as Lambda's python runtime provides them: pinned in
+## sandbox/runtimes/python-sdk.txt, installed from PyPI into build/python-sdk/<X.Y>, which
+## every python sandbox sees read-only at /var/runtime. Rebuilt when the pins change.
+PY_SDK := build/python-sdk
+PY_SDK_REQS := sandbox/runtimes/python-sdk.txt
+PY_SDK_STAMP := $(PY_SDK)/.installed-stamp
+
+.PHONY: python-sdk
+$(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP)
+	@ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	rm -rf "$(PY_SDK)/$$ver.tmp" && \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+		--target "$(PY_SDK)/$$ver.tmp" -r $(PY_SDK_REQS) && \
+	rm -rf "$(PY_SDK)/$$ver" && mv "$(PY_SDK)/$$ver.tmp" "$(PY_SDK)/$$ver" && \
+	echo "python$$ver runtime SDK: $$(grep -v '^#' $(PY_SDK_REQS) | tr '\n' ' ')"
+	@touch $@
+
+python-sdk: $(PY_SDK_STAMP)
+run test: python-sdk
+## ---- end of the python runtime's SDK --------------------------------------------------------

@@ -9,6 +9,7 @@ error in the results and the others still run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -20,7 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold, harness, metering, peers, report, scale, throughput, warm
+from benchmarks import (
+    cold,
+    harness,
+    http_invoke,
+    metering,
+    peers,
+    report,
+    runtimes,
+    scale,
+    soak,
+    throughput,
+    warm,
+)  # fmt: skip
 from benchmarks.harness import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,9 +44,16 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "peers": peers.run,
     "cold": cold.run,
     "warm": warm.run,
+    "http": http_invoke.run,
     "metering": metering.run,
     "throughput": throughput.run,
+    "runtimes": runtimes.run,
     "scale": scale.run,
+}
+# Run only when named with --only: the soak runs for minutes (--minutes) and measures
+# stability, not speed.
+OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    "soak": soak.run,
 }
 
 
@@ -46,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         help="output directory (default benchmarks/results, or benchmarks/results/quick)",
     )
     parser.add_argument(
-        "--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)"
+        "--only",
+        help=f"comma-separated subset of: {', '.join([*SCENARIOS, *OPT_IN])} "
+        f"(default: all but {', '.join(OPT_IN)})",
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="how long the soak runs (default 10, --quick 1/3)"
     )
     parser.add_argument(
         "--keep-work", action="store_true", help="keep the temporary directory (daemon logs)"
@@ -54,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir: Path = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     chosen = list(SCENARIOS) if not args.only else [s.strip() for s in args.only.split(",")]
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in SCENARIOS and s not in OPT_IN]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     if os.geteuid() != 0:
@@ -66,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
     work_dir = Path(tempfile.mkdtemp(prefix="lambdad-bench-"))
     settings = Settings.make(args.quick, out_dir, work_dir)
+    if args.minutes is not None:
+        if not args.minutes > 0:
+            parser.error("--minutes must be a positive number")
+        settings = dataclasses.replace(settings, soak_minutes=args.minutes)
     started = time.monotonic()
     results: dict[str, Any] = {
         "meta": {
@@ -85,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
         try:
-            results[name] = SCENARIOS[name](settings)
+            results[name] = {**SCENARIOS, **OPT_IN}[name](settings)
         except Exception:
             failed = True
             results[name] = {"error": traceback.format_exc()}

@@ -61,6 +61,7 @@ class Settings:
     metering_n: int = 50  # invocations per metering case
     peer_n: int = 100  # runs per peer
     spawn_baseline_n: int = 100  # bare interpreters started at once (scale-out baseline)
+    soak_minutes: float = 10.0  # the soak's mixed load (benchmarks/soak.py; --minutes)
 
     @classmethod
     def make(cls, quick: bool, out_dir: Path, work_dir: Path) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             metering_n=5,
             peer_n=5,
             spawn_baseline_n=20,
+            soak_minutes=1 / 3,
         )
 
 
@@ -251,11 +253,13 @@ class BenchDaemon:
         label: names the directory, the log and the cgroup parent.
         work_dir: where the socket, state and log go.
         settings: ``[daemon]`` settings for the TOML config (see lambdad/config.py).
+        extra_args: more ``lambdad serve`` arguments (``--api HOST:PORT``).
     """
 
     label: str
     work_dir: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     started_s: float = 0.0
 
@@ -288,6 +292,7 @@ class BenchDaemon:
                 self.state_dir,
                 log_path=str(self.log_path),
                 config_path=str(self.config_path),
+                extra_args=self.extra_args,
                 env=env,
                 cwd=str(ROOT),
                 deadline_s=START_DEADLINE_S,

@@ -195,6 +195,43 @@ def targets(results: dict[str, Any]) -> list[Target]:
 
     rows.append(_row(results, "metering", "billed duration = ceil(duration) (SPEC §6)",
                      "all", billing))  # fmt: skip
+    rows += _http_targets(results)
+    return rows
+
+
+HTTP_VS_MSGPACK = "warm Invoke over HTTP (keep-alive, SigV4) vs msgpack warm invoke: p50"
+HTTP_VS_SLS = "warm Invoke over HTTP vs serverless-offline's Invoke endpoint: p50"
+
+
+def _http_targets(results: dict[str, Any]) -> list[Target]:
+    """Issue 11's two ratios. A part that could not run says why (``skipped: ...``)."""
+    error = _scenario_error(results, "http")
+    if error is not None:
+        return [Target(HTTP_VS_MSGPACK, "<= 1.5x", error, "-", None),
+                Target(HTTP_VS_SLS, ">= 10x faster", error, "-", None)]  # fmt: skip
+    h = results["http"]
+    warm, api, sls = h["warm_us"], h["api"]["status"], h["serverless_offline"]["status"]
+    msgpack = warm["msgpack"]["p50"]
+    rows = []
+    if warm["http"] is None:
+        rows.append(Target(HTTP_VS_MSGPACK, "<= 1.5x", api, f"msgpack {msgpack:.0f} us", None))
+    else:
+        ratio = warm["http"]["p50"] / msgpack
+        rows.append(Target(HTTP_VS_MSGPACK, "<= 1.5x",
+                           f"{ratio:.2f}x (HTTP {warm['http']['p50']:.0f} us)",
+                           f"msgpack {msgpack:.0f} us", ratio <= 1.5))  # fmt: skip
+    if warm["serverless_offline"] is None:
+        base = f"serverless-offline {sls}"
+    else:
+        base = f"serverless-offline {_fmt_ms(warm['serverless_offline']['p50'] / 1000)}"
+    if warm["http"] is None or warm["serverless_offline"] is None:
+        why = api if warm["http"] is None else sls
+        rows.append(Target(HTTP_VS_SLS, ">= 10x faster", why, base, None))
+    else:
+        faster = warm["serverless_offline"]["p50"] / warm["http"]["p50"]
+        rows.append(Target(HTTP_VS_SLS, ">= 10x faster",
+                           f"{faster:.1f}x faster (HTTP {warm['http']['p50']:.0f} us)", base,
+                           faster >= 10))  # fmt: skip
     return rows
 
 
@@ -261,9 +298,11 @@ def markdown(results: dict[str, Any], rows: list[Target], plots: list[str]) -> s
     lines += _peers_md(results)
     lines += _cold_md(results)
     lines += _warm_md(results)
+    lines += _http_md(results)
     lines += _throughput_md(results)
     lines += _scale_md(results)
     lines += _metering_md(results)
+    lines += _runtimes_md(results)
     problems = results.get("problems") or []
     lines += ["", "## Daemon problems seen in this run", ""]
     lines += [f"* {p}" for p in problems] or ["None."]
@@ -386,6 +425,42 @@ def _warm_md(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _http_md(results: dict[str, Any]) -> list[str]:
+    h = results.get("http")
+    if not isinstance(h, dict) or "error" in h:
+        return []
+    warm, cold = h["warm_us"], h["cold_ms"]
+
+    def cells(s: dict[str, float] | None, scale: float, fmt: str) -> list[str]:
+        if s is None:
+            return ["-"] * 5
+        return [str(s["n"])] + [fmt.format(s[q] * scale) for q in ("p50", "p90", "p99", "max")]
+
+    rows = [
+        ["lambdad, msgpack (Unix socket)", "ok",
+         *cells(warm["msgpack"], 1, "{:.0f}"), *cells(cold["msgpack"], 1, "{:.2f}")],
+        ["lambdad, Lambda API over HTTP", h["api"]["status"],
+         *cells(warm["http"], 1, "{:.0f}"), *cells(cold["http"], 1, "{:.2f}")],
+        [f"serverless-offline ({h['serverless_offline']['version'] or 'not installed'})",
+         h["serverless_offline"]["status"], *cells(warm["serverless_offline"], 1, "{:.0f}"),
+         *(["1", f"{h['serverless_offline_first_invoke_ms']:.2f}", "-", "-", "-"]
+           if "serverless_offline_first_invoke_ms" in h else ["-"] * 5)],
+    ]  # fmt: skip
+    if h.get("boto3_us"):
+        rows.append(["boto3 `invoke` over HTTP (client-side signing and parsing included)", "ok",
+                     *cells(h["boto3_us"], 1, "{:.0f}"), *["-"] * 5])  # fmt: skip
+    lines = ["", "## Invoke over HTTP (Lambda API) vs msgpack vs serverless-offline", ""]
+    lines += [f"Handler: {h['handler']}. Warm in µs (one client, sequential, keep-alive); cold "
+              "in ms (first invocation of a fresh function, generic pool full; for "
+              "serverless-offline its first invocation after start).", ""]  # fmt: skip
+    lines += _md_table(
+        ["path", "status", "warm n", "p50", "p90", "p99", "max",
+         "cold n", "p50", "p90", "p99", "max"],
+        rows,
+    )  # fmt: skip
+    return lines
+
+
 def _throughput_md(results: dict[str, Any]) -> list[str]:
     t = results.get("throughput")
     if not isinstance(t, dict) or "error" in t:
@@ -502,6 +577,42 @@ def _metering_md(results: dict[str, Any]) -> list[str]:
 
 
 # -- plots -----------------------------------------------------------------------------------
+
+
+def _runtimes_md(results: dict[str, Any]) -> list[str]:
+    """Node.js and ``provided`` rows beside their same-run baselines (benchmarks/runtimes.py)."""
+    r = results.get("runtimes")
+    if not r or "error" in r:
+        return []
+
+    def ms(d: dict[str, Any]) -> str:
+        return f"{d['p50']:.2f} / {d['p99']:.2f}" if d.get("n") else "—"
+
+    def us(d: dict[str, Any]) -> str:
+        return f"{d['p50']:.0f} / {d['p99']:.0f}" if d.get("n") else "—"
+
+    speedup, ratio = r["node_cold_speedup"], r["ric_warm_ratio"]
+    t = r["targets"]
+    lines = ["", "## Runtimes: Node.js, provided, the Runtime API", ""]
+    lines += _md_table(
+        ["figure", "lambdad p50 / p99", "same-run baseline p50 / p99", "ratio", "target"],
+        [
+            ["node cold (pool ready), ms", ms(r["node_cold"]["latency_ms"]),
+             f"`node -e` spawn: {ms(r['node_spawn_ms'])}", f"{speedup:.1f}x faster",
+             f">= {t['node_cold_speedup_min']:.0f}x "
+             f"{_verdict(speedup >= t['node_cold_speedup_min'])}"],
+            ["provided cold (C bootstrap), ms", ms(r["provided_cold"]["latency_ms"]),
+             f"bootstrap run bare: {ms(r['bare_bootstrap_ms'])}", "", ""],
+            ["warm node no-op, us", us(r["warm_us"]["node-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", "", ""],
+            ["warm provided (C) no-op, us", us(r["warm_us"]["cbin-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", "", ""],
+            ["warm python via awslambdaric, us", us(r["warm_us"]["ric-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", f"{ratio:.2f}x",
+             f"<= {t['ric_warm_ratio_max']:.0f}x {_verdict(ratio <= t['ric_warm_ratio_max'])}"],
+        ],
+    )  # fmt: skip
+    return lines
 
 
 def _plain_log_axis(ax: Any) -> None:

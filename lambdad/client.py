@@ -24,7 +24,7 @@ import socket
 import stat
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from lambdad.errors import (
     ProtocolError,
     RequestTooLarge,
 )
+from lambdad.logs import LogPage, log_args, page_from_wire
 from lambdad.metering import Report
 from lambdad.model import InvocationResult, InvokeRequest, report_from_wire
 from lambdad.protocol import (
@@ -83,13 +84,24 @@ class Invocation:
         raw = outcome.result
         return cls(
             request_id=outcome.request_id,
-            result=json.loads(raw) if raw else None,
+            result=_decode_result(raw),
             error=None if outcome.error is None else dict(outcome.error),
             function_error=outcome.function_error,
             report=outcome.report,
             log_tail=outcome.log_tail,
             raw_result=raw,
         )
+
+
+def _decode_result(raw: bytes | None) -> Any:
+    """The function's answer: JSON as Python values. A custom runtime may post any bytes (as on
+    Lambda); what is not JSON is returned as text (``raw_result`` keeps the bytes)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def invocation_from_wire(body: Mapping[str, Any]) -> Invocation:
@@ -119,6 +131,25 @@ def zip_code(code: str | os.PathLike[str]) -> bytes:
                 with open(full, "rb") as f:
                     archive.writestr(info, f.read())
     return buffer.getvalue()
+
+
+def layer_args(
+    name: str,
+    code: str | os.PathLike[str],
+    compatible_runtimes: Sequence[str] = (),
+    compatible_architectures: Sequence[str] = (),
+    description: str = "",
+    license_info: str = "",
+) -> dict[str, Any]:
+    """The ``layer_publish`` request: the zip of ``code`` (a directory or a zip) and fields."""
+    return {
+        "name": name,
+        "code": zip_code(code),
+        "compatible_runtimes": list(compatible_runtimes),
+        "compatible_architectures": list(compatible_architectures),
+        "description": description,
+        "license_info": license_info,
+    }
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -366,10 +397,51 @@ class Client:
         args = {"name": name} if name is not None else {}
         return self.call("stats", **args)["stats"]  # type: ignore[no-any-return]
 
-    def logs(self, name: str, cursor: dict[str, int] | None = None) -> tuple[str, dict[str, int]]:
-        """(text, cursor): the recent log without a cursor, what is new since with one."""
-        body = self.call("logs", name=name, cursor=cursor)
+    def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        """Per-minute statistics of the last ``since_s`` seconds, per function (persisted:
+        they survive restarts): ``{"since", "until", "functions": {name: {"total",
+        "minutes"}}}``."""
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return self.call("stats", **args)["history"]  # type: ignore[no-any-return]
+
+    def logs(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, dict[str, int]]:
+        """(text, cursor): a function's log as Lambda's text (control characters escaped).
+
+        Without a cursor, the newest ``limit`` records (default 1,000) that match, from every
+        stream and rotated file; with the cursor of an earlier call, what was written since.
+        ``since``/``until``: epoch seconds, a ``datetime``, a duration ago (``"10m"``) or an
+        ISO 8601 timestamp. ``request_id``: one invocation's records. ``filter``: a
+        CloudWatch-style pattern (terms, ``"phrases"``, ``-excluded``, ``?any``, ``%regex%``).
+        """
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """Like :meth:`logs`, as records: each with its timestamp, source (``platform`` or
+        ``function``), stream, request id and raw message bytes."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(self.call("logs", **args))
 
     def dead_letters(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         args = {"name": name} if name is not None else {}
@@ -378,6 +450,33 @@ class Client:
     def redrive(self, name: str | None = None, event_id: str | None = None) -> int:
         args = {k: v for k, v in (("name", name), ("event_id", event_id)) if v is not None}
         return int(self.call("redrive", **args)["redriven"])
+
+    # -- layers ------------------------------------------------------------------------
+
+    def publish_layer(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        *,
+        compatible_runtimes: Sequence[str] = (),
+        compatible_architectures: Sequence[str] = (),
+        description: str = "",
+        license_info: str = "",
+    ) -> dict[str, Any]:
+        """Publish the next version of layer ``name``; returns it (``version``, ``arn``, ...)."""
+        args = layer_args(
+            name, code, compatible_runtimes, compatible_architectures, description, license_info
+        )
+        return self.call("layer_publish", **args)["layer"]  # type: ignore[no-any-return]
+
+    def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every layer's newest version; or, with ``name``, that layer's versions, newest first."""
+        args = {"name": name} if name is not None else {}
+        return self.call("layer_list", **args)["layers"]  # type: ignore[no-any-return]
+
+    def delete_layer(self, name: str, version: int) -> None:
+        """Delete one version (functions that use it keep it). Raises ResourceNotFound."""
+        self.call("layer_delete", name=name, version=version)
 
     # -- triggers (docs/triggers-http.md, docs/triggers-schedules.md) --------------------
 
@@ -457,11 +556,61 @@ class AsyncOperations:
         args = {"name": name} if name is not None else {}
         return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
 
+    async def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return (await self.call("stats", **args))["history"]  # type: ignore[no-any-return]
+
     async def logs(
-        self, name: str, cursor: dict[str, int] | None = None
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
     ) -> tuple[str, dict[str, int]]:
-        body = await self.call("logs", name=name, cursor=cursor)
+        """See :meth:`Client.logs`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = await self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    async def publish_layer(
+        self,
+        name: str,
+        code: str | os.PathLike[str],
+        *,
+        compatible_runtimes: Sequence[str] = (),
+        compatible_architectures: Sequence[str] = (),
+        description: str = "",
+        license_info: str = "",
+    ) -> dict[str, Any]:
+        args = layer_args(
+            name, code, compatible_runtimes, compatible_architectures, description, license_info
+        )
+        return (await self.call("layer_publish", **args))["layer"]  # type: ignore[no-any-return]
+
+    async def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"name": name} if name is not None else {}
+        return (await self.call("layer_list", **args))["layers"]  # type: ignore[no-any-return]
+
+    async def delete_layer(self, name: str, version: int) -> None:
+        await self.call("layer_delete", name=name, version=version)
+    async def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """See :meth:`Client.log_events`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(await self.call("logs", **args))
 
 
 class AsyncClient(AsyncOperations):

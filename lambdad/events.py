@@ -12,6 +12,11 @@ An event is acknowledged to the client only after the transaction that stored it
 the next one, so accepting many events costs a few fsyncs, not one each. All database work runs
 in one worker thread, never on the event loop.
 
+The queue is bounded (issue 13, point 3): events not yet finished (pending or running) and
+their payload bytes are counted per function and in total, in memory (recounted from the
+database at start and after a redrive), and a put beyond a cap is refused with
+``TooManyRequests`` and a reason, as Lambda's async queue throttles; nothing is written.
+
 Delivery is at least once: an event that was running when the daemon died is pending again at
 the next start. The request id of every attempt is the event id, so the function's log shows
 each run of an event under the same id.
@@ -49,6 +54,19 @@ DONE_KEEP_S = 24 * 3600.0
 THROTTLE_RETRY_S = 1.0
 
 
+class QueueCaps(Protocol):
+    """The async queue's caps (``DaemonConfig.async_queue_*``)."""
+
+    @property
+    def async_queue_max_events(self) -> int: ...
+    @property
+    def async_queue_max_bytes(self) -> int: ...
+    @property
+    def async_queue_function_max_events(self) -> int: ...
+    @property
+    def async_queue_function_max_bytes(self) -> int: ...
+
+
 class RetryPolicy(Protocol):
     @property
     def async_retry_delays_s(self) -> tuple[float, ...]: ...
@@ -72,6 +90,10 @@ class EventStore:
         self._flush_task: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self.running = 0
+        # Unfinished (pending or running) events: [count, payload bytes], per function.
+        self.queued: dict[str, list[int]] = {}
+        self.queued_events = 0
+        self.queued_bytes = 0
 
     # -- database thread ---------------------------------------------------------------
 
@@ -85,6 +107,53 @@ class EventStore:
         db.execute("UPDATE events SET state='pending', updated=? WHERE state='running'", (now,))
         db.execute("DELETE FROM events WHERE state='done' AND updated < ?", (now - DONE_KEEP_S,))
         self._db = db
+
+    def _count_unfinished(self) -> list[tuple[Any, ...]]:
+        return self._db_call(
+            "SELECT function, count(*), coalesce(sum(length(payload)), 0) FROM events"
+            " WHERE state IN ('pending', 'running') GROUP BY function"
+        )
+
+    async def _recount(self) -> None:
+        rows = await self._run(self._count_unfinished)
+        self.queued = {str(fn): [int(n), int(size)] for fn, n, size in rows}
+        self.queued_events = sum(n for n, _ in self.queued.values())
+        self.queued_bytes = sum(size for _, size in self.queued.values())
+
+    def _admit(self, function: str, size: int, caps: QueueCaps) -> None:
+        """Count an event in, or refuse it (nothing counted) if it would pass a cap."""
+        mine = self.queued.get(function, [0, 0])
+        checks = (
+            (mine[0] + 1 > caps.async_queue_function_max_events,
+             f"function {function!r} has {mine[0]} async events queued, its limit "
+             f"(async_queue_function_max_events)"),
+            (mine[1] + size > caps.async_queue_function_max_bytes,
+             f"function {function!r} has {mine[1]} bytes of async events queued; {size} more "
+             f"would pass its limit of {caps.async_queue_function_max_bytes} "
+             f"(async_queue_function_max_bytes)"),
+            (self.queued_events + 1 > caps.async_queue_max_events,
+             f"the async event queue holds {self.queued_events} events, its limit "
+             f"(async_queue_max_events)"),
+            (self.queued_bytes + size > caps.async_queue_max_bytes,
+             f"the async event queue holds {self.queued_bytes} bytes; {size} more would pass "
+             f"its limit of {caps.async_queue_max_bytes} (async_queue_max_bytes)"),
+        )  # fmt: skip
+        for full, why in checks:
+            if full:
+                raise TooManyRequests(
+                    f"Rate exceeded: {why}; retry when queued events have run",
+                    reason="AsyncEventQueueFull",
+                )
+        self._count(function, 1, size)
+
+    def _count(self, function: str, events: int, size: int) -> None:
+        mine = self.queued.setdefault(function, [0, 0])
+        mine[0] += events
+        mine[1] += size
+        self.queued_events += events
+        self.queued_bytes += size
+        if mine[0] <= 0:
+            del self.queued[function]
 
     def _db_call(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         assert self._db is not None
@@ -129,6 +198,7 @@ class EventStore:
     async def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         await self._run(self._open_db)
+        await self._recount()
 
     async def close(self) -> None:
         if self._db is not None:
@@ -137,14 +207,26 @@ class EventStore:
         self._executor.shutdown(wait=True)
 
     async def put(
-        self, function: str, qualifier: str | None, payload: bytes, event_id: str | None = None
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        caps: QueueCaps,
+        event_id: str | None = None,
     ) -> str:
         """Store an event durably; returns its id once the commit is on disk.
 
-        ``event_id``: an idempotency key (a schedule's trigger + scheduled time): a second put
-        with an id already stored changes nothing.
+        ``event_id``: an idempotency key (a schedule's trigger + scheduled time): a put with
+        an id already stored changes nothing (and counts nothing against the caps).
+
+        Raises:
+            TooManyRequests: (``reason="AsyncEventQueueFull"``) the event would pass one of
+                the queue's caps; the message names it.
         """
         assert self._loop is not None
+        if event_id is not None and await self.state(event_id) is not None:
+            return event_id
+        self._admit(function, len(payload), caps)
         event_id = event_id or str(uuid.uuid4())
         now = time.time()
         done: asyncio.Future[None] = self._loop.create_future()
@@ -162,7 +244,8 @@ class EventStore:
                 try:
                     await self._run(self._insert_batch, [row for row, _ in batch])
                 except Exception as exc:
-                    for _, fut in batch:
+                    for row, fut in batch:
+                        self._count(row[1], -1, -len(row[3]))  # not stored: not queued
                         if not fut.done():
                             fut.set_exception(exc)
                 else:
@@ -208,17 +291,28 @@ class EventStore:
         )
         params = (now, now, event_id if event_id is not None else function)
         changed: int = await self._run(self._db_exec, sql, params)
+        if changed:
+            await self._recount()
         self._wake.set()
         return changed
 
     async def _finish(
-        self, event_id: str, state: str, attempts: int, next_at: float, error: str | None
+        self,
+        event_id: str,
+        state: str,
+        attempts: int,
+        next_at: float,
+        error: str | None,
+        function: str = "",
+        size: int = 0,
     ) -> None:
         await self._run(
             self._db_call,
             "UPDATE events SET state=?, attempts=?, next_at=?, updated=?, last_error=? WHERE id=?",
             (state, attempts, next_at, time.time(), error, event_id),
         )
+        if state in ("done", "dead"):
+            self._count(function, -1, -size)
 
     async def run(self, run_event: RunEvent, policy: RetryPolicy) -> None:
         """Forever: claim due events, run them (bounded concurrency), apply the retry policy."""
@@ -242,9 +336,12 @@ class EventStore:
         self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]
     ) -> None:
         event_id, function, qualifier, payload, attempts, created = row
+        size = len(payload)
         now = time.time()
         if now - created > policy.async_max_age_s:
-            await self._finish(event_id, "dead", attempts, now, "maximum event age exceeded")
+            await self._finish(
+                event_id, "dead", attempts, now, "maximum event age exceeded", function, size
+            )
             return
         try:
             result = await run_event(function, qualifier, bytes(payload), event_id)
@@ -253,7 +350,7 @@ class EventStore:
             await self._finish(event_id, "pending", attempts, now + THROTTLE_RETRY_S, "throttled")
             return
         except ResourceNotFound as exc:
-            await self._finish(event_id, "dead", attempts + 1, now, exc.message)
+            await self._finish(event_id, "dead", attempts + 1, now, exc.message, function, size)
             return
         except LambdadError as exc:
             result = {"error": {"errorType": exc.type, "errorMessage": exc.message}}
@@ -265,7 +362,7 @@ class EventStore:
         error = result.get("error")
         attempts += 1
         if not error:
-            await self._finish(event_id, "done", attempts, now, None)
+            await self._finish(event_id, "done", attempts, now, None, function, size)
             return
         message = f"{error.get('errorType')}: {error.get('errorMessage')}"
         delays = policy.async_retry_delays_s
@@ -274,4 +371,4 @@ class EventStore:
                 event_id, "pending", attempts, time.time() + delays[attempts - 1], message
             )
         else:
-            await self._finish(event_id, "dead", attempts, time.time(), message)
+            await self._finish(event_id, "dead", attempts, time.time(), message, function, size)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import MutableMapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from lambdad.frontends.http import Response
 from lambdad.frontends.lambda_api_routes import (
@@ -27,6 +27,9 @@ from lambdad.frontends.lambda_api_routes import (
 from lambdad.service import Service
 from lambdad.triggers.manager import Triggers, of
 from lambdad.triggers.store import Trigger
+
+if TYPE_CHECKING:
+    from lambdad.frontends.lambda_api import Context
 
 OPERATIONS: Final = (
     "CreateFunctionUrlConfig",
@@ -171,4 +174,9 @@ def register(table: MutableMapping[str, Handler], service: Service) -> None:
     table.update(handlers(service))
 
 
-__all__ = ["OPERATIONS", "handlers", "register"]
+def setup(ctx: Context) -> None:
+    """The Lambda API front's extension hook (lambdad.frontends.lambda_api.EXTENSIONS)."""
+    register(ctx.handlers, ctx.service)
+
+
+__all__ = ["OPERATIONS", "handlers", "register", "setup"]

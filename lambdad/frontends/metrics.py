@@ -2,14 +2,16 @@
 
 Off unless ``metrics_address`` is set (``"127.0.0.1:9464"``; port 0 picks a free one, which
 ``stats`` then reports). The exposition format comes from prometheus-client's collector API;
-the HTTP side is a few lines of asyncio on the daemon's own loop rather than
-prometheus-client's threaded server, so the daemon stays one loop and no thread reads daemon
-state while the loop mutates it.
+the HTTP side is the daemon's own HTTP/1.1 machinery (:mod:`lambdad.frontends.http`, the same
+as the Lambda API's) on the daemon's loop rather than prometheus-client's threaded server, so
+the daemon stays one loop and no thread reads daemon state while the loop mutates it. It
+answers ``GET`` and ``HEAD`` of ``/metrics`` (any query), keeps connections alive for
+scrapers that reuse them, and gets the machinery's bounds: no request body, a small head,
+slowloris deadlines.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +20,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.frontends.http import HttpServer, Limits, Request, Response
 from lambdad.service import Service
 from lambdad.triggers import wire as trigger_wire
 
-MAX_REQUEST_HEAD = 8192
+# A scrape is a GET with a few headers: nothing larger is needed, and nothing else is read.
+LIMITS = Limits(max_head_bytes=8192, max_target_bytes=2048, max_headers=50, max_body_bytes=0,
+                header_timeout_s=10.0, body_timeout_s=10.0, keepalive_timeout_s=60.0,
+                max_connections=256)  # fmt: skip
 
 
 class ServiceCollector:
@@ -110,48 +116,27 @@ class MetricsFront(Component):
         self.service = service
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServiceCollector(service))
-        self.server: asyncio.Server | None = None
+        self.server: HttpServer | None = None
         self.wanted = address
         self.address = ""
 
     async def start(self) -> None:
         host, _, port = self.wanted.rpartition(":")
-        self.server = await asyncio.start_server(self._serve, host or "127.0.0.1", int(port))
-        bound = self.server.sockets[0].getsockname()
-        self.address = f"{bound[0]}:{bound[1]}"
+        self.server = HttpServer(self.app, limits=LIMITS)
+        self.address = await self.server.start(host or "127.0.0.1", int(port))
         self.service.addresses[self.name] = self.address
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
-            writer.close()
-            return
-        request_line = head[: min(len(head), MAX_REQUEST_HEAD)].split(b"\r\n", 1)[0].split()
-        if (
-            len(request_line) >= 2
-            and request_line[0] == b"GET"
-            and (request_line[1] == b"/metrics" or request_line[1].startswith(b"/metrics?"))
-        ):
-            body = generate_latest(self.registry)
-            status, content_type = b"200 OK", CONTENT_TYPE_LATEST.encode()
-        else:
-            body = b"not found: try GET /metrics\n"
-            status, content_type = b"404 Not Found", b"text/plain; charset=utf-8"
-        writer.write(
-            b"HTTP/1.1 " + status + b"\r\nContent-Type: " + content_type
-            + b"\r\nContent-Length: " + str(len(body)).encode()
-            + b"\r\nConnection: close\r\n\r\n" + body
-        )  # fmt: skip
-        try:
-            await writer.drain()
-        except OSError:
-            pass
-        writer.close()
+    async def app(self, request: Request) -> Response:
+        if request.path != "/metrics":
+            return Response.text(404, "not found: try GET /metrics\n")
+        if request.method not in ("GET", "HEAD"):
+            return Response.text(405, "only GET /metrics\n", (("allow", "GET, HEAD"),))
+        body = generate_latest(self.registry)
+        return Response(200, (("content-type", CONTENT_TYPE_LATEST),), body)
 
     async def stop(self) -> None:
         if self.server is not None:
-            self.server.close()
+            await self.server.close(grace_s=1.0)
             self.server = None
 
 

@@ -308,10 +308,9 @@ class Triggers(Component):
             text = trigger.settings["input"]
             if text is None:
                 text = json.dumps(scheduled_event(trigger, event_id, scheduled))
-            await self.service.events.put(
+            await self.service.enqueue(
                 trigger.function, trigger.qualifier, text.encode(), event_id=event_id
             )
-            self.service.on_async_accepted()
             counters.invoked += 1
         except LambdadError as exc:
             counters.failed += 1

@@ -1,7 +1,7 @@
 """The socket's ``trigger_*`` operations (docs/protocol.md), added to the unix front's table.
 
 Each takes the front (for its ``service``), the request's args and the peer, like the front's
-own ops; the front's admin check covers :data:`ADMIN_OPS`.
+own ops; who may call each is the front's ACCESS table (lambdad/frontends/unix.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ class HasService(Protocol):
 
 
 WireOp = Callable[[Any, dict[str, Any], Caller | None], Awaitable[dict[str, Any]]]
-ADMIN_OPS: Final = frozenset({"trigger_add", "trigger_delete", "trigger_enable", "trigger_disable"})
 
 
 def _text(args: dict[str, Any], key: str) -> str:
@@ -78,7 +77,7 @@ OPS: Final[dict[str, WireOp]] = {
     "trigger_enable": trigger_enable,
     "trigger_disable": trigger_disable,
 }
-__all__ = ["ADMIN_OPS", "OPS", "counters"]
+__all__ = ["OPS", "counters"]
 
 
 def counters(service: Service) -> dict[str, dict[str, Any]]:
