@@ -28,7 +28,8 @@ system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: $(call SYSTEM_STAMP,run) venv
-	$(VENV)/bin/lambdad serve --examples examples
+	@echo "HTTP gateway on http://127.0.0.1:9002; Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
+	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001 --gateway 127.0.0.1:9002
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: $(call SYSTEM_STAMP,test) venv lint
@@ -71,3 +72,25 @@ bench-peers:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## ---- The python runtime's SDK (issue 10) -------------------------------------------------
+## boto3, botocore & co. as Lambda's python runtime provides them: pinned in
+## sandbox/runtimes/python-sdk.txt, installed from PyPI into build/python-sdk/<X.Y>, which
+## every python sandbox sees read-only at /var/runtime. Rebuilt when the pins change.
+PY_SDK := build/python-sdk
+PY_SDK_REQS := sandbox/runtimes/python-sdk.txt
+PY_SDK_STAMP := $(PY_SDK)/.installed-stamp
+
+.PHONY: python-sdk
+$(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP)
+	@ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	rm -rf "$(PY_SDK)/$$ver.tmp" && \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+		--target "$(PY_SDK)/$$ver.tmp" -r $(PY_SDK_REQS) && \
+	rm -rf "$(PY_SDK)/$$ver" && mv "$(PY_SDK)/$$ver.tmp" "$(PY_SDK)/$$ver" && \
+	echo "python$$ver runtime SDK: $$(grep -v '^#' $(PY_SDK_REQS) | tr '\n' ' ')"
+	@touch $@
+
+python-sdk: $(PY_SDK_STAMP)
+run test: python-sdk
+## ---- end of the python runtime's SDK --------------------------------------------------------

@@ -9,6 +9,7 @@ error in the results and the others still run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -28,10 +29,12 @@ from benchmarks import (
     peers,
     queues,
     report,
+    runtimes,
     scale,
+    soak,
     throughput,
     warm,
-)
+)  # fmt: skip
 from benchmarks.harness import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,8 +48,14 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "http": http_invoke.run,
     "metering": metering.run,
     "throughput": throughput.run,
+    "runtimes": runtimes.run,
     "queues": queues.run,  # issue 16: mapping throughput, embedded and NATS (not in the table yet)
     "scale": scale.run,
+}
+# Run only when named with --only: the soak runs for minutes (--minutes) and measures
+# stability, not speed.
+OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    "soak": soak.run,
 }
 
 
@@ -59,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         help="output directory (default benchmarks/results, or benchmarks/results/quick)",
     )
     parser.add_argument(
-        "--only", help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)"
+        "--only",
+        help=f"comma-separated subset of: {', '.join([*SCENARIOS, *OPT_IN])} "
+        f"(default: all but {', '.join(OPT_IN)})",
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="how long the soak runs (default 10, --quick 1/3)"
     )
     parser.add_argument(
         "--keep-work", action="store_true", help="keep the temporary directory (daemon logs)"
@@ -67,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir: Path = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     chosen = list(SCENARIOS) if not args.only else [s.strip() for s in args.only.split(",")]
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in SCENARIOS and s not in OPT_IN]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     if os.geteuid() != 0:
@@ -79,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
     work_dir = Path(tempfile.mkdtemp(prefix="lambdad-bench-"))
     settings = Settings.make(args.quick, out_dir, work_dir)
+    if args.minutes is not None:
+        if not args.minutes > 0:
+            parser.error("--minutes must be a positive number")
+        settings = dataclasses.replace(settings, soak_minutes=args.minutes)
     started = time.monotonic()
     results: dict[str, Any] = {
         "meta": {
@@ -98,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
         try:
-            results[name] = SCENARIOS[name](settings)
+            results[name] = {**SCENARIOS, **OPT_IN}[name](settings)
         except Exception:
             failed = True
             results[name] = {"error": traceback.format_exc()}

@@ -61,6 +61,7 @@ class Settings:
     metering_n: int = 50  # invocations per metering case
     peer_n: int = 100  # runs per peer
     spawn_baseline_n: int = 100  # bare interpreters started at once (scale-out baseline)
+    soak_minutes: float = 10.0  # the soak's mixed load (benchmarks/soak.py; --minutes)
 
     @classmethod
     def make(cls, quick: bool, out_dir: Path, work_dir: Path) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             metering_n=5,
             peer_n=5,
             spawn_baseline_n=20,
+            soak_minutes=1 / 3,
         )
 
 

@@ -302,6 +302,7 @@ def markdown(results: dict[str, Any], rows: list[Target], plots: list[str]) -> s
     lines += _throughput_md(results)
     lines += _scale_md(results)
     lines += _metering_md(results)
+    lines += _runtimes_md(results)
     problems = results.get("problems") or []
     lines += ["", "## Daemon problems seen in this run", ""]
     lines += [f"* {p}" for p in problems] or ["None."]
@@ -576,6 +577,42 @@ def _metering_md(results: dict[str, Any]) -> list[str]:
 
 
 # -- plots -----------------------------------------------------------------------------------
+
+
+def _runtimes_md(results: dict[str, Any]) -> list[str]:
+    """Node.js and ``provided`` rows beside their same-run baselines (benchmarks/runtimes.py)."""
+    r = results.get("runtimes")
+    if not r or "error" in r:
+        return []
+
+    def ms(d: dict[str, Any]) -> str:
+        return f"{d['p50']:.2f} / {d['p99']:.2f}" if d.get("n") else "—"
+
+    def us(d: dict[str, Any]) -> str:
+        return f"{d['p50']:.0f} / {d['p99']:.0f}" if d.get("n") else "—"
+
+    speedup, ratio = r["node_cold_speedup"], r["ric_warm_ratio"]
+    t = r["targets"]
+    lines = ["", "## Runtimes: Node.js, provided, the Runtime API", ""]
+    lines += _md_table(
+        ["figure", "lambdad p50 / p99", "same-run baseline p50 / p99", "ratio", "target"],
+        [
+            ["node cold (pool ready), ms", ms(r["node_cold"]["latency_ms"]),
+             f"`node -e` spawn: {ms(r['node_spawn_ms'])}", f"{speedup:.1f}x faster",
+             f">= {t['node_cold_speedup_min']:.0f}x "
+             f"{_verdict(speedup >= t['node_cold_speedup_min'])}"],
+            ["provided cold (C bootstrap), ms", ms(r["provided_cold"]["latency_ms"]),
+             f"bootstrap run bare: {ms(r['bare_bootstrap_ms'])}", "", ""],
+            ["warm node no-op, us", us(r["warm_us"]["node-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", "", ""],
+            ["warm provided (C) no-op, us", us(r["warm_us"]["cbin-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", "", ""],
+            ["warm python via awslambdaric, us", us(r["warm_us"]["ric-noop"]),
+             f"in-process python: {us(r['warm_us']['noop'])}", f"{ratio:.2f}x",
+             f"<= {t['ric_warm_ratio_max']:.0f}x {_verdict(ratio <= t['ric_warm_ratio_max'])}"],
+        ],
+    )  # fmt: skip
+    return lines
 
 
 def _plain_log_axis(ax: Any) -> None:

@@ -84,22 +84,40 @@ class Sweeper(Component):
             fn = self.registry.functions.get(state.name)
             if fn is None or self.service.draining or now < state.provision_after:
                 continue
-            missing = fn.latest.config.min_warm - len(state.sandboxes) - state.provisioning
-            for _ in range(max(0, missing)):
-                state.provisioning += 1
-                task = asyncio.ensure_future(self._provision(state, fn.latest))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            targets = self.service.provisioned_targets(fn)
+            if len(targets) == 1:  # $LATEST's min_warm only: any sandbox of the function counts
+                version, wanted = targets[0]
+                missing = wanted - len(state.sandboxes) - state.provisioning
+                self._provision_n(state, version, missing)
+                continue
+            # Provisioned concurrency per version (PutProvisionedConcurrencyConfig): count
+            # each version's own sandboxes. In flight ones are not told apart by version, so
+            # one version at a time is topped up.
+            for version, wanted in targets:
+                have = sum(1 for s in state.sandboxes if s.version == version.key)
+                missing = wanted - have - state.provisioning
+                if missing > 0:
+                    self._provision_n(state, version, missing)
+                    break
         self.runtimes.replenish()
+
+    def _provision_n(self, state: FunctionState[Sandbox], version: Version, count: int) -> None:
+        for _ in range(max(0, count)):
+            state.provisioning += 1
+            task = asyncio.ensure_future(self._provision(state, version))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _min_warm(self, name: str) -> int:
         fn = self.registry.functions.get(name)
-        return fn.latest.config.min_warm if fn else 0
+        if fn is None:
+            return 0
+        return sum(count for _version, count in self.service.provisioned_targets(fn))
 
     async def _provision(self, state: FunctionState[Sandbox], version: Version) -> None:
         """Initialize one sandbox for ``min_warm`` (provisioned concurrency)."""
         try:
-            sandbox, _cold = await self.specializer.cold_start(state, version)
+            sandbox, _cold = await self.specializer.cold_start(state, version, provisioned=True)
         except (InitFailed, LambdadError, GenericLost) as exc:
             # A function whose Init fails must not turn min_warm into a fork loop.
             state.provision_failures += 1

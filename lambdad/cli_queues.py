@@ -1,4 +1,4 @@
-"""The command line's queue, queue-trigger and destination verbs (issue 16's fixed forms):
+"""The command line's queue and destination verbs, and the ``queue`` kind of ``trigger`` (issue 16's fixed forms):
 
     lambdad queue create NAME [--visibility-timeout S] [--retention S] [--max-receive-count N --dead-letter Q]
     lambdad queue send NAME BODY [--attr K=V]... [--delay S]
@@ -6,7 +6,7 @@
     lambdad queue receive NAME [--max N] [--json]
     lambdad trigger add queue NAME FUNCTION --queue Q|nats://HOST:PORT/STREAM [--batch-size N]
             [--window S] [--report-batch-item-failures] [--max-concurrency N] [--disabled]
-    lambdad trigger ls|rm|enable|disable ...   (queue triggers)
+    lambdad trigger ls|rm|enable|disable ...   (with the other triggers: lambdad/cli.py)
     lambdad destination set FUNCTION [--on-success fn:F|queue:Q] [--on-failure fn:F|queue:Q]
             [--max-retries N] [--max-age S] ; destination show [FUNCTION] ; destination rm FUNCTION
 
@@ -58,27 +58,6 @@ def add_parsers(verb: Verb) -> None:
     r.add_argument("--max", type=int, default=1, metavar="N")
     r.add_argument("--json", action="store_true")
 
-    t = verb("trigger", "triggers: queue event-source mappings")
-    ts = t.add_subparsers(dest="trigger_verb", required=True, metavar="ACTION")
-    add = _sub(ts, "add", "add a trigger")
-    kinds = add.add_subparsers(dest="trigger_kind", required=True, metavar="KIND")
-    aq = _sub(kinds, "queue", "an event-source mapping from a queue")
-    aq.add_argument("name")
-    aq.add_argument("function", help="FUNCTION or FUNCTION:QUALIFIER")
-    aq.add_argument("--queue", required=True, help="a queue name, or nats://HOST:PORT/STREAM")
-    aq.add_argument("--batch-size", type=int, default=10, metavar="N")
-    aq.add_argument("--window", type=float, default=0.0, metavar="S")
-    aq.add_argument("--report-batch-item-failures", action="store_true")
-    aq.add_argument("--max-concurrency", type=int, metavar="N")
-    aq.add_argument("--disabled", action="store_true", help="create it disabled")
-    aq.add_argument("--json", action="store_true")
-    tl = _sub(ts, "ls", "queue triggers")
-    tl.add_argument("--function")
-    tl.add_argument("--json", action="store_true")
-    for action in ("rm", "enable", "disable"):
-        ta = _sub(ts, action, f"{action} a trigger")
-        ta.add_argument("name")
-
     d = verb("destination", "async destinations and retry settings of a function")
     ds = d.add_subparsers(dest="destination_verb", required=True, metavar="ACTION")
     dset = _sub(ds, "set", "set (replace) a function's async settings")
@@ -107,11 +86,9 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 
 def run(client: Any, args: argparse.Namespace) -> int | None:
-    """Run a queue/trigger/destination verb; None if ``args`` is another verb."""
+    """Run a queue/destination verb; None if ``args`` is another verb."""
     if args.verb == "queue":
         return _queue(client, args)
-    if args.verb == "trigger":
-        return _trigger(client, args)
     if args.verb == "destination":
         return _destination(client, args)
     return None
@@ -159,39 +136,60 @@ def _queue(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _trigger(client: Any, args: argparse.Namespace) -> int:
-    action = args.trigger_verb
-    if action == "add":
-        mapping = client.create_mapping(
-            args.name,
-            args.function,
-            args.queue,
-            batch_size=args.batch_size,
-            window_s=args.window,
-            report_batch_item_failures=args.report_batch_item_failures,
-            max_concurrency=args.max_concurrency,
-            enabled=not args.disabled,
-        )
-        print(json.dumps(mapping, indent=2) if args.json else mapping["uuid"])
-    elif action == "ls":
-        mappings = client.list_mappings(args.function)
-        if args.json:
-            print(json.dumps(mappings, indent=2))
-        else:
-            _table(
-                [[m["name"], "queue", m["function"] + (f":{m['qualifier']}" if m["qualifier"]
-                  else ""), m["source"], m["state"], str(m["counters"]["succeeded"]),
-                  str(m["counters"]["failed"]), m["counters"]["last_error"] or "-"]
-                 for m in mappings],
-                ["NAME", "KIND", "FUNCTION", "SOURCE", "STATE", "OK", "FAILED", "LAST-ERROR"],
-            )  # fmt: skip
-    elif action == "rm":
-        client.delete_mapping(args.name)
-        print(f"deleted {args.name}")
-    else:
-        client.update_mapping(args.name, enabled=action == "enable")
-        print(f"{action}d {args.name}")
+def add_queue_kind(kinds: Any, socket_option: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``trigger add queue NAME FUNCTION --queue Q ...``, a kind of the ``trigger`` verb."""
+    aq = kinds.add_parser("queue", help="an event-source mapping from a queue")
+    socket_option(aq)
+    aq.add_argument("name")
+    aq.add_argument("function", help="FUNCTION or FUNCTION:QUALIFIER")
+    aq.add_argument("--queue", required=True, help="a queue name, or nats://HOST:PORT/STREAM")
+    aq.add_argument("--batch-size", type=int, default=10, metavar="N")
+    aq.add_argument("--window", type=float, default=0.0, metavar="S")
+    aq.add_argument("--report-batch-item-failures", action="store_true")
+    aq.add_argument("--max-concurrency", type=int, metavar="N")
+    aq.add_argument("--disabled", action="store_true", help="create it disabled")
+    aq.add_argument("--json", action="store_true")
+
+
+def add_queue_trigger(client: Any, args: argparse.Namespace) -> int:
+    mapping = client.create_mapping(
+        args.name,
+        args.function,
+        args.queue,
+        batch_size=args.batch_size,
+        window_s=args.window,
+        report_batch_item_failures=args.report_batch_item_failures,
+        max_concurrency=args.max_concurrency,
+        enabled=not args.disabled,
+    )
+    print(json.dumps(mapping, indent=2) if args.json else mapping["uuid"])
     return 0
+
+
+def is_mapping(client: Any, name: str) -> bool:
+    return any(name in (m["name"], m["uuid"]) for m in client.list_mappings())
+
+
+def change_queue_trigger(client: Any, action: str, name: str) -> int:
+    if action == "rm":
+        client.delete_mapping(name)
+        print(f"deleted {name}")
+    else:
+        client.update_mapping(name, enabled=action == "enable")
+        print(f"{action}d {name}")
+    return 0
+
+
+def print_queue_triggers(mappings: list[dict[str, Any]]) -> None:
+    if not mappings:
+        return
+    _table(
+        [[m["name"], "queue", m["function"] + (f":{m['qualifier']}" if m["qualifier"]
+          else ""), m["source"], m["state"], str(m["counters"]["succeeded"]),
+          str(m["counters"]["failed"]), m["counters"]["last_error"] or "-"]
+         for m in mappings],
+        ["NAME", "KIND", "FUNCTION", "SOURCE", "STATE", "OK", "FAILED", "LAST-ERROR"],
+    )  # fmt: skip
 
 
 def _destination(client: Any, args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from lambdad.errors import (
     ProtocolError,
     RequestTooLarge,
 )
+from lambdad.logs import LogPage, log_args, page_from_wire
 from lambdad.metering import Report
 from lambdad.model import InvocationResult, InvokeRequest, report_from_wire
 from lambdad.protocol import (
@@ -83,13 +84,24 @@ class Invocation:
         raw = outcome.result
         return cls(
             request_id=outcome.request_id,
-            result=json.loads(raw) if raw else None,
+            result=_decode_result(raw),
             error=None if outcome.error is None else dict(outcome.error),
             function_error=outcome.function_error,
             report=outcome.report,
             log_tail=outcome.log_tail,
             raw_result=raw,
         )
+
+
+def _decode_result(raw: bytes | None) -> Any:
+    """The function's answer: JSON as Python values. A custom runtime may post any bytes (as on
+    Lambda); what is not JSON is returned as text (``raw_result`` keeps the bytes)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def invocation_from_wire(body: Mapping[str, Any]) -> Invocation:
@@ -396,10 +408,51 @@ class Client:
         args = {"name": name} if name is not None else {}
         return self.call("stats", **args)["stats"]  # type: ignore[no-any-return]
 
-    def logs(self, name: str, cursor: dict[str, int] | None = None) -> tuple[str, dict[str, int]]:
-        """(text, cursor): the recent log without a cursor, what is new since with one."""
-        body = self.call("logs", name=name, cursor=cursor)
+    def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        """Per-minute statistics of the last ``since_s`` seconds, per function (persisted:
+        they survive restarts): ``{"since", "until", "functions": {name: {"total",
+        "minutes"}}}``."""
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return self.call("stats", **args)["history"]  # type: ignore[no-any-return]
+
+    def logs(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, dict[str, int]]:
+        """(text, cursor): a function's log as Lambda's text (control characters escaped).
+
+        Without a cursor, the newest ``limit`` records (default 1,000) that match, from every
+        stream and rotated file; with the cursor of an earlier call, what was written since.
+        ``since``/``until``: epoch seconds, a ``datetime``, a duration ago (``"10m"``) or an
+        ISO 8601 timestamp. ``request_id``: one invocation's records. ``filter``: a
+        CloudWatch-style pattern (terms, ``"phrases"``, ``-excluded``, ``?any``, ``%regex%``).
+        """
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
+
+    def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """Like :meth:`logs`, as records: each with its timestamp, source (``platform`` or
+        ``function``), stream, request id and raw message bytes."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(self.call("logs", **args))
 
     def dead_letters(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         args = {"name": name} if name is not None else {}
@@ -435,6 +488,31 @@ class Client:
     def delete_layer(self, name: str, version: int) -> None:
         """Delete one version (functions that use it keep it). Raises ResourceNotFound."""
         self.call("layer_delete", name=name, version=version)
+
+    # -- triggers (docs/triggers-http.md, docs/triggers-schedules.md) --------------------
+
+    def trigger_add(self, kind: str, name: str, function: str, qualifier: str | None = None,
+                    **settings: Any) -> dict[str, Any]:  # fmt: skip
+        """Create a trigger (``kind``: http, url or schedule) bound to ``function``; the
+        settings are the kind's (``route=``, ``expression=``, ...). Returns its description."""
+        args: dict[str, Any] = {"kind": kind, "name": name, "function": function,
+                                "settings": settings}  # fmt: skip
+        if qualifier is not None:
+            args["qualifier"] = qualifier
+        return self.call("trigger_add", **args)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_list(self, function: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"function": function} if function is not None else {}
+        return self.call("trigger_list", **args)["triggers"]  # type: ignore[no-any-return]
+
+    def trigger_delete(self, name: str) -> None:
+        self.call("trigger_delete", name=name)
+
+    def trigger_enable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_enable", name=name)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_disable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_disable", name=name)["trigger"]  # type: ignore[no-any-return]
 
     # -- queues, event-source mappings, destinations (docs/triggers-queues.md) ------------
 
@@ -555,10 +633,24 @@ class AsyncOperations:
         args = {"name": name} if name is not None else {}
         return (await self.call("stats", **args))["stats"]  # type: ignore[no-any-return]
 
+    async def stats_since(self, since_s: float, name: str | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"since": since_s, **({"name": name} if name is not None else {})}
+        return (await self.call("stats", **args))["history"]  # type: ignore[no-any-return]
+
     async def logs(
-        self, name: str, cursor: dict[str, int] | None = None
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
     ) -> tuple[str, dict[str, int]]:
-        body = await self.call("logs", name=name, cursor=cursor)
+        """See :meth:`Client.logs`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, False)
+        body = await self.call("logs", **args)
         return bytes(body["data"]).decode("utf-8", "replace"), dict(body["cursor"])
 
     async def publish_layer(
@@ -582,6 +674,20 @@ class AsyncOperations:
 
     async def delete_layer(self, name: str, version: int) -> None:
         await self.call("layer_delete", name=name, version=version)
+    async def log_events(
+        self,
+        name: str,
+        cursor: dict[str, int] | None = None,
+        *,
+        since: Any = None,
+        until: Any = None,
+        request_id: str | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+    ) -> LogPage:
+        """See :meth:`Client.log_events`."""
+        args = log_args(name, cursor, since, until, request_id, filter, limit, True)
+        return page_from_wire(await self.call("logs", **args))
 
     async def create_queue(self, name: str, **settings: Any) -> dict[str, Any]:
         return (await self.call("queue_create", name=name, **settings))["queue"]  # type: ignore[no-any-return]

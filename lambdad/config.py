@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
 from lambdad.errors import InvalidParameterValue
+from lambdad.logs import LogLimits
 
 
 def default_socket_path() -> str:
@@ -61,15 +63,54 @@ class DaemonConfig:
     shutdown_grace_s: float = 10.0  # SIGTERM: how long in-flight invocations may finish
     log_max_bytes: int = 4 * 1024 * 1024  # a log stream file is rotated past this size
     log_keep: int = 8  # rotated files kept per stream
+    # Disk bounds for logs (docs/operations.md, "Logs"): over one, the oldest files go first.
+    log_function_max_bytes: int = 64 * 1024 * 1024  # all log files of one function
+    log_function_max_files: int = 256  # log files (streams + rotated) of one function
+    log_total_max_bytes: int = 1024 * 1024 * 1024  # all log files
+    log_total_max_files: int = 10_000  # all log files
+    log_retention_s: float = 14 * 86400.0  # a log file not written for this long is removed
     async_retry_delays_s: tuple[float, ...] = (60.0, 120.0)  # Lambda: 2 retries, backing off
     async_max_age_s: float = 6 * 3600.0  # Lambda's maximum event age
     async_workers: int = 16  # async events run at once
+    # Deploy's unpack + byte-compile runs in a niced child process with these caps
+    # (lambdad/codebuild.py); past one, the deploy fails with InvalidParameterValue.
+    deploy_build_memory_mb: int = 1024  # the builder's address space (RLIMIT_AS)
+    deploy_build_cpu_s: int = 60  # the builder's CPU time (RLIMIT_CPU)
+    deploy_build_timeout_s: float = 120.0  # the builder's wall-clock time, then SIGKILL
+    # Async queue caps (TooManyRequests when full, as Lambda's async queue throttles):
+    # events not yet finished (pending or running) and their payload bytes.
+    async_queue_max_events: int = 100_000  # across every function
+    async_queue_max_bytes: int = 1024 * 1024 * 1024  # across every function
+    async_queue_function_max_events: int = 10_000  # of one function
+    async_queue_function_max_bytes: int = 256 * 1024 * 1024  # of one function
+    # Free-disk watermark of the state directory's file system: below it, new deploys and
+    # async events are refused (InsufficientStorage) instead of filling the disk.
+    disk_min_free_mb: int = 512
+    disk_min_free_percent: float = 2.0  # and this share of the file system
+    # Persisted per-minute statistics (lambdad/rollups.py, <state>/rollups.sqlite3).
+    rollup_retention_s: float = 7 * 24 * 3600.0  # minutes older than this are dropped
+    rollup_max_rows: int = 2_000_000  # and never more rows than this, oldest first
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
+    # AWS_REGION and the region in the ARNs functions see (boto3 builds endpoints from it).
+    region: str = "us-east-1"
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off
+    api_address: str = ""  # the Lambda HTTP API (SigV4), e.g. "127.0.0.1:9001"; "" = off
+    gateway_address: str = ""  # the HTTP gateway (http and url triggers), e.g. "127.0.0.1:9002"
     # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
     # what each costs or to debug. Each is reported as missing; --strict refuses to start.
     disable_isolation: tuple[str, ...] = ()
+
+    def log_limits(self) -> LogLimits:
+        return LogLimits(
+            stream_bytes=self.log_max_bytes,
+            keep=self.log_keep,
+            function_bytes=self.log_function_max_bytes,
+            function_files=self.log_function_max_files,
+            total_bytes=self.log_total_max_bytes,
+            total_files=self.log_total_max_files,
+            retention_s=self.log_retention_s,
+        )
 
     def resolved(self) -> DaemonConfig:
         return dataclasses.replace(
@@ -100,6 +141,13 @@ def load(path: str | None, **overrides: Any) -> DaemonConfig:
                         f"{path}: disable_isolation: unknown mechanism(s) {sorted(unknown)}",
                         field=key,
                     )
+            if key == "region" and not (
+                isinstance(value, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d{1,2}", value)
+            ):
+                raise InvalidParameterValue(
+                    f"{path}: region must be an AWS region name like 'eu-west-1', got {value!r}",
+                    field=key,
+                )
             values[key] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     return DaemonConfig(**values).resolved()

@@ -24,9 +24,11 @@ from lambdad import __version__, daemonlog, frontends, notify, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
+from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.destinations import Destinations
+from lambdad.diskspace import Watermark
 from lambdad.errors import ServiceError
 from lambdad.events import EventStore
 from lambdad.invoke import Invoker
@@ -34,11 +36,13 @@ from lambdad.logs import LogStore
 from lambdad.placement import WarmPool
 from lambdad.queues.mapping import QueueTriggers
 from lambdad.registry import Registry
+from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
 from lambdad.scheduler import Scheduler
 from lambdad.service import Service
 from lambdad.specialize import HostEgress, Specializer
 from lambdad.supervisor import RuntimeSupervisor
+from lambdad.triggers.manager import Triggers
 from sandbox import cgroups
 from sandbox.cgroups import CgroupBackend
 
@@ -60,8 +64,12 @@ class Daemon:
         for line in statedir.secure(config.state_dir):
             log.warning("state directory was readable by others; fixed %s", line)
         self.registry = Registry(config.state_dir)
+        self.registry.build_policy = self._build_policy
         self.logs = LogStore(
-            os.path.join(config.state_dir, "logs"), config.log_max_bytes, config.log_keep
+            os.path.join(config.state_dir, "logs"),
+            config.log_max_bytes,
+            config.log_keep,
+            limits=config.log_limits(),
         )
         events = EventStore(os.path.join(config.state_dir, "events.sqlite3"))
         cgroup_parent = statedir.cgroup_parent(config.cgroup_parent, config.state_dir)
@@ -78,15 +86,26 @@ class Daemon:
         self.runtimes = RuntimeSupervisor(
             config, self.cgroups, cgroup_parent, os.path.join(config.state_dir, "rootfs")
         )
-        specializer = Specializer(self.warm, self.runtimes, self.registry, self.logs, budget)
-        self.invoker = Invoker(
-            self.warm, specializer, self._latest_version, config.sync_payload_max
+        specializer = Specializer(
+            self.warm, self.runtimes, self.registry, self.logs, budget, config.region
         )
+        self.invoker = Invoker(self.warm, specializer, self._live_versions, config.sync_payload_max)
         self.service = Service(
             config, self.registry, self.logs, events, self.admission, self.warm,
             self.invoker, self.runtimes, budget,
         )  # fmt: skip
+        specializer.layer_dirs = self.service.layer_dirs
         self.egress = HostEgress(specializer, config.disable_isolation)
+        # Persisted per-minute statistics; first of the workers, so that the counters are
+        # back (from the store) before anything can invoke.
+        self.rollups = Rollups(
+            config,
+            os.path.join(config.state_dir, "rollups.sqlite3"),
+            lambda: [(state.name, state.stats) for state in self.warm],
+        )
+        self.service.rollups = self.rollups
+        self.triggers = Triggers(config, self.service)
+        self.service.triggers = self.triggers
         # Queues, event-source mappings and async destinations (issue 16), reached by the
         # fronts through service.components.
         queues = QueueTriggers(config, self.service)
@@ -94,11 +113,13 @@ class Daemon:
         self.service.components.update({"queues": queues, "destinations": destinations})
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
+            self.rollups,
             queues,
             destinations,
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),
+            self.triggers,
         ]  # fmt: skip
         # The core's components, in start order (stopped in reverse).
         self.components: list[Component] = [self.egress, self.runtimes, *self.workers]
@@ -108,9 +129,17 @@ class Daemon:
         self.stopped = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def _latest_version(self, name: str) -> int | None:
+    def _build_policy(self) -> tuple[BuildLimits, Watermark]:
+        """How deploys build code, as configured now (docs/operations.md, "Deploys")."""
+        c = self.config
+        limits = BuildLimits(
+            c.deploy_build_memory_mb, c.deploy_build_cpu_s, c.deploy_build_timeout_s
+        )
+        return limits, Watermark(c.disk_min_free_mb, c.disk_min_free_percent)
+
+    def _live_versions(self, name: str) -> frozenset[str]:
         fn = self.registry.functions.get(name)
-        return fn.latest.number if fn is not None else None
+        return fn.live_keys() if fn is not None else frozenset()
 
     # -- start, stop, reload ---------------------------------------------------------------
 
@@ -204,12 +233,14 @@ class Daemon:
                 socket_path=self.config.socket_path,
                 state_dir=self.config.state_dir,
                 strict=self.config.strict,
+                api_address=self.config.api_address or None,
             )
         except Exception as exc:
             log.info("SIGHUP: configuration not reloaded: %s", exc)
             return
         self.config = new
         self.service.config = new
+        self.logs.configure(new.log_limits())
         for component in [*self.components, *self.fronts]:
             component.reload(new)
         if new.global_concurrency:

@@ -307,8 +307,7 @@ class Destinations(Component):
         try:
             if kind == "fn":
                 self.service.registry.get(name)
-                await self.events.put(name, None, record, hops=hops, origin=origin)
-                self.events.wake()
+                await self.service.enqueue(name, None, record, hops=hops, origin=origin)
             else:
                 message = OutgoingMessage(record, {}, 0.0, hops, origin)
                 await self.queues.send(name, message)

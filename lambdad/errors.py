@@ -102,6 +102,13 @@ class TooManyRequests(LambdadError):
     type = "TooManyRequests"
 
 
+class CodeStorageExceeded(LambdadError):
+    """No room for more code: the state directory's disk is below its free-space watermark
+    (Lambda's ``CodeStorageExceededException``)."""
+
+    type = "CodeStorageExceeded"
+
+
 class AccessDenied(LambdadError):
     """The peer's credentials do not allow this operation (deploy/delete are admin-only)."""
 

@@ -12,6 +12,11 @@ An event is acknowledged to the client only after the transaction that stored it
 the next one, so accepting many events costs a few fsyncs, not one each. All database work runs
 in one worker thread, never on the event loop.
 
+The queue is bounded (issue 13, point 3): events not yet finished (pending or running) and
+their payload bytes are counted per function and in total, in memory (recounted from the
+database at start and after a redrive), and a put beyond a cap is refused with
+``TooManyRequests`` and a reason, as Lambda's async queue throttles; nothing is written.
+
 Delivery is at least once: an event that was running when the daemon died is pending again at
 the next start. The request id of every attempt is the event id, so the function's log shows
 each run of an event under the same id.
@@ -48,6 +53,19 @@ CREATE INDEX IF NOT EXISTS events_due ON events (state, next_at);
 """
 DONE_KEEP_S = 24 * 3600.0
 THROTTLE_RETRY_S = 1.0
+
+
+class QueueCaps(Protocol):
+    """The async queue's caps (``DaemonConfig.async_queue_*``)."""
+
+    @property
+    def async_queue_max_events(self) -> int: ...
+    @property
+    def async_queue_max_bytes(self) -> int: ...
+    @property
+    def async_queue_function_max_events(self) -> int: ...
+    @property
+    def async_queue_function_max_bytes(self) -> int: ...
 
 
 class RetryPolicy(Protocol):
@@ -97,6 +115,10 @@ class EventStore:
         # event once it succeeded or failed for good.
         self.invoke_config: InvokeConfigFor | None = None
         self.on_final: Callable[[FinalOutcome], Awaitable[None]] | None = None
+        # Unfinished (pending or running) events: [count, payload bytes], per function.
+        self.queued: dict[str, list[int]] = {}
+        self.queued_events = 0
+        self.queued_bytes = 0
 
     # -- database thread ---------------------------------------------------------------
 
@@ -115,6 +137,53 @@ class EventStore:
         db.execute("DELETE FROM events WHERE state='done' AND updated < ?", (now - DONE_KEEP_S,))
         self._db = db
 
+    def _count_unfinished(self) -> list[tuple[Any, ...]]:
+        return self._db_call(
+            "SELECT function, count(*), coalesce(sum(length(payload)), 0) FROM events"
+            " WHERE state IN ('pending', 'running') GROUP BY function"
+        )
+
+    async def _recount(self) -> None:
+        rows = await self._run(self._count_unfinished)
+        self.queued = {str(fn): [int(n), int(size)] for fn, n, size in rows}
+        self.queued_events = sum(n for n, _ in self.queued.values())
+        self.queued_bytes = sum(size for _, size in self.queued.values())
+
+    def _admit(self, function: str, size: int, caps: QueueCaps) -> None:
+        """Count an event in, or refuse it (nothing counted) if it would pass a cap."""
+        mine = self.queued.get(function, [0, 0])
+        checks = (
+            (mine[0] + 1 > caps.async_queue_function_max_events,
+             f"function {function!r} has {mine[0]} async events queued, its limit "
+             f"(async_queue_function_max_events)"),
+            (mine[1] + size > caps.async_queue_function_max_bytes,
+             f"function {function!r} has {mine[1]} bytes of async events queued; {size} more "
+             f"would pass its limit of {caps.async_queue_function_max_bytes} "
+             f"(async_queue_function_max_bytes)"),
+            (self.queued_events + 1 > caps.async_queue_max_events,
+             f"the async event queue holds {self.queued_events} events, its limit "
+             f"(async_queue_max_events)"),
+            (self.queued_bytes + size > caps.async_queue_max_bytes,
+             f"the async event queue holds {self.queued_bytes} bytes; {size} more would pass "
+             f"its limit of {caps.async_queue_max_bytes} (async_queue_max_bytes)"),
+        )  # fmt: skip
+        for full, why in checks:
+            if full:
+                raise TooManyRequests(
+                    f"Rate exceeded: {why}; retry when queued events have run",
+                    reason="AsyncEventQueueFull",
+                )
+        self._count(function, 1, size)
+
+    def _count(self, function: str, events: int, size: int) -> None:
+        mine = self.queued.setdefault(function, [0, 0])
+        mine[0] += events
+        mine[1] += size
+        self.queued_events += events
+        self.queued_bytes += size
+        if mine[0] <= 0:
+            del self.queued[function]
+
     def _db_call(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         assert self._db is not None
         return self._db.execute(sql, params).fetchall()
@@ -128,8 +197,9 @@ class EventStore:
         with self._db:  # one transaction, one fsync for the whole batch
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO events (id, function, qualifier, payload, state, attempts, next_at,"
-                " created, updated, hops, origin) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events (id, function, qualifier, payload, state, attempts,"
+                " next_at, created, updated, hops, origin)"
+                " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -159,6 +229,7 @@ class EventStore:
     async def open(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         await self._run(self._open_db)
+        await self._recount()
 
     async def close(self) -> None:
         if self._db is not None:
@@ -171,13 +242,26 @@ class EventStore:
         function: str,
         qualifier: str | None,
         payload: bytes,
+        caps: QueueCaps,
+        event_id: str | None = None,
         hops: int = 0,
         origin: str | None = None,
     ) -> str:
-        """Store an event durably; returns its id once the commit is on disk. ``hops`` and
-        ``origin``: the event chain it continues (a destination's or a trigger's event)."""
+        """Store an event durably; returns its id once the commit is on disk.
+
+        ``event_id``: an idempotency key (a schedule's trigger + scheduled time): a put with
+        an id already stored changes nothing (and counts nothing against the caps). ``hops``
+        and ``origin``: the event chain it continues (a destination's or a trigger's event).
+
+        Raises:
+            TooManyRequests: (``reason="AsyncEventQueueFull"``) the event would pass one of
+                the queue's caps; the message names it.
+        """
         assert self._loop is not None
-        event_id = str(uuid.uuid4())
+        if event_id is not None and await self.state(event_id) is not None:
+            return event_id
+        self._admit(function, len(payload), caps)
+        event_id = event_id or str(uuid.uuid4())
         now = time.time()
         done: asyncio.Future[None] = self._loop.create_future()
         row = (event_id, function, qualifier, payload, now, now, now, hops, origin)
@@ -195,7 +279,8 @@ class EventStore:
                 try:
                     await self._run(self._insert_batch, [row for row, _ in batch])
                 except Exception as exc:
-                    for _, fut in batch:
+                    for row, fut in batch:
+                        self._count(row[1], -1, -len(row[3]))  # not stored: not queued
                         if not fut.done():
                             fut.set_exception(exc)
                 else:
@@ -205,6 +290,11 @@ class EventStore:
                 self._wake.set()
         finally:
             self._flushing = False
+
+    async def state(self, event_id: str) -> str | None:
+        """An event's state (pending, running, done, dead), None when not stored."""
+        rows = await self._run(self._db_call, "SELECT state FROM events WHERE id=?", (event_id,))
+        return str(rows[0][0]) if rows else None
 
     def wake(self) -> None:
         self._wake.set()
@@ -236,17 +326,28 @@ class EventStore:
         )
         params = (now, now, event_id if event_id is not None else function)
         changed: int = await self._run(self._db_exec, sql, params)
+        if changed:
+            await self._recount()
         self._wake.set()
         return changed
 
     async def _finish(
-        self, event_id: str, state: str, attempts: int, next_at: float, error: str | None
+        self,
+        event_id: str,
+        state: str,
+        attempts: int,
+        next_at: float,
+        error: str | None,
+        function: str = "",
+        size: int = 0,
     ) -> None:
         await self._run(
             self._db_call,
             "UPDATE events SET state=?, attempts=?, next_at=?, updated=?, last_error=? WHERE id=?",
             (state, attempts, next_at, time.time(), error, event_id),
         )
+        if state in ("done", "dead"):
+            self._count(function, -1, -size)
 
     async def run(self, run_event: RunEvent, policy: RetryPolicy) -> None:
         """Forever: claim due events, run them (bounded concurrency), apply the retry policy."""
@@ -270,6 +371,7 @@ class EventStore:
         self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]
     ) -> None:
         event_id, function, qualifier, payload, attempts, created, hops, origin = row
+        size = len(payload)
         now = time.time()
         retries, max_age = (None, None)
         if self.invoke_config is not None:
@@ -285,7 +387,9 @@ class EventStore:
                     traceback.print_exc()
 
         if now - created > (max_age if max_age is not None else policy.async_max_age_s):
-            await self._finish(event_id, "dead", attempts, now, "maximum event age exceeded")
+            await self._finish(
+                event_id, "dead", attempts, now, "maximum event age exceeded", function, size
+            )
             await final("EventAgeExceeded", {"error": None}, attempts)
             return
         try:
@@ -295,7 +399,7 @@ class EventStore:
             await self._finish(event_id, "pending", attempts, now + THROTTLE_RETRY_S, "throttled")
             return
         except ResourceNotFound as exc:
-            await self._finish(event_id, "dead", attempts + 1, now, exc.message)
+            await self._finish(event_id, "dead", attempts + 1, now, exc.message, function, size)
             return
         except LambdadError as exc:
             result = {"error": {"errorType": exc.type, "errorMessage": exc.message}}
@@ -307,7 +411,7 @@ class EventStore:
         error = result.get("error")
         attempts += 1
         if not error:
-            await self._finish(event_id, "done", attempts, now, None)
+            await self._finish(event_id, "done", attempts, now, None, function, size)
             await final("Success", result, attempts)
             return
         message = f"{error.get('errorType')}: {error.get('errorMessage')}"
@@ -319,5 +423,5 @@ class EventStore:
                 event_id, "pending", attempts, time.time() + delays[attempts - 1], message
             )
         else:
-            await self._finish(event_id, "dead", attempts, time.time(), message)
+            await self._finish(event_id, "dead", attempts, time.time(), message, function, size)
             await final("RetriesExhausted", result, attempts)

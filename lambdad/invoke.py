@@ -8,22 +8,24 @@ each way of ending means to the caller is :mod:`lambdad.outcomes`.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Final
 
 from lambdad import outcomes
 from lambdad.errors import InvalidRequest, ServiceError
 from lambdad.functions import Version
-from lambdad.metering import Report, billed
+from lambdad.logs import LogStream
+from lambdad.metering import Report, billed, bounded_duration, link_slack_ms
 from lambdad.model import InvocationResult
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import Sandbox, SandboxDied, State
 from lambdad.specialize import ColdStart, GenericLost, InitFailed, Specializer, exit_description
 from sandbox import messages
 
-LOG_TAIL_BYTES: Final = 4096
 GENERIC_RETRIES: Final = 3  # pooled sandboxes found dead before one is taken for good
 
 
@@ -37,6 +39,8 @@ class Call:
     request_id: str
     force_cold: bool  # use a fresh sandbox and retire it afterwards
     queue_us: int  # time spent waiting for concurrency
+    trace_id: str = ""  # the X-Ray trace header (the caller's, or new_trace_id()'s)
+    client_context: str | None = None  # Lambda's ClientContext (base64 JSON), passed through
 
 
 class Invoker:
@@ -44,12 +48,14 @@ class Invoker:
         self,
         warm: WarmPool[Sandbox],
         specializer: Specializer,
-        latest_version: Callable[[str], int | None],
+        live_versions: Callable[[str], Container[str]],
         max_result: int,
     ) -> None:
         self.warm = warm
         self.specializer = specializer
-        self.latest_version = latest_version  # a function's $LATEST number; None if deleted
+        # The keys (Version.key) of a function's $LATEST and published versions; empty once
+        # it is deleted. A sandbox of any other version is retired when it is released.
+        self.live_versions = live_versions
         self.max_result = max_result
         self.draining = False
 
@@ -60,14 +66,16 @@ class Invoker:
         try:
             sandbox, cold = await self._sandbox_for(state, call.version, call.force_cold)
         except InitFailed as exc:
-            report = _report(call, exc.cold.init_ms, None, exc.cold)
+            status, error_type = outcomes.report_status(exc.error, outcomes.UNHANDLED)
+            report = _report(call, exc.cold.init_ms, None, exc.cold, status, error_type)
+            tail = _log_failed_init(exc.cold.stream, call, exc.error, report)
             state.stats.record(report, error=True)
             return InvocationResult(
                 request_id=call.request_id,
                 error=exc.error,
                 function_error=outcomes.UNHANDLED,
                 report=report,
-                log_tail="" if call.log_tail else None,
+                log_tail=tail if call.log_tail else None,
                 executed_version=str(call.version.number),
             )
         try:
@@ -86,7 +94,7 @@ class Invoker:
         self, state: FunctionState[Sandbox], version: Version, force_cold: bool
     ) -> tuple[Sandbox, ColdStart | None]:
         if not force_cold:
-            warm = self.warm.take(state, version.number)
+            warm = self.warm.take(state, version.key)
             if warm is not None:
                 return warm, None
         for attempt in range(GENERIC_RETRIES):
@@ -105,14 +113,30 @@ class Invoker:
     async def _call_sandbox(
         self, state: FunctionState[Sandbox], sandbox: Sandbox, cold: ColdStart | None, call: Call
     ) -> InvocationResult:
-        version, request_id = call.version, call.request_id
-        cfg = version.config
         stream = sandbox.log_stream
         assert stream is not None
-        start_line = f"START RequestId: {request_id} Version: {version.number}\n".encode()
-        stream.write(start_line)
+        # Held until END and REPORT are written: a sandbox that dies meanwhile closes its
+        # stream, which must still get this invocation's records.
+        stream.hold()
+        try:
+            return await self._run_on(state, sandbox, cold, call, stream)
+        finally:
+            stream.release()
+
+    async def _run_on(
+        self,
+        state: FunctionState[Sandbox],
+        sandbox: Sandbox,
+        cold: ColdStart | None,
+        call: Call,
+        stream: LogStream,
+    ) -> InvocationResult:
+        version, request_id = call.version, call.request_id
+        cfg = version.config
         if call.log_tail:
-            sandbox.log_tail = bytearray(start_line)
+            stream.start_tail()
+        label = version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        stream.platform(f"START RequestId: {request_id} Version: {label}")
         started = time.monotonic_ns()
         error: dict[str, Any] | None = None
         function_error: str | None = None
@@ -120,7 +144,13 @@ class Invoker:
         duration_ms: float
         maxrss_kb = 0
         try:
-            sandbox.send_invoke(request_id, call.payload, int(cfg.timeout_s * 1000))
+            sandbox.send_invoke(
+                request_id,
+                call.payload,
+                int(cfg.timeout_s * 1000),
+                call.trace_id or None,
+                call.client_context,
+            )
             answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
         except TimeoutError:
             # The loop's timer has millisecond granularity and may fire a hair early; a
@@ -131,14 +161,14 @@ class Invoker:
             function_error = outcomes.UNHANDLED
             error = outcomes.timeout_error(cfg.timeout_s)
             message = outcomes.timeout_message(cfg.timeout_s)
-            stream.write(f"{_utc()} {request_id} {message}\n".encode())
+            stream.platform(f"{_utc()} {request_id} {message}")
             maxrss_kb = peak * 1024
         except SandboxDied:
             duration_ms = (time.monotonic_ns() - started) / 1e6
             description, peak_bytes, oom_kills = await exit_description(sandbox)
             function_error = outcomes.UNHANDLED
             error = outcomes.exit_error(request_id, description, oom=bool(oom_kills))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            stream.platform(error["errorMessage"])
             maxrss_kb = peak_bytes // 1024
         except messages.MessageError as exc:
             # The sandbox runs untrusted code: a malformed answer condemns it.
@@ -146,40 +176,60 @@ class Invoker:
             sandbox.violation(f"malformed result ({exc})")
             duration_ms = (time.monotonic_ns() - started) / 1e6
             error = outcomes.invalid_response(request_id, str(exc))
-            stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+            stream.platform(error["errorMessage"])
             function_error = outcomes.UNHANDLED
         else:
             sandbox.drain_log()
-            if answer.bad_payload is not None:
-                sandbox.log_tail = None
+            # The sandbox says the event is not JSON: believed only when it is true (it is
+            # checked here, on this rare path only), or hostile code on the link could make
+            # the caller's valid request look like the caller's fault.
+            lied = answer.bad_payload is not None and _is_json(call.payload)
+            if answer.bad_payload is not None and not lied:
+                # Refused before the handler ran: no invocation, so no REPORT.
+                stream.platform(f"END RequestId: {request_id}")
+                stream.tail = None
                 self._release(state, sandbox, version)
                 raise InvalidRequest(answer.bad_payload)
-            duration_ms, maxrss_kb = answer.duration_us / 1000, answer.maxrss_kb
-            if answer.result is not None and len(answer.result) > self.max_result:
-                problem = f"result of {len(answer.result)} bytes is over {self.max_result}"
+            # The sandbox's own figure, within what the daemon's clock allows: the function
+            # shares the runtime's process and could make its clocks say anything.
+            duration_ms = bounded_duration(
+                answer.duration_us / 1000,
+                (sandbox.received_ns - started) / 1e6,
+                link_slack_ms(len(call.payload) + len(answer.result or b"")),
+            )
+            maxrss_kb = answer.maxrss_kb
+            if lied or (answer.result is not None and len(answer.result) > self.max_result):
+                problem = (
+                    "claimed a JSON event is not JSON"
+                    if lied
+                    else f"result of {len(answer.result or b'')} bytes is over {self.max_result}"
+                )
                 sandbox.violation(f"malformed result ({problem})")
                 duration_ms = (time.monotonic_ns() - started) / 1e6
                 error = outcomes.invalid_response(request_id, problem)
                 maxrss_kb = 0
-                stream.write(f"{_utc()} {error['errorMessage']}\n".encode())
+                stream.platform(error["errorMessage"])
                 function_error = outcomes.UNHANDLED
             elif answer.error is not None:
+                # The runtime has logged it, in the function's log format, as Lambda's does.
                 error = dict(answer.error)
                 function_error = outcomes.function_error(error)
-                stream.write(outcomes.error_log_lines(error))
             else:
                 result = answer.result
         memory_used = (
             sandbox.memory_peak_mb(maxrss_kb) if sandbox.alive else max(1, maxrss_kb // 1024)
         )
-        report = _report(call, duration_ms, memory_used, cold)
-        end_lines = f"END RequestId: {request_id}\n{report.line()}\n".encode()
-        stream.write(end_lines)
-        tail = None
-        if sandbox.log_tail is not None:
-            sandbox.log_tail += end_lines
-            tail = bytes(sandbox.log_tail[-LOG_TAIL_BYTES:]).decode("utf-8", "replace")
-            sandbox.log_tail = None
+        status, error_type = outcomes.report_status(error, function_error)
+        report = _report(call, duration_ms, memory_used, cold, status, error_type)
+        xray = xray_line(call.trace_id)
+        if xray:
+            stream.platform(f"END RequestId: {request_id}", report.line(), xray.rstrip("\n"))
+        else:
+            stream.platform(f"END RequestId: {request_id}", report.line())
+        tail = stream.take_tail() if call.log_tail else None
+        # One write(): this invocation's records are in the kernel before its caller
+        # learns the result, so a SIGKILL of the daemon cannot lose them.
+        stream.flush()
         state.stats.record(report, error=error is not None)
         if sandbox.alive and not call.force_cold:
             self._release(state, sandbox, version)
@@ -191,20 +241,49 @@ class Invoker:
         return InvocationResult.ran(request_id, result, error, function_error, report, tail)
 
     def _release(self, state: FunctionState[Sandbox], sandbox: Sandbox, version: Version) -> None:
-        """Back to the idle list, or retired: the function was deleted or has a newer
-        version, or the daemon is draining."""
+        """Back to the idle list, or retired: the function was deleted, its version is no
+        longer live ($LATEST changed and was not published), or the daemon is draining."""
         if (
             not self.warm.current(state)
             or self.draining
-            or self.latest_version(state.name) != version.number
+            or version.key not in self.live_versions(state.name)
         ):
             self.warm.retire(state, sandbox)
             return
         self.warm.put_back(state, sandbox)
 
 
+def _log_failed_init(
+    stream: LogStream | None, call: Call, error: dict[str, Any], report: Report
+) -> str:
+    """An invocation whose Init failed: START, the error line, END and REPORT (after the
+    INIT_REPORT the cold start wrote), in the kernel before the caller learns of it."""
+    if stream is None:
+        return ""
+    stream.hold()
+    try:
+        if call.log_tail:
+            stream.start_tail()
+        label = call.version.number or "$LATEST"  # an unpublished $LATEST is number 0
+        stream.platform(f"START RequestId: {call.request_id} Version: {label}")
+        if error.get("errorType") == outcomes.EXIT_ERROR:  # the platform's words, not the handler's
+            stream.platform(f"RequestId: {call.request_id} Error: {error.get('errorMessage')}")
+            stream.platform(outcomes.EXIT_ERROR)
+        stream.platform(f"END RequestId: {call.request_id}", report.line())
+        tail = stream.take_tail() if call.log_tail else ""
+        stream.flush()
+        return tail
+    finally:
+        stream.release()
+
+
 def _report(
-    call: Call, duration_ms: float, memory_used: int | None, cold: ColdStart | None
+    call: Call,
+    duration_ms: float,
+    memory_used: int | None,
+    cold: ColdStart | None,
+    status: str | None = None,
+    error_type: str | None = None,
 ) -> Report:
     duration_ms = round(duration_ms, 2)  # what the REPORT line shows is what is billed
     return Report(
@@ -219,8 +298,40 @@ def _report(
         version=str(call.version.number),
         queue_us=call.queue_us,
         phases_us=cold.phases_us if cold else {},
+        trace_id=call.trace_id,
+        status=status,
+        error_type=error_type,
     )
+
+
+def new_trace_id(now: float | None = None) -> str:
+    """An X-Ray trace header for an invocation whose caller sent none, as Lambda makes one: a
+    root id starting with the epoch second in hex, a parent segment id, not sampled."""
+    seconds = int(time.time() if now is None else now)
+    rand = os.urandom(20).hex()
+    return f"Root=1-{seconds:08x}-{rand[:24]};Parent={rand[24:]};Sampled=0"
+
+
+def xray_line(trace_id: str) -> str:
+    """Lambda's ``XRAY TraceId:`` line (after REPORT) for a trace header: only for a sampled
+    trace (``Sampled=1``), as Lambda writes it only for traced invocations; "" otherwise. Every
+    invocation's trace id is in its report (``Report.trace_id``) either way."""
+    if "Sampled=1" not in trace_id:  # the common case, on every invocation: no parsing
+        return ""
+    fields = dict(f.partition("=")[::2] for f in trace_id.split(";"))
+    root = fields.get("Root")
+    if not root or fields.get("Sampled") != "1":
+        return ""
+    return f"XRAY TraceId: {root}\tSegmentId: {fields.get('Parent', '')}\tSampled: true\n"
 
 
 def _utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        json.loads(payload or b"null")
+    except ValueError:
+        return False
+    return True

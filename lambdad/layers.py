@@ -44,15 +44,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from lambdad.codebuild import MAX_ENTRIES, MAX_UNZIPPED, _code_files, _executable, _read_member
 from lambdad.errors import InvalidParameterValue, ResourceNotFound
-from lambdad.registry import (
-    MAX_ENTRIES,
-    MAX_UNZIPPED,
-    _code_files,
-    _executable,
-    _read_member,
-    atomic_write,
-)
+from lambdad.registry import atomic_write
 
 ACCOUNT_ID: Final = "000000000000"  # the one account every ARN names
 DEFAULT_REGION: Final = "us-east-1"  # for ARNs shown where no request names a region (CLI)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,9 @@ class Report:
     """What one invocation cost. Times in milliseconds unless the name says otherwise."""
 
     request_id: str
-    duration_ms: float  # handler start to end, measured inside the sandbox (monotonic clock)
+    # handler start to end, measured inside the sandbox (monotonic clock), bounded by the
+    # daemon's own round trip (bounded_duration)
+    duration_ms: float
     billed_ms: int  # duration rounded up to the millisecond (at least 1)
     memory_mb: int  # the function's memory size
     max_memory_used_mb: int  # the sandbox cgroup's peak (the whole environment, as on Lambda)
@@ -23,6 +25,11 @@ class Report:
     version: str
     queue_us: int = 0  # time spent waiting for concurrency
     phases_us: dict[str, int] = field(default_factory=dict)  # cold start anatomy
+    trace_id: str = ""  # the X-Ray trace header the handler saw (_X_AMZN_TRACE_ID)
+    # Lambda's fields for a failed invocation: "timeout" or "error" (with its error type,
+    # e.g. Runtime.ExitError, Runtime.OutOfMemory); None when it ran to an answer.
+    status: str | None = None
+    error_type: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -37,6 +44,8 @@ class Report:
             "version": self.version,
             "queue_us": self.queue_us,
             "phases_us": self.phases_us,
+            "trace_id": self.trace_id,
+            **({"status": self.status, "error_type": self.error_type} if self.status else {}),
         }
 
     def line(self) -> str:
@@ -48,11 +57,48 @@ class Report:
         )
         if self.init_ms is not None:
             text += f"Init Duration: {self.init_ms:.2f} ms\t"
+        if self.status is not None:
+            text += f"Status: {self.status}\t"
+            if self.error_type is not None:
+                text += f"Error Type: {self.error_type}\t"
         return text
+
+
+PENDING_DURATIONS_MAX: Final = 100_000
 
 
 def billed(duration_ms: float) -> int:
     return max(1, math.ceil(round(duration_ms, 6)))
+
+
+# What a sandbox reports is a claim; the daemon's own round trip bounds it (docs/security.md,
+# "Metering a function cannot forge"). The round trip holds the handler's interval plus the
+# overhead around it: waking the sandbox, the runtime's JSON work, copying the messages both
+# ways, waking the daemon.
+LINK_SLACK_MS: Final = 1.0  # that overhead for small messages, with room: Lambda's granularity
+# ... and for large ones, the copies between the daemon's transport and the runtime: measured
+# 14 ns/byte p50, 20 max for 12 MB (6 MB each way) on a 2-core VM at load 17. The runtime's
+# JSON work on a large payload can take longer (17 MB/s for many small objects): beyond this
+# allowance it is billed, as on Lambda, where the platform times the runtime's next->response.
+LINK_SLACK_NS_PER_BYTE: Final = 20.0
+
+
+def link_slack_ms(message_bytes: int) -> float:
+    """How much less than the daemon's round trip an honest sandbox may report, for an
+    exchange that carried ``message_bytes`` of payload and result."""
+    return LINK_SLACK_MS + message_bytes * LINK_SLACK_NS_PER_BYTE / 1e6
+
+
+def bounded_duration(claimed_ms: float, roundtrip_ms: float, slack_ms: float) -> float:
+    """The duration to report and bill: the sandbox's ``claimed_ms`` if it lies within
+    [``roundtrip_ms`` - ``slack_ms``, ``roundtrip_ms``], else the nearer bound.
+
+    The sandbox's interval is inside the daemon's round trip (the daemon's clock started
+    before it sent the request and stopped after the answer came), so a claim above the round
+    trip is impossible and one far below it is a lie: whatever the function does to its own
+    clocks, it can shave at most ``slack_ms`` off what it is billed.
+    """
+    return min(max(claimed_ms, roundtrip_ms - slack_ms), roundtrip_ms)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -72,6 +118,9 @@ class FunctionStats:
     max_concurrent: int = 0
     gb_seconds: float = 0.0
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
+    # Durations not yet rolled up into the persisted per-minute histogram (lambdad/rollups.py
+    # takes them every few seconds; bounded in case nothing does).
+    pending_durations: list[float] = field(default_factory=list)
 
     def record(self, report: Report | None, error: bool) -> None:
         self.invocations += 1
@@ -80,6 +129,8 @@ class FunctionStats:
         if report is not None:
             self.cold_starts += report.cold
             self.durations.append(report.duration_ms)
+            if len(self.pending_durations) < PENDING_DURATIONS_MAX:
+                self.pending_durations.append(report.duration_ms)
             self.gb_seconds += report.billed_ms / 1000 * report.memory_mb / 1024
 
     def to_wire(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ wire shape: the socket front and the clients translate them to and from the prot
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -22,6 +24,41 @@ from lambdad.metering import Report
 INVOCATION_TYPES: Final = ("sync", "async", "dryrun")
 
 T = TypeVar("T")
+
+
+# Lambda's limits on what an invocation carries to the handler (the sandbox link refuses more).
+MAX_CLIENT_CONTEXT: Final = 3583  # bytes of base64, Lambda's ClientContext limit
+MAX_TRACE_ID: Final = 256  # characters of an X-Ray trace header
+
+
+def check_trace_context(trace_id: str | None, client_context: str | None) -> None:
+    """What a request may pass to the handler: a trace header of printable ASCII, and a
+    ClientContext that is base64 of a JSON object within Lambda's size.
+
+    Raises:
+        InvalidParameterValue: naming the field.
+    """
+    if trace_id is not None and not (
+        0 < len(trace_id) <= MAX_TRACE_ID and trace_id.isascii() and trace_id.isprintable()
+    ):
+        raise InvalidParameterValue(
+            f"trace_id must be 1-{MAX_TRACE_ID} printable ASCII characters", field="trace_id"
+        )
+    if client_context is None:
+        return
+    if len(client_context) > MAX_CLIENT_CONTEXT:
+        raise InvalidParameterValue(
+            f"client_context is {len(client_context)} bytes; at most {MAX_CLIENT_CONTEXT}",
+            field="client_context",
+        )
+    try:
+        value = json.loads(base64.b64decode(client_context, validate=True))
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidParameterValue(
+            "client_context must be a valid Base64-encoded JSON object", field="client_context"
+        )
 
 
 def _built(cls: type[T], values: dict[str, Any]) -> T:
@@ -50,9 +87,9 @@ class Caller:
 class InvokeRequest:
     """One request to run a function.
 
-    The core acts on every field but ``client_context``, ``trace_id``, ``deadline`` and
-    ``caller``, which it carries for the fronts that set them (the HTTP API, triggers) and the
-    runtimes that will pass them on; nothing reads them yet.
+    ``client_context`` and ``trace_id`` go to the handler (``context.client_context``,
+    ``_X_AMZN_TRACE_ID``; checked by :func:`check_trace_context`); the core carries
+    ``deadline`` and ``caller`` for the fronts that set them (the HTTP API, triggers).
     """
 
     function: str
@@ -223,6 +260,9 @@ def report_from_wire(raw: Mapping[str, Any]) -> Report:
         version=str(raw.get("version", "")),
         queue_us=int(raw.get("queue_us", 0)),
         phases_us={str(k): int(v) for k, v in dict(raw.get("phases_us") or {}).items()},
+        trace_id=str(raw.get("trace_id", "")),
+        status=None if raw.get("status") is None else str(raw["status"]),
+        error_type=None if raw.get("error_type") is None else str(raw["error_type"]),
     )
 
 
@@ -276,6 +316,7 @@ class FunctionStatsView:
         body = dict(self.stats)
         body["sandboxes"] = {
             "warm": c.warm, "initializing": c.initializing, "idle": c.idle, "frozen": c.frozen,
+            "live": c.live,
         }  # fmt: skip
         return {"name": self.name, "stats": body}
 
@@ -290,15 +331,18 @@ class GlobalStatsView:
     async_events: Mapping[str, int]
     missing: tuple[str, ...]
     addresses: Mapping[str, str]  # what the fronts listen on, e.g. {"metrics": "127.0.0.1:9464"}
+    memory_in_use_mb: int = 0  # the memory limits of every specialized sandbox still counted
 
     def to_wire(self) -> dict[str, Any]:
         body = dict(self.stats)
         body["sandboxes"] = {"generic": self.generic_sandboxes, "warm": self.warm_sandboxes}
         body["global_concurrency_limit"] = self.global_concurrency_limit
         body["memory_budget_mb"] = self.memory_budget_mb
+        body["memory_in_use_mb"] = self.memory_in_use_mb
         body["async"] = dict(self.async_events)
         body["missing"] = list(self.missing)
         body["metrics_address"] = self.addresses.get("metrics")
+        body["api_address"] = self.addresses.get("api")
         return {"stats": body}
 
 

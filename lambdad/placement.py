@@ -13,7 +13,7 @@ It works on anything shaped like :class:`WarmSandbox` (the daemon's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -27,10 +27,13 @@ INITIALIZED = frozenset({State.IDLE, State.BUSY, State.FROZEN})
 class WarmSandbox(Protocol):
     id: str
     state: State
-    version: int | None
     memory_mb: int
     pids_max: int
     last_used: float
+
+    @property
+    def version(self) -> object:
+        """What it is specialized for: a version's ``key`` (number and content address)."""
 
     @property
     def alive(self) -> bool: ...
@@ -99,20 +102,25 @@ class WarmPool(Generic[S]):
         if sandbox in state.idle:
             state.idle.remove(sandbox)
 
-    def take(self, state: FunctionState[S], version: int) -> S | None:
-        """The most recently used live idle sandbox of ``version``, now BUSY; None if none.
+    def take(self, state: FunctionState[S], version: object) -> S | None:
+        """The most recently used live idle sandbox of ``version`` (a version's key), now
+        BUSY; None if none.
 
-        Dead ones are forgotten, ones of another version retired, frozen ones thawed on the
-        way."""
-        while state.idle:
-            sandbox = state.idle.pop()
+        Dead ones are forgotten and frozen ones thawed on the way; idle sandboxes of the
+        function's other live versions (an alias routes between two) stay where they are —
+        :meth:`retire_idle_except` retires the ones no version needs any more."""
+        idle = state.idle
+        index = len(idle)
+        while index:
+            index -= 1
+            sandbox = idle[index]
             if not sandbox.alive:
+                del idle[index]
                 state.sandboxes.discard(sandbox)
                 continue
             if sandbox.version != version:
-                state.sandboxes.discard(sandbox)
-                sandbox.retire()
                 continue
+            del idle[index]
             if sandbox.state is State.FROZEN and not sandbox.thaw():
                 sandbox.kill()
                 state.sandboxes.discard(sandbox)
@@ -137,10 +145,10 @@ class WarmPool(Generic[S]):
 
     # -- many --------------------------------------------------------------------------
 
-    def retire_idle_except(self, state: FunctionState[S], version: int) -> None:
-        """A new version was deployed: idle sandboxes of older ones retire now (busy ones
-        when their invocation ends)."""
-        for sandbox in [s for s in state.idle if s.version != version]:
+    def retire_idle_except(self, state: FunctionState[S], live: Container[object]) -> None:
+        """The function's versions changed: idle sandboxes of versions not in ``live`` (keys)
+        retire now (busy ones when their invocation ends)."""
+        for sandbox in [s for s in state.idle if s.version not in live]:
             self.retire(state, sandbox)
 
     def drop(self, name: str) -> None:

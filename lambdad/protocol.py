@@ -74,6 +74,10 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
             "min_warm",
             "pids_max",
             "layers",
+            "log_format",
+            "application_log_level",
+            "system_log_level",
+            "mounts",
         }
     ),
     "get": frozenset({"name"}),
@@ -83,16 +87,32 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
         {"name", "payload", "type", "qualifier", "log_tail", "force_cold", "client_context",
          "trace_id"}
     ),
-    "stats": frozenset({"name"}),
-    "logs": frozenset({"name", "cursor"}),
+    "stats": frozenset({"name", "since"}),
+    "logs": frozenset(
+        {"name", "cursor", "since", "until", "request_id", "filter", "limit", "events"}
+    ),
     "dead_letters": frozenset({"name"}),
     "redrive": frozenset({"name", "event_id"}),
+    "publish": frozenset({"name", "description"}),
+    "aliases": frozenset({"name"}),
+    "alias_create": frozenset({"name", "alias", "version", "description", "weights"}),
+    "alias_update": frozenset({"name", "alias", "version", "description", "weights"}),
+    "alias_delete": frozenset({"name", "alias"}),
+    "keys_create": frozenset({"key_name", "admin"}),
+    "keys_list": frozenset(),
+    "keys_remove": frozenset({"key"}),
     "layer_publish": frozenset(
         {"name", "code", "description", "license_info", "compatible_runtimes",
          "compatible_architectures"}
     ),
     "layer_list": frozenset({"name"}),
     "layer_delete": frozenset({"name", "version"}),
+    # Triggers (lambdad/triggers/wire.py; docs/triggers-http.md, docs/triggers-schedules.md).
+    "trigger_add": frozenset({"kind", "name", "function", "qualifier", "settings"}),
+    "trigger_list": frozenset({"function"}),
+    "trigger_delete": frozenset({"name"}),
+    "trigger_enable": frozenset({"name"}),
+    "trigger_disable": frozenset({"name"}),
     # queues, event-source mappings, destinations (docs/triggers-queues.md)
     "queue_create": frozenset(
         {"name", "visibility_timeout_s", "retention_s", "max_receive_count", "dead_letter"}

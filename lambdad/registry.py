@@ -32,25 +32,27 @@ and that also keeps the code collector from removing a tree that a deploy just s
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random
 import re
 import shutil
-import stat
 import tempfile
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from lambdad import codebuild
+from lambdad.codebuild import MAX_ENTRIES as MAX_ENTRIES
+from lambdad.codebuild import MAX_UNZIPPED as MAX_UNZIPPED
+from lambdad.codebuild import TASK_ROOT as TASK_ROOT
+from lambdad.diskspace import Watermark
 from lambdad.errors import (
+    CodeStorageExceeded,
     InvalidParameterValue,
     PreconditionFailed,
     ResourceConflict,
@@ -58,65 +60,11 @@ from lambdad.errors import (
 )
 from lambdad.functions import FunctionConfig, Version, version_sha256
 
-MAX_UNZIPPED: Final = 250 * 1024 * 1024  # Lambda's unzipped deployment package limit
-MAX_ENTRIES: Final = 20_000
-TASK_ROOT: Final = "/var/task"  # where the code appears inside a sandbox
 LATEST: Final = "$LATEST"
+# MAX_ENTRIES, MAX_UNZIPPED and TASK_ROOT are the build's (lambdad/codebuild.py), re-exported.
 ALIAS_RE: Final = re.compile(r"^(?![0-9]+$)[A-Za-z0-9_-]{1,128}$")  # Lambda's alias names
 VERSION_RE: Final = re.compile(r"^[0-9]{1,10}$")
 DESCRIPTION_MAX: Final = 256
-
-
-def _code_files(infos: list[zipfile.ZipInfo]) -> list[tuple[str, zipfile.ZipInfo]]:
-    """The regular files of a zip as (safe relative path, entry), sorted by path.
-
-    Names are normalised ("./a//b" is "a/b"). Refused: absolute paths, "..", backslashes, NULs,
-    symlinks, encrypted entries, two entries for one path, a file where a directory must be.
-    """
-    files: dict[str, zipfile.ZipInfo] = {}
-    dirs: set[str] = set()
-    for info in infos:
-        raw = info.filename
-        if raw.startswith("/") or "\\" in raw or "\0" in raw:
-            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
-        parts = [p for p in raw.split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise InvalidParameterValue(f"symlinks are not allowed: {raw!r}", field="code")
-        if info.flag_bits & 0x1:
-            raise InvalidParameterValue(f"encrypted entries are not allowed: {raw!r}", field="code")
-        for i in range(1, len(parts)):
-            dirs.add("/".join(parts[:i]))
-        name = "/".join(parts)
-        if info.is_dir():
-            if name:
-                dirs.add(name)
-            continue
-        if not name:
-            raise InvalidParameterValue(f"unsafe path in zip: {raw!r}", field="code")
-        if name in files:
-            raise InvalidParameterValue(f"duplicate entry in zip: {name!r}", field="code")
-        files[name] = info
-    conflicts = sorted(files.keys() & dirs)
-    if conflicts:
-        raise InvalidParameterValue(
-            f"zip has both a file and a directory at {conflicts[0]!r}", field="code"
-        )
-    return sorted(files.items())
-
-
-def _executable(info: zipfile.ZipInfo) -> bool:
-    return bool((info.external_attr >> 16) & 0o111)
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    try:
-        return archive.read(info)
-    except Exception as exc:  # whatever a decompressor raises on damaged input (zlib, lzma, ...)
-        raise InvalidParameterValue(
-            f"code zip entry {info.filename!r} is damaged: {exc}", field="code"
-        ) from exc
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -196,6 +144,10 @@ class Function:
     aliases: dict[str, Alias] = field(default_factory=dict)
     last_number: int = 0  # the highest version number ever published (never reused)
     descriptions: dict[int, str] = field(default_factory=dict)  # PublishVersion's Description
+    tags: dict[str, str] = field(default_factory=dict)  # TagResource (the function's, unversioned)
+    # PutProvisionedConcurrencyConfig: qualifier (version number or alias) -> sandboxes kept
+    # initialized for what it resolves to (an alias: its primary version).
+    provisioned: dict[str, int] = field(default_factory=dict)
 
     @property
     def latest(self) -> Version:
@@ -243,6 +195,11 @@ class Function:
             return Target(self.latest, LATEST, alias.name)
         return Target(self.published(chosen), chosen, alias.name)
 
+    def live_keys(self) -> frozenset[str]:
+        """The :attr:`Version.key` of ``$LATEST`` and of every published version: what warm
+        sandboxes may be specialized for."""
+        return frozenset(v.key for v in (self.latest, *self.versions))
+
     def version(self, qualifier: str | None) -> Version:
         """The version a qualifier (none, ``$LATEST``, number or alias) runs."""
         return self.resolve(qualifier).version
@@ -260,6 +217,8 @@ class Function:
             "aliases": {n: a.to_dict() for n, a in sorted(self.aliases.items())},
             "last_number": self.last_number,
             "descriptions": {str(k): v for k, v in sorted(self.descriptions.items())},
+            "tags": dict(sorted(self.tags.items())),
+            "provisioned": dict(sorted(self.provisioned.items())),
         }
 
     @classmethod
@@ -276,6 +235,8 @@ class Function:
             aliases={str(n): Alias.from_dict(a) for n, a in dict(raw.get("aliases", {})).items()},
             last_number=max(int(raw.get("last_number", last)), last),
             descriptions={int(k): str(v) for k, v in dict(raw.get("descriptions", {})).items()},
+            tags={str(k): str(v) for k, v in dict(raw.get("tags", {})).items()},
+            provisioned={str(k): int(v) for k, v in dict(raw.get("provisioned", {})).items()},
         )
         numbers = {str(v.number) for v in versions}
         for alias in fn.aliases.values():
@@ -295,6 +256,9 @@ class Registry:
         os.chmod(self.code_dir, 0o755)  # sandboxes (other uids) traverse it
         self.functions: dict[str, Function] = {}
         self.load_errors: list[str] = []
+        # How store_code builds: the caps and the disk watermark as configured now (the
+        # daemon's, re-read on every deploy so that SIGHUP applies); None = in this process.
+        self.build_policy: Callable[[], tuple[codebuild.BuildLimits, Watermark]] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -340,62 +304,24 @@ class Registry:
     def store_code(self, zip_bytes: bytes) -> str:
         """Extract a zip into the content-addressed store; return its sha256.
 
+        Blocking: the daemon calls it in a worker thread. With :attr:`build_policy` set (the
+        daemon sets it), the state directory's disk is checked against its watermark first and
+        the build runs in a niced, rlimited child process (:mod:`lambdad.codebuild`), so it
+        never grows the daemon; without (tests of the registry itself), in this process.
+
         Raises:
             InvalidParameterValue: (``field="code"``) not a zip, a damaged or encrypted member,
-                an unsafe, duplicate or conflicting path, a symlink, or over the size limits.
+                an unsafe, duplicate or conflicting path, a symlink, over the size limits, or
+                past a build cap (``deploy_build_*``).
+            CodeStorageExceeded: the disk is below its free-space watermark.
         """
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
-            infos = archive.infolist()
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
-            raise InvalidParameterValue(
-                f"code is not a valid zip file: {exc}", field="code"
-            ) from exc
-        if len(infos) > MAX_ENTRIES:
-            raise InvalidParameterValue(f"code has more than {MAX_ENTRIES} files", field="code")
-        if sum(i.file_size for i in infos) > MAX_UNZIPPED:
-            raise InvalidParameterValue(
-                f"code is larger than {MAX_UNZIPPED // 2**20} MB unzipped", field="code"
-            )
-        files = _code_files(infos)
-        digest = hashlib.sha256()
-        for name, info in files:
-            data = _read_member(archive, info)
-            digest.update(f"{name}\0{int(_executable(info))}\0{len(data)}\0".encode())
-            digest.update(data)
-        sha = digest.hexdigest()
-        final = os.path.join(self.code_dir, sha)
-        if os.path.isdir(final):
-            return sha
-        tmp = tempfile.mkdtemp(dir=self.code_dir, prefix=".tmp-")
-        try:
-            for name, info in files:
-                dest = os.path.join(tmp, name)
-                os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-                with open(dest, "wb") as out:
-                    out.write(_read_member(archive, info))
-                    os.fsync(out.fileno())
-                os.chmod(dest, 0o755 if _executable(info) else 0o644)
-            # Byte-compile now: /var/task is read-only in the sandbox, so otherwise every cold
-            # start would compile the handler module again. ddir makes tracebacks name the
-            # path the sandbox sees.
-            compileall.compile_dir(tmp, ddir=TASK_ROOT, quiet=2, workers=1)
-            for dirpath, _dirs, filenames in os.walk(tmp):
-                os.chmod(dirpath, 0o755)
-                for name in filenames:
-                    if name.endswith(".pyc"):
-                        os.chmod(os.path.join(dirpath, name), 0o644)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                # A concurrent deploy of the same code won the race: its tree is ours too.
-                if not os.path.isdir(final):
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return sha
+        if self.build_policy is None:
+            return codebuild.build(self.code_dir, zip_bytes)
+        limits, watermark = self.build_policy()
+        short = watermark.shortfall(self.state_dir)
+        if short is not None:
+            raise CodeStorageExceeded(f"deploy refused: {short}")
+        return codebuild.build_in_child(self.code_dir, zip_bytes, limits)
 
     def add_version(self, config: FunctionConfig, code_sha256: str) -> tuple[Version, bool]:
         """A msgpack deploy: :meth:`set_latest` then :meth:`publish`, one write.
@@ -571,6 +497,22 @@ class Registry:
         old = fn.alias(alias)
         self._commit(replace(fn, aliases={k: v for k, v in fn.aliases.items() if k != alias}))
         return old
+
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> Function:
+        """Replace the function's tags (TagResource / UntagResource compute the new set)."""
+        fn = replace(self.get(name), tags=dict(tags))
+        self._commit(fn)
+        return fn
+
+    def set_provisioned(self, name: str, qualifier: str, count: int | None) -> Function:
+        """Set (``count``) or remove (None) a provisioned-concurrency record."""
+        old = self.get(name)
+        provisioned = {k: v for k, v in old.provisioned.items() if k != qualifier}
+        if count is not None:
+            provisioned[qualifier] = count
+        fn = replace(old, provisioned=provisioned)
+        self._commit(fn)
+        return fn
 
     def resolve(
         self, name: str, qualifier: str | None, rand: Callable[[], float] = random.random

@@ -29,7 +29,7 @@ import msgpack
 
 from lambdad.errors import ServiceError
 from lambdad.logs import LogStream
-from sandbox import messages
+from sandbox import messages, runtimes
 from sandbox.cgroups import Cgroup, CgroupBackend
 
 log = logging.getLogger("lambdad")
@@ -143,13 +143,15 @@ class Sandbox:
         self.cgroup = cgroup
         self.state = State.STARTING
         self.function: str | None = None
-        self.version: int | None = None
+        self.version: str | None = None  # the Version.key it is specialized for
         self.memory_mb = 128  # what it is charged against the memory budget
         self.pids_max = 64  # what it is charged against the host's task budget
         self.generic_phases: dict[str, int] = {}
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None
-        self.log_tail: bytearray | None = None  # collects output when an invoke asks for it
+        # The daemon's clock when the last awaited message arrived: the end of the round trip
+        # that bounds what the sandbox claims about its own timing (lambdad.metering).
+        self.received_ns = 0
         self.exit_info: asyncio.Future[ExitInfo] = zygote.loop.create_future()
         self.on_close: Callable[[], object] | None = None  # e.g. release its egress wiring
         self._sock = sock  # used only for sendmsg with fds; the transport owns reading
@@ -268,11 +270,12 @@ class Sandbox:
         if not isinstance(msg, dict):
             self.violation(f"message is a {type(msg).__name__}, not a map")
         elif self._waiter is not None and not self._waiter.done():
+            self.received_ns = time.monotonic_ns()
             self._waiter.set_result(msg)
         elif self.state is State.STARTING and not self._inbox:
             self._inbox.append(msg)
         else:
-            self.violation(f"unexpected message {str(msg.get('t'))[:40]!r}")
+            self.violation(f"unexpected message {messages.kind_of(msg)}")
 
     def violation(self, what: str) -> None:
         """The sandbox broke the daemon<->sandbox protocol: kill it; the waiter gets
@@ -318,10 +321,19 @@ class Sandbox:
             timer.cancel()
             self._waiter = None
 
-    def send_invoke(self, request_id: str, payload: bytes, timeout_ms: int) -> None:
+    def send_invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        timeout_ms: int,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+    ) -> None:
         if self._transport is None or self._transport.is_closing():
             raise SandboxDied(self.id)
-        self._transport.write(messages.encode_invoke(request_id, payload, timeout_ms))
+        self._transport.write(
+            messages.encode_invoke(request_id, payload, timeout_ms, trace_id, client_context)
+        )
 
     def send_init(self, msg: messages.Init, fds: list[int]) -> None:
         # asyncio transports cannot carry SCM_RIGHTS; the socket is idle (we are the only
@@ -352,8 +364,6 @@ class Sandbox:
             else:
                 sys.stderr.buffer.write(b"[sandbox " + self.id.encode() + b"] " + data)
                 sys.stderr.flush()
-            if self.log_tail is not None:
-                self.log_tail += data
 
     def memory_peak_mb(self, fallback_kb: int = 0) -> int:
         peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else 0
@@ -409,11 +419,13 @@ class Zygote:
         # a handler makes itself dumpable). So: no configuration on the command line (it goes
         # over the control link), and a minimal environment, never the daemon's.
         ours.send(messages.encode(config))
+        # Another Python version's zygote runs on that interpreter (sandbox.runtimes).
+        interpreter, extra_env = runtimes.zygote_command(self.runtime)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
+            [interpreter, "-m", "sandbox.zygote", "--control-fd", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
-            env=ZYGOTE_ENV,
+            env={**ZYGOTE_ENV, **extra_env},
             cwd="/",
             umask=0o022,  # the sandboxes' root file system is read by other uids
             # Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from lambdad.component import Component
 from lambdad.functions import Version
 from lambdad.hostbudget import Budget, HostLimits, pids_budget
-from lambdad.logs import LogStore
-from lambdad.outcomes import error_log_lines, init_error, init_exit_error
+from lambdad.logs import LogStore, LogStream
+from lambdad.metering import LINK_SLACK_MS, bounded_duration
+from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
 from sandbox import _libc, messages
@@ -35,6 +37,10 @@ class ColdStart:
     source: str  # "pool" or "fork"
     init_ms: float
     phases_us: dict[str, int]
+    # The sandbox's log stream, held open until the caller's next await (see cold_start):
+    # an invocation whose Init failed, or whose sandbox died right after it, still writes
+    # its START, error line, END and REPORT there.
+    stream: LogStream | None = None
 
 
 class InitFailed(Exception):
@@ -88,13 +94,18 @@ class Specializer:
         code: CodePaths,
         logs: LogStore,
         memory_budget_mb: int,
+        region: str = "us-east-1",
     ) -> None:
+        self.region = region  # AWS_REGION of every function, and the region of its ARN
         self.warm = warm
         self.pools = pools
         self.code = code
         self.logs = logs
         self.budget = Budget(memory_budget_mb, _host_pids_budget())
         self.egress: EgressHost | None = None  # set once the host half is up
+        # The layer directories of a version, in order (later wins), mounted at /opt. The
+        # layer store plugs in here; without one, functions have no layers.
+        self.layer_dirs: Callable[[Version], Sequence[str]] = lambda version: ()
         self.egress_unavailable = "not set up yet"  # why egress is None
 
     def make_room(self, memory_mb: int, pids: int) -> None:
@@ -103,38 +114,86 @@ class Specializer:
         self.warm.evict_lru(memory_mb, pids, self.budget)
 
     async def cold_start(
-        self, state: FunctionState[Sandbox], version: Version
+        self, state: FunctionState[Sandbox], version: Version, provisioned: bool = False
     ) -> tuple[Sandbox, ColdStart]:
         """A sandbox of ``version``, initialized (SPECIALIZING; the caller moves it on).
+        ``provisioned``: for ``min_warm`` (its ``AWS_LAMBDA_INITIALIZATION_TYPE`` says so).
+
+        Every way out but success releases the sandbox it took: it is killed and no longer
+        counted against the budgets (issue 12 point 11: what the sandbox sends during Init
+        is hostile input, and a path that forgot it kept it charged forever).
 
         Raises:
             InitFailed: Init failed; the sandbox is gone.
             GenericLost: the pooled sandbox was already dead; try again.
             TooManyRequests: the memory budget is full of busy sandboxes.
         """
+        taken: list[Sandbox] = []
+        try:
+            return await self._cold_start(state, version, taken, provisioned)
+        except BaseException:
+            for sandbox in taken:
+                self.warm.discard(state, sandbox)
+                if sandbox.alive:
+                    sandbox.kill()
+            raise
+
+    async def _cold_start(
+        self,
+        state: FunctionState[Sandbox],
+        version: Version,
+        taken: list[Sandbox],
+        provisioned: bool,
+    ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self.make_room(cfg.memory_mb, cfg.pids_max)
         t_acquire = time.monotonic_ns()
         sandbox, source = await self.pools.pool(cfg.runtime).acquire()
+        taken.append(sandbox)
         sandbox.move(State.SPECIALIZING)
         sandbox.function, sandbox.version, sandbox.memory_mb, sandbox.pids_max = (
             cfg.name,
-            version.number,
+            version.key,
             cfg.memory_mb,
             cfg.pids_max,
         )
         self.warm.add(state, sandbox)
+        stream = sandbox.log_stream = self.logs.open_stream(
+            cfg.name, str(version.number), sandbox.id
+        )
+        # Held until the caller (an invocation) has run up to its next await, whatever
+        # happens here: it writes its records on a failed Init, or takes its own hold.
+        stream.hold()
+        try:
+            return await self._specialize(
+                state, version, sandbox, source, t_acquire, stream, provisioned
+            )
+        finally:
+            asyncio.get_running_loop().call_soon(stream.release)
+
+    async def _specialize(
+        self,
+        state: FunctionState[Sandbox],
+        version: Version,
+        sandbox: Sandbox,
+        source: str,
+        t_acquire: int,
+        stream: LogStream,
+        provisioned: bool,
+    ) -> tuple[Sandbox, ColdStart]:
+        cfg = version.config
         t0 = time.monotonic_ns()
         tree_fd = -1
+        layer_fds: list[int] = []
         try:
             limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
             if sandbox.cgroup is not None and limits != POOL_LIMITS:
                 sandbox.cgroup.set_limits(limits)
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.code.code_path(version)
-            sandbox.log_stream = self.logs.open_stream(cfg.name, str(version.number), sandbox.id)
-            init_line = f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
-            sandbox.log_stream.write(init_line.encode() + b"\n")
+            stream.platform(
+                f"INIT_START Runtime: {cfg.runtime} Sandbox: {sandbox.id} Source: {source}"
+            )
             egress = None
             if cfg.network == "egress":
                 if self.egress is None:
@@ -146,18 +205,31 @@ class Specializer:
                 # detach() never blocks (the veth is deleted by egress's own thread).
                 sandbox.on_close = lambda: egress_off(sandbox.id)
             fds = []
+            layers: tuple[str, ...] = ()
             if os.geteuid() == 0 or sandbox.zygote.missing == []:
                 try:
                     tree_fd = _libc.open_tree_clone(code_path)
                     fds.append(tree_fd)
                 except OSError:
                     pass
+                # A layer that cannot be mounted fails the cold start (OSError, below): a
+                # function never runs without the /opt it was deployed with.
+                layers = tuple(self.layer_dirs(version))
+                for layer in layers:
+                    layer_fds.append(_libc.open_tree_clone(layer))
+                # File-system mounts (/mnt): the host directory itself, not its submounts.
+                for mount in cfg.mounts:
+                    layer_fds.append(_libc.open_tree_clone(mount["source"], recursive=False))
+                fds.extend(layer_fds)
             init = messages.Init(
-                function={**cfg.to_dict(), "version": str(version.number)},
+                function={**cfg.to_dict(), "version": str(version.number or "$LATEST")},
                 code_path=code_path,
-                log_stream=sandbox.log_stream.name,
+                log_stream=stream.name,
                 pids_max=cfg.pids_max,
                 egress=egress,
+                region=self.region,
+                initialization_type="provisioned-concurrency" if provisioned else "on-demand",
+                layers=layers,
             )
             try:
                 sandbox.send_init(init, fds)
@@ -170,6 +242,9 @@ class Specializer:
             if tree_fd >= 0:
                 os.close(tree_fd)
                 tree_fd = -1
+            for fd in layer_fds:
+                os.close(fd)
+            layer_fds.clear()
             t_sent = time.monotonic_ns()
             reply = await sandbox.receive_any(timeout=INIT_TIMEOUT_S)
             if not isinstance(reply, messages.InitDone | messages.InitError):
@@ -197,13 +272,16 @@ class Specializer:
                 sandbox.kill()
                 description = f"sandbox set-up failed: {exc}"
             init_ms = (time.monotonic_ns() - t0) / 1e6
+            error = init_exit_error(description)
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(
-                init_exit_error(description),
-                ColdStart(source, init_ms, dict(sandbox.generic_phases)),
+                error, ColdStart(source, init_ms, dict(sandbox.generic_phases), stream)
             ) from None
         finally:
             if tree_fd >= 0:
                 os.close(tree_fd)
+            for fd in layer_fds:
+                os.close(fd)
         sandbox.drain_log()
         # The daemon's side of the cold start, so that nothing has to be guessed: waiting for
         # a pooled (or forked) sandbox, preparing the init message, and the init round trip
@@ -215,17 +293,32 @@ class Specializer:
             "daemon_prepare": (t_sent - t0) // 1000,
             "init_roundtrip": (time.monotonic_ns() - t_sent) // 1000,
         }
-        phases.update(reply.phases)
-        init_ms = reply.init_us / 1000 + set_limits_us / 1000
-        cold = ColdStart(source, init_ms, phases)
+        # The sandbox's phases inside the round trip, never in place of the daemon's own.
+        phases.update({k: v for k, v in reply.phases.items() if k not in phases})
+        # Init Duration is billed like Duration: the sandbox's claim, bounded by the round trip
+        # (user code runs during Init and shares the process that measures it).
+        init_ms = bounded_duration(
+            reply.init_us / 1000, (sandbox.received_ns - t_sent) / 1e6, LINK_SLACK_MS
+        )
+        init_ms += set_limits_us / 1000
+        cold = ColdStart(source, init_ms, phases, stream)
         if isinstance(reply, messages.InitError):
             self.warm.discard(state, sandbox)
             sandbox.kill()
             error = init_error(reply.error)
-            if sandbox.log_stream is not None:
-                sandbox.log_stream.write(error_log_lines(error))
+            if not logged_by_runtime(error):
+                stream.write_lines(error_log_lines(error))
+            stream.platform(_init_report(init_ms, error))
             raise InitFailed(error, cold)
         return sandbox, cold
+
+
+def _init_report(init_ms: float, error: dict[str, Any]) -> str:
+    """Lambda's INIT_REPORT line for an Init that failed."""
+    return (
+        f"INIT_REPORT Init Duration: {init_ms:.2f} ms\tPhase: init\tStatus: error\t"
+        f"Error Type: {error.get('errorType')}"
+    )
 
 
 class HostEgress(Component):

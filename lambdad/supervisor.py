@@ -47,6 +47,7 @@ class RuntimeSupervisor(Component):
         self.missing: list[str] = []  # protections the zygotes found unavailable
         self.stopping = False
         self._restart_delay: dict[str, float] = {}
+        self._started: set[str] = set()  # zygotes started at least once (the rest: lazily)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -54,7 +55,9 @@ class RuntimeSupervisor(Component):
             self.cgroups.cleanup()
         os.makedirs(self.rootfs, exist_ok=True)
         loop = asyncio.get_running_loop()
-        for runtime in runtimes.names():
+        # Which runtimes this host has (runs `node --version` once): off the loop.
+        available = await asyncio.to_thread(runtimes.available)
+        for runtime in available:
             zygote = Zygote(
                 loop,
                 runtime,
@@ -65,17 +68,48 @@ class RuntimeSupervisor(Component):
                 self._on_sandbox,
                 self._on_zygote_down,
             )
-            await zygote.start()
             self.zygotes[runtime] = zygote
             self.pools[runtime] = GenericPool(zygote, self.config.pool_size, self.config.pool_max)
-            self.missing = sorted(set(self.missing) | set(zygote.missing))
+            if runtime in runtimes.EAGER:
+                await self._start_zygote(zygote)
+
+    async def _start_zygote(self, zygote: Zygote) -> None:
+        self._started.add(zygote.runtime)
+        await zygote.start()
+        self.missing = sorted(set(self.missing) | set(zygote.missing))
+
+    async def _start_lazily(self, runtime: str) -> None:
+        """First use of a runtime that does not start with the daemon: start its zygote;
+        whoever is waiting for a sandbox gets one when it is up."""
+        zygote, pool = self.zygotes[runtime], self.pools[runtime]
+        try:
+            await self._start_zygote(zygote)
+        except LambdadError as exc:
+            log.info("%s", exc)
+            pool.fail_waiters(ServiceError(f"the {runtime} runtime could not start: {exc}"))
+            self._started.discard(runtime)  # the next use tries again
+            return
+        pool.replenish()
 
     def replenish(self) -> None:
         for pool in self.pools.values():
             pool.replenish()
 
     def pool(self, runtime: str) -> GenericPool:
-        return self.pools[runtime]
+        """The generic pool serving a function's ``runtime`` (an alias: its zygote's).
+
+        Raises:
+            ServiceError: this host has no zygote for it (a deploy would have been refused).
+        """
+        try:
+            name = runtimes.canonical(runtime)
+            pool = self.pools[name]
+        except KeyError:
+            raise ServiceError(f"runtime {runtime!r} is not available on this host") from None
+        if name not in self._started and not self.stopping:
+            self._started.add(name)
+            self._spawn_task(self._start_lazily(name))
+        return pool
 
     def generic_ready(self) -> dict[str, int]:
         return {runtime: len(pool.ready) for runtime, pool in sorted(self.pools.items())}

@@ -164,13 +164,13 @@ AT_FDCWD: Final = -100
 MOVE_MOUNT_F_EMPTY_PATH: Final = 0x4
 
 
-def open_tree_clone(path: str) -> int:
+def open_tree_clone(path: str, recursive: bool = True) -> int:
     """A detached copy of the mount tree at ``path`` (``open_tree(OPEN_TREE_CLONE)``).
 
     The returned fd can be sent to a process in another mount namespace, which attaches it with
     :func:`move_mount`; a plain bind mount cannot cross mount namespaces.
     """
-    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0) | os.O_CLOEXEC
     ret = _libc.syscall(
         ctypes.c_long(_SYS_open_tree), ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags)
     )

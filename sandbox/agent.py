@@ -67,6 +67,10 @@ def serve(
     generic_phases: dict[str, int],
 ) -> NoReturn:
     """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
+    # A process runtime starts children as the sandbox's uid (Node.js: already at pool time).
+    credentials = getattr(runtime, "sandbox_credentials", None)
+    if credentials is not None:
+        credentials(uid, gid)
     runtime.prepare(isolation, path_map)
     chan.send(messages.Ready(generic_phases))
     try:
@@ -78,10 +82,12 @@ def serve(
     function = msg.function
     t_init = time.monotonic_ns()
     if os.getpriority(os.PRIO_PROCESS, 0) > 0:  # a pool refill ran niced: back to normal
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-        except OSError:
-            pass
+        # (with a process runtime's pre-started children: node started niced at pool time)
+        for pid in (0, *getattr(runtime, "child_pids", ())):
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+            except OSError:
+                pass
     try:
         spec = contain.Specialization(
             tmp_mb=int(function["tmp_mb"]),
@@ -93,7 +99,17 @@ def serve(
             ),
         )
         egress = dict(msg.egress) if msg.egress is not None else None
-        phases = contain.specialize(isolation, spec, fds[0] if fds else -1, egress)
+        # fds: the code's detached mount (when there is one), one per layer, one per /mnt.
+        fs_mounts = list(function.get("mounts") or ())
+        n_layers, n_mounts = len(msg.layers), len(fs_mounts)
+        if isolation.namespaces and n_layers + n_mounts > len(fds):
+            raise ValueError(f"{n_layers + n_mounts} mounts expected, {len(fds)} came")
+        extra = n_layers + n_mounts if isolation.namespaces else 0
+        tail = fds[len(fds) - extra :] if extra else []
+        code_fd = fds[0] if len(fds) > extra else -1
+        phases = contain.specialize(
+            isolation, spec, code_fd, egress, tail[:n_layers], tail[n_layers:], fs_mounts
+        )
     except Exception as exc:
         chan.send(
             messages.InitError(

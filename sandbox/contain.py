@@ -7,8 +7,8 @@ Pool time, in a freshly forked child that is PID 1 of its own pid namespace:
 
 Specialization, when the daemon hands the sandbox a function:
 
-    code mount + /tmp -> (egress veth) -> rlimits -> credentials (uid/gid, empty capability
-    sets) -> seccomp (last)
+    code mount + /tmp -> (layers at /opt) -> (/mnt mounts) -> (egress veth) -> rlimits
+    -> credentials (uid/gid, empty capability sets) -> seccomp (last)
 
 Seccomp comes last because every earlier step needs a syscall it forbids. Each step is timed in
 microseconds so a cold start's report says where the time went.
@@ -17,9 +17,11 @@ microseconds so a cold start's report says where the time went.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sandbox import credentials, mounts, namespaces, netns, rlimits, seccomp
+from sandbox import credentials, fsmounts, mounts, namespaces, netns, rlimits, seccomp
 from sandbox.cgroups import Cgroup
 
 
@@ -84,6 +86,9 @@ def specialize(
     spec: Specialization,
     code_tree_fd: int,
     egress: dict[str, str] | None = None,
+    layer_tree_fds: Sequence[int] = (),
+    mount_tree_fds: Sequence[int] = (),
+    fs_mounts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, int]:
     """Child half, specialization. After this returns, untrusted code may run.
 
@@ -94,6 +99,12 @@ def specialize(
     if isolation.namespaces:
         mounts.mount_function(code_tree_fd, spec.tmp_mb, spec.uid, spec.gid)
         clock.lap("code_mount")
+        if layer_tree_fds:
+            mounts.mount_layers(layer_tree_fds)
+            clock.lap("layers_mount")
+        if fs_mounts:
+            fsmounts.mount_all(mount_tree_fds, fs_mounts, spec.uid, spec.gid)
+            clock.lap("fs_mounts")
     if egress:
         netns.configure_egress(egress)
         clock.lap("egress")

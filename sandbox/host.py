@@ -7,10 +7,8 @@ daemon prints them at start and ``lambdad serve --strict`` refuses to start if t
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 
-import sandbox  # for the location of the project's own code (it must be visible inside)
 from sandbox import _libc, cgroups, namespaces
 from sandbox.contain import Isolation
 
@@ -74,38 +72,3 @@ def probe(cgroup_parent: str = "lambdad", disable: tuple[str, ...] = ()) -> Host
         cgroups=backend,
         missing=missing,
     )
-
-
-def runtime_path_map() -> dict[str, str]:
-    """Host directories the python runtime uses -> where they appear inside a sandbox.
-
-    Lambda keeps the interpreter under /var/lang and its own runtime under /var/runtime; we do
-    the same, so no host path (such as /root/.pyenv) is visible as itself. Longest first, so
-    that a virtual environment inside the project tree maps before the tree does.
-    """
-    paths = {os.path.realpath(sys.base_prefix): "/var/lang"}
-    venv = os.path.realpath(sys.prefix)
-    if venv not in paths:
-        paths[venv] = "/var/runtime/venv"
-    project = _project_dir()
-    if not any(project == p or project.startswith(p + "/") for p in paths):
-        paths[project] = "/var/runtime/src"  # an editable install: the source tree
-    return dict(sorted(paths.items(), key=lambda kv: -len(kv[0])))
-
-
-def runtime_binds(path_map: dict[str, str]) -> list[tuple[str, str]]:
-    """The read-only bind mounts that realise ``path_map``: for the project's source tree only
-    its two packages (not .git, tests or state), for the rest the whole directory."""
-    project = _project_dir()
-    binds = []
-    for host_path, inside in path_map.items():
-        if host_path == project:
-            binds += [(f"{project}/{pkg}", f"{inside}/{pkg}") for pkg in ("lambdad", "sandbox")]
-        else:
-            binds.append((host_path, inside))
-    return binds
-
-
-def _project_dir() -> str:
-    # lambdad/ and sandbox/ are siblings (one source tree, or one site-packages).
-    return os.path.dirname(os.path.dirname(os.path.realpath(sandbox.__file__)))

@@ -36,6 +36,14 @@ MAX_ERROR_TYPE: Final = 256
 MAX_FRAMES: Final = 256
 MAX_FRAME_CHARS: Final = 4096
 MAX_PHASES: Final = 64
+# Lambda's limits: a ClientContext of up to 3,583 bytes (base64); an X-Ray trace header is
+# three short fields (a few more with Lineage): 256 characters is ample.
+MAX_CLIENT_CONTEXT: Final = 3583
+MAX_TRACE_ID: Final = 256
+# AWS_LAMBDA_INITIALIZATION_TYPE's values: on demand, provisioned concurrency (min_warm) and
+# SnapStart's (a sandbox forked from an initialized template).
+INITIALIZATION_TYPES: Final = ("on-demand", "provisioned-concurrency", "snap-start")
+MAX_LAYERS: Final = 5  # Lambda's limit per function
 
 
 class MessageError(ValueError):
@@ -121,6 +129,11 @@ class Init:
     log_stream: str
     pids_max: int = 64
     egress: Mapping[str, str] | None = None  # the veth end's addresses, network = "egress"
+    region: str = "us-east-1"  # AWS_REGION, and the region of the function's ARN
+    initialization_type: str = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE
+    # The function's layer directories on the host, in order (later wins); their detached
+    # mounts travel as the last len(layers) fds, after the code's.
+    layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +160,8 @@ class Invoke:
     request_id: str
     payload: bytes
     timeout_ms: int
+    trace_id: str | None = None  # _X_AMZN_TRACE_ID for this invocation (X-Ray header form)
+    client_context: str | None = None  # Lambda's ClientContext, base64 JSON as the caller sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +222,20 @@ def encode(msg: Message) -> bytes:
     return _pack(body)  # type: ignore[no-any-return]
 
 
-def encode_invoke(request_id: str, payload: bytes, timeout_ms: int) -> bytes:
+def encode_invoke(
+    request_id: str,
+    payload: bytes,
+    timeout_ms: int,
+    trace_id: str | None = None,
+    client_context: str | None = None,
+) -> bytes:
     """:func:`encode` of an :class:`Invoke`, without building one: every warm invocation's path."""
-    return _pack(  # type: ignore[no-any-return]
-        {"t": "invoke", "request_id": request_id, "payload": payload, "timeout_ms": timeout_ms}
-    )
+    body = {"t": "invoke", "request_id": request_id, "payload": payload, "timeout_ms": timeout_ms}
+    if trace_id is not None:
+        body["trace_id"] = trace_id
+    if client_context is not None:
+        body["client_context"] = client_context
+    return _pack(body)  # type: ignore[no-any-return]
 
 
 # -- decoding and validation ----------------------------------------------------------------
@@ -228,6 +252,14 @@ def _opt_str(m: Mapping[str, Any], key: str) -> str | None:
     value = m.get(key)
     if value is not None and not isinstance(value, str):
         raise MessageError(f"{key} is not a string")
+    return value
+
+
+def _bounded_str(m: Mapping[str, Any], key: str, limit: int) -> str | None:
+    """An optional printable-ASCII string of at most ``limit`` characters (a header's value)."""
+    value = _opt_str(m, key)
+    if value is not None and (len(value) > limit or not (value.isascii() and value.isprintable())):
+        raise MessageError(f"{key} is not printable ASCII of at most {limit} characters")
     return value
 
 
@@ -270,11 +302,16 @@ def bounded_error(raw: Any) -> dict[str, Any]:
     trace = raw.get("stackTrace", [])
     if not isinstance(trace, list) or not all(isinstance(t, str) for t in trace):
         raise MessageError("stackTrace is not a list of strings")
-    return {
+    error = {
         "errorMessage": str(raw.get("errorMessage", ""))[:MAX_ERROR_MESSAGE],
         "errorType": str(raw.get("errorType", "Error"))[:MAX_ERROR_TYPE],
         "stackTrace": [t[:MAX_FRAME_CHARS] for t in trace[:MAX_FRAMES]],
     }
+    # Node.js's shape names the stack ``trace`` (kept as well, bounded the same way).
+    node_trace = raw.get("trace")
+    if isinstance(node_trace, list) and all(isinstance(t, str) for t in node_trace):
+        error["trace"] = [t[:MAX_FRAME_CHARS] for t in node_trace[:MAX_FRAMES]]
+    return error
 
 
 def _result(m: Mapping[str, Any]) -> Result:
@@ -297,6 +334,8 @@ def _result(m: Mapping[str, Any]) -> Result:
 
 
 def _init(m: Mapping[str, Any]) -> Init:
+    if len(m.get("layers") or ()) > MAX_LAYERS:
+        raise MessageError(f"more than {MAX_LAYERS} layers")
     egress = m.get("egress")
     if egress is not None and not isinstance(egress, dict):
         raise MessageError("egress is not a map")
@@ -306,14 +345,37 @@ def _init(m: Mapping[str, Any]) -> Init:
         log_stream=_str(m, "log_stream"),
         pids_max=_int(m, "pids_max", 64, lo=1),
         egress=egress,
+        region=_region(m),
+        initialization_type=_choice(m, "initialization_type", INITIALIZATION_TYPES),
+        layers=_strings(m, "layers"),
     )
+
+
+def _region(m: Mapping[str, Any]) -> str:
+    region = _str(m, "region", "us-east-1")
+    if not (0 < len(region) <= 32 and region.isascii() and region.replace("-", "").isalnum()):
+        raise MessageError("region is not a region name")
+    return region
+
+
+def _choice(m: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = _str(m, key, allowed[0])
+    if value not in allowed:
+        raise MessageError(f"{key} is not one of {', '.join(allowed)}")
+    return value
 
 
 def _invoke(m: Mapping[str, Any]) -> Invoke:
     payload = m.get("payload", b"")
     if not isinstance(payload, bytes):
         raise MessageError("payload is not bytes")
-    return Invoke(_str(m, "request_id"), payload, _int(m, "timeout_ms"))
+    return Invoke(
+        _str(m, "request_id"),
+        payload,
+        _int(m, "timeout_ms"),
+        _bounded_str(m, "trace_id", MAX_TRACE_ID),
+        _bounded_str(m, "client_context", MAX_CLIENT_CONTEXT),
+    )
 
 
 def _strings(m: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -368,15 +430,31 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
 M = TypeVar("M", bound=Message)
 
 
+def kind_of(raw: Any) -> str:
+    """What a decoded msgpack object claims to be, for an error message: never the object's
+    own ``str()``, which a hostile sender can make raise (a list nested 1,000 deep is a
+    RecursionError) or make huge."""
+    kind = raw.get("t") if isinstance(raw, dict) else None
+    if isinstance(kind, str):
+        return repr(kind[:40])
+    return f"a {type(kind if isinstance(raw, dict) else raw).__name__}"
+
+
 def decode(raw: Any) -> Message:
-    """The message a decoded msgpack object is. Raises :class:`MessageError`."""
+    """The message a decoded msgpack object is. Raises :class:`MessageError`, and nothing
+    else, whatever ``raw`` is: what a sandbox sends is hostile input."""
     if not isinstance(raw, dict):
         raise MessageError(f"message is a {type(raw).__name__}, not a map")
     kind = raw.get("t")
     decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
     if decoder is None:
-        raise MessageError(f"unknown message kind {str(kind)[:40]!r}")
-    return decoder(raw)
+        raise MessageError(f"unknown message kind {kind_of(raw)}")
+    try:
+        return decoder(raw)
+    except MessageError:
+        raise
+    except Exception as exc:  # e.g. RecursionError from str() of a deeply nested field
+        raise MessageError(f"malformed {kind_of(raw)} message ({type(exc).__name__})") from None
 
 
 def expect(raw: Any, kind: type[M]) -> M:

@@ -65,6 +65,9 @@ class RootSpec:
     mountpoint: str  # an existing host directory where the root is assembled (private ns)
     runtime_binds: Sequence[tuple[str, str]] = ()  # (host path, sandbox path), read-only
     etc_files: Mapping[str, str] = field(default_factory=dict)  # /etc/<name> -> content
+    # Sandbox paths inside the binds above to hide under an empty read-only tmpfs (the host
+    # interpreter's site-packages: what was pip-installed on the host is not the runtime's).
+    masks: Sequence[str] = ()
 
 
 def _bind_ro(src: str, dst: str) -> None:
@@ -101,7 +104,7 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
     root = spec.mountpoint
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
     _libc.mount("tmpfs", root, "tmpfs", _libc.MS_NOSUID | _libc.MS_NODEV, "size=4m,mode=755")
-    for d in ("proc", "dev", "etc", "tmp", "var/task", "opt", ".old"):
+    for d in ("proc", "dev", "etc", "tmp", "var/task", "opt", "mnt", ".old"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
 
     _build_dev(root + "/dev")
@@ -119,6 +122,9 @@ def build_root(spec: RootSpec, uid: int, gid: int) -> None:
                 _overlay_ro(host_path, root + sandbox_path, empty)
             else:  # a single file (none today): still the host's inode, like a bind
                 _bind_ro(host_path, root + sandbox_path)
+        for path in spec.masks:  # a tmpfs has inodes of its own, like the overlays
+            if os.path.isdir(root + path):
+                _libc.mount("tmpfs", root + path, "tmpfs", _RO, "size=4k,mode=755")
         _build_etc(root + "/etc", spec.etc_files, uid, gid, root + "/.old", empty)
     finally:
         os.close(empty)
@@ -249,3 +255,37 @@ def mount_function(code_tree_fd: int, tmp_mb: int, uid: int, gid: int) -> None:
         _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC,
         f"size={min(tmp_mb, 64)}m,mode=700,uid={uid},gid={gid}",
     )
+
+
+def mount_layers(
+    layer_tree_fds: Sequence[int], target: str = "/opt", empty_dir: str = _EMPTY_LAYER
+) -> None:
+    """Child half, specialization: the function's layers merged read-only at ``/opt``.
+
+    ``layer_tree_fds`` are detached mounts (``open_tree(OPEN_TREE_CLONE)`` of each layer
+    version's directory, done by the daemon), in the function's order: a later layer wins
+    where two have the same path, as on Lambda. One read-only overlay holds them all (the
+    first lower layer named is the topmost), so no host inode is shared, as for /var/task.
+    Kernels that refuse a detached mount as a layer (before 6.15) get each tree attached under
+    a small tmpfs at ``target`` first and the overlay stacked on top.
+    """
+    if not layer_tree_fds:
+        return
+    empty = os.open(empty_dir, os.O_PATH | os.O_DIRECTORY)
+    try:
+        layers = [f"/proc/self/fd/{fd}" for fd in reversed(layer_tree_fds)]
+        if len(layers) == 1:
+            layers.append(f"/proc/self/fd/{empty}")
+        try:
+            _libc.mount("overlay", target, "overlay", _RO, "lowerdir=" + ":".join(layers))
+        except OSError:
+            _libc.mount("tmpfs", target, "tmpfs", _RO & ~_libc.MS_RDONLY, "size=16k,mode=755")
+            staged = []
+            for i, fd in enumerate(layer_tree_fds):
+                os.mkdir(f"{target}/.layer{i}")
+                _libc.move_mount(fd, f"{target}/.layer{i}")
+                staged.append(f"{target}/.layer{i}")
+            layers = staged[::-1] if len(staged) > 1 else [staged[0], f"/proc/self/fd/{empty}"]
+            _libc.mount("overlay", target, "overlay", _RO, "lowerdir=" + ":".join(layers))
+    finally:
+        os.close(empty)

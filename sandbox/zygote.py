@@ -52,18 +52,26 @@ class Zygote:
         self.support = host.probe(config.cgroup_parent, config.disable)
         self.cgroups: CgroupBackend | None = self.support.cgroups
         self.isolation = self.support.isolation
-        self.path_map = host.runtime_path_map()
+        self.runtime_module = importlib.import_module(runtimes.spec(self.runtime).module)
+        # The runtime decides what of the host its sandboxes see (python: /var/lang, /var/runtime).
+        layout = self.runtime_module.sandbox_layout()
+        for line in layout.warnings:
+            print(f"zygote: {line}", file=sys.stderr, flush=True)
+        self.path_map = dict(layout.path_map)
         self.root = mounts.RootSpec(
             mountpoint=config.rootfs,
-            runtime_binds=tuple(host.runtime_binds(self.path_map)),
+            runtime_binds=layout.binds,
+            masks=layout.masks,
         )
         os.makedirs(self.root.mountpoint, exist_ok=True)
         self.forker = PidNamespaceForker() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
-        self.runtime_module = importlib.import_module(runtimes.spec(self.runtime).module)
         for name in self.runtime_module.PRELOAD:
             importlib.import_module(name)
+        prepare = getattr(self.runtime_module, "prepare_zygote", None)
+        if prepare is not None and self.isolation.namespaces:
+            prepare(self.path_map)  # once here, on pages every sandbox shares
 
     # -- life --------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ FrontFactory = Callable[[Service, DaemonConfig], Component | None]
 # connect finds every other front already up.
 FRONTS: Final[dict[str, str]] = {
     "metrics": "lambdad.frontends.metrics:create",
+    "api": "lambdad.frontends.lambda_api:create",
+    "gateway": "lambdad.frontends.gateway:create",
     "unix": "lambdad.frontends.unix:create",
 }
 

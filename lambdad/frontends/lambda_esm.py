@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import MutableMapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from lambdad.destinations import Destinations, InvokeConfig
 from lambdad.frontends.http import Response
@@ -44,6 +44,9 @@ from lambdad.frontends.lambda_api_routes import (
 )
 from lambdad.queues.mapping import DEFAULT_BATCH, QueueTriggers, check_settings
 from lambdad.queues.store import ACCOUNT_ID
+
+if TYPE_CHECKING:
+    from lambdad.frontends.lambda_api import Context
 
 MAX_ITEMS: Final = 100  # ListEventSourceMappings' MaxItems: 1..10000, default 100
 MAPPING_FIELDS: Final = frozenset(
@@ -362,3 +365,12 @@ def handlers(backend: QueueBackend) -> dict[str, Handler]:
 def register(table: MutableMapping[str, Handler], backend: QueueBackend) -> None:
     """Add the event-source mapping and EventInvokeConfig operations to an operation table."""
     table.update(handlers(backend))
+
+
+def setup(ctx: Context) -> None:
+    """The Lambda API front's extension hook (lambdad.frontends.lambda_api.EXTENSIONS): the
+    operations over the daemon's own queue and destination components."""
+    components = ctx.service.components
+    queues, destinations = components.get("queues"), components.get("destinations")
+    if isinstance(queues, QueueTriggers) and isinstance(destinations, Destinations):
+        register(ctx.handlers, ComponentBackend(queues, destinations))

@@ -5,9 +5,8 @@
 shapes of botocore's model (``botocore/data/lambda/2015-03-31/service-2.json``). The storage
 is the core's (:mod:`lambdad.layers`); this module only translates.
 
-The Lambda API front adds them to its operation table with :func:`register`::
-
-    register(handlers, service.layers)
+The Lambda API front loads this module as an extension: :func:`setup` adds the operations to
+its table (:func:`register`) and tells ``CreateFunction`` which layer versions exist.
 
 What differs from AWS, on purpose: there is no S3, so ``Content`` must be ``ZipFile``
 (``S3Bucket``/``S3Key`` → InvalidParameterValueException) and ``Content.Location`` (a presigned
@@ -20,8 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, MutableMapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from lambdad.errors import LambdadError
 from lambdad.frontends.http import Response
 from lambdad.frontends.lambda_api_routes import (
     ApiError,
@@ -42,6 +42,9 @@ from lambdad.layers import (
     parse_layer_name,
     parse_layer_version_arn,
 )
+
+if TYPE_CHECKING:
+    from lambdad.frontends.lambda_api import Context
 
 MAX_ITEMS: Final = 50  # MaxLayerListItems: 1..50, and the default
 
@@ -233,3 +236,19 @@ def handlers(layers: Layers) -> dict[str, Handler]:
 def register(table: MutableMapping[str, Handler], layers: Layers) -> None:
     """Add the layer operations to a Lambda API operation table."""
     table.update(handlers(layers))
+
+
+def setup(ctx: Context) -> None:
+    """The Lambda API front's extension hook: the operations, and ``layer_info`` (a layer
+    version ARN -> its CodeSize, None when there is no such version)."""
+    layers = ctx.service.layers
+    register(ctx.handlers, layers)
+
+    def layer_info(arn: str) -> int | None:
+        try:
+            name, number = parse_layer_version_arn(arn)
+            return layers.store.resolve(name, number).code_size  # retained ones too
+        except LambdadError:
+            return None
+
+    ctx.layer_info = layer_info

@@ -2,8 +2,11 @@
 
 The ops translate the protocol's maps into :mod:`lambdad.model` values, call the
 :class:`~lambdad.service.Service`, and translate back: the core never sees a wire-shaped
-request. Who may deploy/delete/redrive (root, the daemon's own uid, or the admin group) is
-decided here, from ``SO_PEERCRED``.
+request. Who may call which op, and what a caller who is not an admin sees of the answer, is
+decided here and only here (:data:`ACCESS`, :data:`REDACT`, :meth:`UnixFront.dispatch`), from
+``SO_PEERCRED``: admins are root, the daemon's own uid and the admin group; everyone else who
+can open the socket (mode 0660, group ``lambdad``) may invoke and see names and metadata, never
+environment values, logs or dead letters (docs/security.md, "The control plane").
 
 The connection side is a thin asyncio protocol that feeds :mod:`lambdad.protocol`.
 
@@ -24,6 +27,7 @@ until the client's EOF or LINGER_S.
 from __future__ import annotations
 
 import asyncio
+import enum
 import grp
 import logging
 import os
@@ -43,10 +47,10 @@ from lambdad.errors import (
     ResourceNotFound,
     ServiceError,
 )
-from lambdad.frontends.unix_queues import ADMIN as QUEUE_ADMIN_OPS
 from lambdad.frontends.unix_queues import QUEUE_OPS
 from lambdad.functions import validate
 from lambdad.layers import PublishRequest, parse_layer_name
+from lambdad.logs import render
 from lambdad.model import Caller, InvokeRequest, wire_name
 from lambdad.protocol import (
     BadRequest,
@@ -60,15 +64,84 @@ from lambdad.protocol import (
     _Sentinel,
 )
 from lambdad.service import Service
+from lambdad.triggers import wire as trigger_wire
 
 log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
-ADMIN_OPS: Final = frozenset(
-    {"deploy", "delete", "redrive", "layer_publish", "layer_delete", *QUEUE_ADMIN_OPS}
-)
 
+
+class Access(enum.Enum):
+    """Who may call an op."""
+
+    ANYONE = "anyone"  # whoever can open the socket; answers redacted (REDACT) for non-admins
+    ADMIN = "admin"  # root, the daemon's own uid, members of the admin group
+
+
+# Who may call each op: the one place this is decided (docs/security.md has the same table;
+# tests/security/test_control_plane.py checks both). An op missing here is admin-only, so a
+# new op is closed until someone decides it may be open.
+ACCESS: Final[dict[str, Access]] = {
+    "hello": Access.ANYONE,
+    "ping": Access.ANYONE,
+    "invoke": Access.ANYONE,
+    "get": Access.ANYONE,
+    "list": Access.ANYONE,
+    "stats": Access.ANYONE,
+    "deploy": Access.ADMIN,
+    "delete": Access.ADMIN,
+    "logs": Access.ADMIN,  # what handlers print: secrets, other tenants' data
+    "dead_letters": Access.ADMIN,  # failed events' errors
+    "redrive": Access.ADMIN,
+    "publish": Access.ADMIN,
+    "aliases": Access.ANYONE,  # names and weights, no configuration
+    "alias_create": Access.ADMIN,
+    "alias_update": Access.ADMIN,
+    "alias_delete": Access.ADMIN,
+    "keys_create": Access.ADMIN,
+    "keys_list": Access.ADMIN,  # who holds keys is the operator's business
+    "keys_remove": Access.ADMIN,
+    "layer_publish": Access.ADMIN,
+    "layer_list": Access.ANYONE,  # names, sizes and hashes, no content
+    "layer_delete": Access.ADMIN,
+    "trigger_add": Access.ADMIN,
+    "trigger_list": Access.ADMIN,  # a schedule's constant input may be a secret
+    "trigger_delete": Access.ADMIN,
+    "trigger_enable": Access.ADMIN,
+    "trigger_disable": Access.ADMIN,
+    "queue_create": Access.ADMIN,
+    "queue_delete": Access.ADMIN,
+    "queue_send": Access.ANYONE,  # like invoke: what a mapping then runs
+    "queue_list": Access.ANYONE,  # names, settings and counts
+    "queue_purge": Access.ADMIN,
+    "queue_receive": Access.ADMIN,  # reads and deletes: message bodies
+    "mapping_create": Access.ADMIN,
+    "mapping_get": Access.ANYONE,
+    "mapping_list": Access.ANYONE,
+    "mapping_update": Access.ADMIN,
+    "mapping_delete": Access.ADMIN,
+    "destination_set": Access.ADMIN,
+    "destination_get": Access.ANYONE,
+    "destination_delete": Access.ADMIN,
+}
+ADMIN_OPS: Final = frozenset(op for op, access in ACCESS.items() if access is Access.ADMIN)
+# Arguments that make an open op an admin's: force_cold turns every call into a cold start
+# (a fresh sandbox, retired afterwards), a knob for benchmarks, not a tenant's.
+ADMIN_ARGS: Final[dict[str, frozenset[str]]] = {"invoke": frozenset({"force_cold"})}
+
+
+def _redact_function(function: dict[str, Any]) -> dict[str, Any]:
+    """A function as a non-admin sees it: environment variable names, never their values."""
+    env = function.get("env") or {}
+    return {**function, "env": dict.fromkeys(env), "redacted": ["env"]}
+
+
+# What a non-admin must not see in an op's answer, removed before it is sent.
+REDACT: Final[dict[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "get": lambda body: {**body, "function": _redact_function(body["function"])},
+    "list": lambda body: {**body, "functions": [_redact_function(f) for f in body["functions"]]},
+}
 
 UNKNOWN_PEER: Final = Caller("unix")  # SO_PEERCRED failed: not admin (uid None)
 
@@ -149,14 +222,27 @@ class UnixFront(Component):
     # -- requests ----------------------------------------------------------------------
 
     async def dispatch(self, op: str, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        """Run ``op`` for ``peer`` (None: an in-process caller, trusted like root), as
+        :data:`ACCESS` and :data:`REDACT` say.
+
+        Raises:
+            ProtocolError: no such op. AccessDenied: ``op`` is for admins only.
+        """
         handler = OPS.get(op)
         if handler is None:
             raise ProtocolError(f"unknown op {op!r}", ops=sorted(OPS))
-        if op in ADMIN_OPS and not self.is_admin(peer):
-            raise AccessDenied(
-                f"{op} needs root or membership of group {self.config.admin_group!r}"
-            )
-        return await handler(self, args, peer)
+        admin = self.is_admin(peer)
+        if not admin:
+            what = op
+            if ACCESS.get(op, Access.ADMIN) is Access.ANYONE:
+                what = next((f"{op} with {a}" for a in ADMIN_ARGS.get(op, ()) if args.get(a)), "")
+            if what:
+                raise AccessDenied(
+                    f"{what} needs root or membership of group {self.config.admin_group!r}"
+                )
+        body = await handler(self, args, peer)
+        redact = None if admin else REDACT.get(op)
+        return redact(body) if redact is not None else body
 
     def is_admin(self, peer: Caller | None) -> bool:
         if peer is None:
@@ -201,13 +287,34 @@ class UnixFront(Component):
         return {"deleted": name}
 
     async def op_stats(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        if args.get("since") is not None:  # the persisted per-minute history
+            name = wire_name(args) if args.get("name") is not None else None
+            return {"history": await self.service.stats_since(args["since"], name)}
         if args.get("name") is not None:
             return self.service.function_stats(wire_name(args)).to_wire()
-        return (await self.service.stats()).to_wire()
+        body = (await self.service.stats()).to_wire()
+        body["stats"]["triggers"] = trigger_wire.counters(self.service)
+        body["stats"]["gateway_address"] = self.service.addresses.get("gateway")
+        return body
 
     async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
-        data, cursor = await self.service.logs(wire_name(args), args.get("cursor"))
-        return {"data": data, "cursor": cursor}
+        page = await self.service.logs(
+            wire_name(args),
+            args.get("cursor"),
+            since_ms=_optional(args, "since", int),
+            until_ms=_optional(args, "until", int),
+            request_id=_optional(args, "request_id", str),
+            pattern=_optional(args, "filter", str),
+            limit=_optional(args, "limit", int),
+        )
+        body: dict[str, Any] = {
+            "data": render(page.events).encode(),
+            "cursor": page.cursor,
+            "truncated": page.truncated,
+        }
+        if args.get("events"):
+            body["events"] = [e.to_wire() for e in page.events]
+        return body
 
     async def op_invoke(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         request = InvokeRequest.from_wire(args, peer or UNKNOWN_PEER)
@@ -260,10 +367,91 @@ class UnixFront(Component):
         return {"deleted": f"{name}:{number}"}
 
 
+    # -- versions, aliases and API keys ---------------------------------------------------
+
+    async def op_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        description = args.get("description") or ""
+        if not isinstance(description, str):
+            raise InvalidParameterValue("description must be a string", field="description")
+        version, created = await self.service.publish(wire_name(args), description=description)
+        return {"version": str(version.number), "created": created}
+
+    async def op_aliases(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        fn = self.service.registry.get(wire_name(args))
+        return {"aliases": [a.to_dict() for _, a in sorted(fn.aliases.items())]}
+
+    async def op_alias_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.create_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            _text(args, "version", required=True) or "",
+            description=_text(args, "description") or "",
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_update(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        alias = await self.service.update_alias(
+            wire_name(args),
+            _text(args, "alias", required=True) or "",
+            version=_text(args, "version"),
+            description=_text(args, "description"),
+            weights=_weights(args),
+        )
+        return {"alias": alias.to_dict()}
+
+    async def op_alias_delete(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        name, alias = wire_name(args), _text(args, "alias", required=True) or ""
+        await self.service.delete_alias(name, alias)
+        return {"deleted": alias}
+
+    async def op_keys_create(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        admin = args.get("admin", False)
+        if not isinstance(admin, bool):
+            raise InvalidParameterValue("admin must be true or false", field="admin")
+        new = await self.service.create_key(_text(args, "key_name"), admin)
+        return {"key": new.credentials()}
+
+    async def op_keys_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        return {"keys": [key.describe() for key in self.service.keys.list()]}
+
+    async def op_keys_remove(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        key = await self.service.remove_key(_text(args, "key", required=True) or "")
+        return {"removed": key.describe()}
+
+
 def _layer_name(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidParameterValue(f"name must be a layer name, got {value!r}", field="name")
     return parse_layer_name(value)
+
+def _text(args: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = args.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidParameterValue(f"{key} must be a non-empty string", field=key)
+    return value
+
+
+def _weights(args: dict[str, Any]) -> dict[str, float] | None:
+    weights = args.get("weights")
+    if weights is None:
+        return None
+    if not isinstance(weights, dict):
+        raise InvalidParameterValue("weights must map a version to a weight", field="weights")
+    return weights
+
+
+def _optional(args: dict[str, Any], key: str, kind: type[Any]) -> Any:
+    """``args[key]`` if present and not None, checked to be a ``kind`` (an int for int,
+    never a bool)."""
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidParameterValue(f"{key} must be a {kind.__name__}", field=key)
+    return value
 
 
 OPS: Final[dict[str, Op]] = {
@@ -281,6 +469,15 @@ OPS: Final[dict[str, Op]] = {
     "layer_publish": UnixFront.op_layer_publish,
     "layer_list": UnixFront.op_layer_list,
     "layer_delete": UnixFront.op_layer_delete,
+    "publish": UnixFront.op_publish,
+    "aliases": UnixFront.op_aliases,
+    "alias_create": UnixFront.op_alias_create,
+    "alias_update": UnixFront.op_alias_update,
+    "alias_delete": UnixFront.op_alias_delete,
+    "keys_create": UnixFront.op_keys_create,
+    "keys_list": UnixFront.op_keys_list,
+    "keys_remove": UnixFront.op_keys_remove,
+    **cast(dict[str, Op], trigger_wire.OPS),
     **QUEUE_OPS,  # queues, event-source mappings, destinations (lambdad/frontends/unix_queues.py)
 }
 
@@ -309,8 +506,8 @@ class ClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self.peer = peer_credentials(sock)
+        # Fail closed: a peer whose credentials cannot be read is nobody in particular.
+        self.peer = (peer_credentials(sock) if sock is not None else None) or UNKNOWN_PEER
         timeout = self.front.config.hello_timeout_s
         if timeout > 0:
             self._hello_timer = asyncio.get_running_loop().call_later(timeout, self._no_hello)

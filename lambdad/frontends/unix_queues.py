@@ -26,12 +26,6 @@ from lambdad.service import Service
 
 QueueOp = Callable[[Any, dict[str, Any], Caller | None], Awaitable[dict[str, Any]]]
 
-ADMIN: Final = frozenset(
-    {"queue_create", "queue_delete", "queue_purge", "queue_receive", "mapping_create",
-     "mapping_update", "mapping_delete", "destination_set", "destination_delete"}
-)  # fmt: skip
-
-
 def _queues(front: Any) -> QueueTriggers:
     service: Service = front.service
     component = service.components.get("queues")

@@ -1,18 +1,24 @@
 """The python3 runtime: handler import (Init) and invocations, driven by :mod:`sandbox.agent`.
 
 Runs inside the sandbox, single-threaded, blocking, in the agent's process. Lambda semantics:
-``handler(event, context)``, module globals persist across warm invocations, a handler
-exception is a ``Handled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result
-that is not JSON serialisable is ``Runtime.MarshalError``, an import failure is
-``Runtime.ImportModuleError``.
+``handler(event, context)``, module globals persist across warm invocations, a handler exception
+is an
+``Unhandled`` error with ``errorType``/``errorMessage``/``stackTrace``, a result that is not JSON
+serialisable is ``Runtime.MarshalError``, an import failure is ``Runtime.ImportModuleError``.
+
+What Lambda's runtime does beyond the invocation loop lives beside this module, one concern
+each: :mod:`.python_layout` (where files are, what a function can import),
+:mod:`.lambda_env` (environment variables, trace ids), :mod:`.lambda_context`,
+:mod:`.lambda_json` (result encoding), :mod:`.lambda_logging` (root logger, error records).
 """
 
 from __future__ import annotations
 
+import base64
 import importlib
 import importlib.machinery
 import io
-import json
+import logging
 import os
 import resource
 import signal
@@ -22,116 +28,97 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import sandbox
 from sandbox import contain, messages
 from sandbox.agent import InitFailure
+from sandbox.runtimes import lambda_env, lambda_json, lambda_logging, python_layout
+from sandbox.runtimes.lambda_context import LambdaContext
 
-PRELOAD = ("json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64")
-TASK_ROOT = "/var/task"
-ARN_PREFIX = "arn:aws:lambda:local:000000000000:function:"
+PRELOAD = (
+    "json", "traceback", "importlib", "decimal", "uuid", "datetime", "logging", "base64",
+    "simplejson", "importlib.util", "importlib.machinery",
+)  # fmt: skip
+TASK_ROOT = python_layout.TASK_ROOT
 MAX_RESULT = 6 * 1024 * 1024  # Lambda's synchronous response limit
+# This runtime's own frames are not the function's business (nor are its host paths).
+_RUNTIME_DIR = os.path.dirname(os.path.realpath(sandbox.__file__)) + "/"
+_path_map: dict[str, str] = {}  # host directory -> sandbox path, set at pool time
 
 
-class LambdaContext:
-    """The ``context`` argument: Lambda's fields and ``get_remaining_time_in_millis()``."""
-
-    def __init__(
-        self, request_id: str, function: Mapping[str, Any], deadline_ns: int, stream: str
-    ) -> None:
-        name = str(function["name"])
-        self.aws_request_id = request_id
-        self.function_name = name
-        self.function_version = str(function["version"])
-        self.memory_limit_in_mb = int(function["memory_mb"])
-        self.invoked_function_arn = ARN_PREFIX + name
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = stream
-        self.identity = None
-        self.client_context = None
-        self._deadline_ns = deadline_ns
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, (self._deadline_ns - time.monotonic_ns()) // 1_000_000)
+def sandbox_layout() -> python_layout.Layout:
+    """What of the host a python sandbox sees (the zygote builds every root from this)."""
+    project = os.path.dirname(_RUNTIME_DIR.rstrip("/"))
+    return python_layout.layout(sys.base_prefix, sys.prefix, project)
 
 
-def lambda_environment(function: Mapping[str, Any], stream: str, task_root: str) -> dict[str, str]:
-    """The environment a Lambda python handler expects, plus the function's own variables."""
-    name = str(function["name"])
-    env = {
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function["memory_mb"]),
-        "AWS_LAMBDA_FUNCTION_VERSION": str(function["version"]),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(function["timeout_s"])),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-        "AWS_LAMBDA_RUNTIME_API": "",
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
-        "AWS_REGION": "local",
-        "AWS_DEFAULT_REGION": "local",
-        "LAMBDA_TASK_ROOT": task_root,
-        "LAMBDA_RUNTIME_DIR": "/var/runtime",
-        "_HANDLER": str(function["handler"]),
-        "TZ": "UTC",
-        "LANG": "en_US.UTF-8",
-        "PATH": "/var/lang/bin:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.update({str(k): str(v) for k, v in dict(function.get("env") or {}).items()})
-    return env
+def prepare_zygote(path_map: Mapping[str, str]) -> None:
+    """Zygote, after the preloads: what every sandbox would otherwise redo (and copy)."""
+    _path_map.update(path_map)
+    python_layout.relocate_modules_in_zygote(path_map)
+
+
+def _relocate(path: str) -> str:
+    return python_layout.relocate_path(path, _path_map)
 
 
 def error_shape(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
-    """Lambda's error object for an exception raised by user code."""
+    """Lambda's error object for an exception raised by user code: the runtime's leading
+    frames dropped (awslambdaric drops its bootstrap.py's), paths as the sandbox sees them."""
     frames = traceback.extract_tb(exc.__traceback__)
-    # Drop this runtime's own frames: the user should see their code only.
-    frames = traceback.StackSummary.from_list(
-        [f for f in frames if not f.filename.endswith(("runtimes/python.py",))]
-    )
+    # Code file names may already be the sandbox's (the zygote renames them): both forms.
+    runtime = (_RUNTIME_DIR, _relocate(_RUNTIME_DIR))
+    while frames and frames[0].filename.startswith(runtime):
+        del frames[0]
+    for frame in frames:
+        frame.filename = _relocate(frame.filename)
     return {
         "errorMessage": str(exc),
         "errorType": error_type or type(exc).__name__,
-        "stackTrace": frames.format(),
+        "stackTrace": traceback.format_list(frames),
     }
 
 
 def load_handler(handler: str) -> Callable[[Any, Any], Any]:
-    """Import ``module.func`` (``dir/module.func`` allowed). Raises ``_InitError``."""
+    """Import ``module.func`` (``dir/module.func`` allowed) as awslambdaric's ``_get_handler``
+    does, with its error types and messages. Raises ``_InitError``."""
     module_name, _, func_name = handler.rpartition(".")
-    module_name = module_name.replace("/", ".")
-    try:
-        module = importlib.import_module(module_name)
-    except SyntaxError as exc:
+    if module_name.split(".")[0] in sys.builtin_module_names:
         raise _InitError(
-            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}", exc
-        ) from exc
+            "Runtime.BuiltInModuleConflict",
+            f"Cannot use built-in module {module_name} as a handler module",
+        )
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
         raise _InitError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    except SyntaxError as exc:
+        trace = [f'  File "{_relocate(str(exc.filename))}" Line {exc.lineno}\n    {exc.text}']
+        raise _InitError(
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{module_name}': {exc}",
+            trace,
         ) from exc
     except Exception as exc:
-        raise _InitError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}", exc
-        ) from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
+        # Lambda reports an exception raised by the module's top level as itself.
+        raise _InitError(type(exc).__name__, str(exc), error_shape(exc)["stackTrace"]) from exc
+    try:
+        func = getattr(module, func_name)
+    except AttributeError:
         raise _InitError(
             "Runtime.HandlerNotFound", f"Handler '{func_name}' missing on module '{module_name}'"
-        )
+        ) from None
     return func  # type: ignore[no-any-return]
 
 
 class _InitError(Exception):
-    def __init__(self, error_type: str, message: str, cause: BaseException | None = None) -> None:
+    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
         super().__init__(message)
-        # Only the user's own frames: importlib's machinery is noise to them.
-        frames = [
-            f
-            for f in (traceback.extract_tb(cause.__traceback__) if cause else [])
-            if not f.filename.startswith("<frozen") and "/importlib/" not in f.filename
-        ]
         self.error: dict[str, Any] = {
             "errorMessage": message,
             "errorType": error_type,
-            "stackTrace": traceback.StackSummary.from_list(frames).format(),
+            "stackTrace": trace or [],
         }
 
 
@@ -141,8 +128,7 @@ def _warm_up() -> None:
     A sandbox is a fork of the zygote: the first time any code path runs in it, every page it
     writes (reference counts, caches) is copied. Doing that here, before the sandbox is ready,
     moves ~1 ms of page faults from the first invocation to the pool."""
-    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
-    event = json.loads(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
+    event = lambda_json.decode_event(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
     function = {
         "name": "warm-up",
         "version": "0",
@@ -151,9 +137,11 @@ def _warm_up() -> None:
         "env": {},
         "handler": "app.handler",
     }
-    context = LambdaContext("00000000-0000-0000-0000-000000000000", function, 0, "warm-up")
+    env = lambda_env.lambda_environment(function, "warm-up", TASK_ROOT)
+    context = LambdaContext("00000000-0000-0000-0000-000000000000", env, "arn", 0)
     context.get_remaining_time_in_millis()
-    dumps({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]}).encode()
+    lambda_json.encode_result({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]})
+    lambda_env.new_trace_id()
     try:
         raise ValueError("warm-up")
     except ValueError as exc:
@@ -167,7 +155,7 @@ def _warm_up() -> None:
     # The environment is replaced at specialization; do it once now, so that those dict and
     # environ writes are already this process's own pages.
     os.environ.clear()
-    os.environ.update(lambda_environment(function, "warm-up", TASK_ROOT))
+    os.environ.update(env)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             # print() from a handler should reach `lambdad logs -f` line by line, as on Lambda.
@@ -194,18 +182,35 @@ def _reap_orphans() -> None:
             return
 
 
-def _rewrite_paths(path_map: Mapping[str, str]) -> None:
-    """sys.path and the prefixes point at host paths; inside, the runtime lives elsewhere."""
+def _replace_environ(env: Mapping[str, str]) -> None:
+    """``os.environ = env`` in as few putenv/unsetenv calls as possible: most of Lambda's
+    variables already have their value from the warm-up (each call costs a few µs on the cold
+    path)."""
+    environ = os.environ
+    for key in [k for k in environ if k not in env]:
+        del environ[key]
+    for key, value in env.items():
+        if environ.get(key) != value:
+            environ[key] = value
 
-    def move(p: str) -> str:
-        for host, inside in path_map.items():
-            if p == host or p.startswith(host + "/"):
-                return inside + p[len(host) :]
-        return p
 
-    sys.path[:] = [move(p) for p in sys.path]
-    for attr in ("prefix", "exec_prefix", "base_prefix", "base_exec_prefix"):
-        setattr(sys, attr, move(getattr(sys, attr)))
+def _log_error(error: Mapping[str, Any], json_logs: bool, init: bool = False) -> None:
+    """Lambda's runtime logs every error result it reports, Init's after a warning."""
+    if init:
+        logging.getLogger().warning(lambda_logging.UNHANDLED_WARNING)
+    sys.stdout.write(lambda_logging.error_lines(error, json_logs))
+
+
+def client_context(raw: str | None) -> dict[str, Any] | None:
+    """The invocation's ``ClientContext`` (base64 JSON, as the caller sent it) as the map
+    ``context.client_context`` is built from; None when absent or not a JSON object."""
+    if not raw:
+        return None
+    try:
+        value = lambda_json.decode_event(base64.b64decode(raw, validate=True))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class PythonRuntime:
@@ -213,36 +218,51 @@ class PythonRuntime:
 
     def __init__(self) -> None:
         self.handler: Callable[[Any, Any], Any] | None = None
-        self.function: Mapping[str, Any] = {}
-        self.stream = ""
-        self.dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True).encode
+        self.env: Mapping[str, str] = {}
+        self.arn = ""
+        self.json_logs = False
+        self.private_root = False  # a mount namespace: Lambda's paths, lambdad's hidden
 
     def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
+        _path_map.update(path_map)
+        self.private_root = isolation.namespaces
         if isolation.namespaces:
-            _rewrite_paths(path_map)
+            python_layout.relocate_modules(path_map)
+            python_layout.warm_path_cache(python_layout.function_sys_path(TASK_ROOT))
+            python_layout.plan_isolation()
+        lambda_logging.prepare(_relocate)
         _warm_up()
 
     def init(self, init: messages.Init, task_root: str, phases: dict[str, int]) -> None:
         function = init.function
         t_env = time.monotonic_ns()
-        stream = init.log_stream
-        os.environ.clear()
-        os.environ.update(lambda_environment(function, stream, task_root))
-        sys.path[:0] = [task_root, "/opt/python"]
+        env = lambda_env.lambda_environment(
+            function, init.log_stream, task_root, init.region, init.initialization_type
+        )
+        _replace_environ(env)
+        if self.private_root:
+            python_layout.isolate_imports(task_root, env.get("PYTHONPATH", ""))
+        else:  # no private root: the host's paths, the function's code first
+            # Lambda's order: the function, then layers' site-packages, then layers' /opt/python.
+            layer_site = f"/opt/python/lib/python{sys.version_info[0]}.{sys.version_info[1]}"
+            sys.path[:0] = [task_root, layer_site + "/site-packages", "/opt/python"]
         os.chdir(task_root)
+        json_logs = lambda_logging.setup(env, _relocate)
         t_import = time.monotonic_ns()
         phases["runtime_env"] = (t_import - t_env) // 1000
         try:
             handler = load_handler(str(function["handler"]))
         except _InitError as exc:
             phases["import"] = (time.monotonic_ns() - t_import) // 1000
+            _log_error(exc.error, json_logs, init=True)
             sys.stdout.flush()
             sys.stderr.flush()
             raise InitFailure(exc.error) from None
         phases["import"] = (time.monotonic_ns() - t_import) // 1000
         sys.stdout.flush()
         sys.stderr.flush()
-        self.handler, self.function, self.stream = handler, function, stream
+        self.handler, self.env, self.json_logs = handler, env, json_logs
+        self.arn = lambda_env.function_arn(init.region, str(function["name"]))
         signal.signal(signal.SIGCHLD, _on_sigchld)
 
     def invoke(self, msg: messages.Invoke) -> messages.Result:
@@ -251,11 +271,19 @@ class PythonRuntime:
         request_id = msg.request_id
         received = time.monotonic_ns()
         try:
-            event = json.loads(msg.payload) if msg.payload else None
+            event = lambda_json.decode_event(msg.payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return messages.Result(bad_payload=f"Could not parse request body into json: {exc}")
+        # The X-Ray trace header: the daemon's (the caller's, or one it made up and logged),
+        # else a fresh one (Lambda generates one for every invocation, sampled or not).
+        os.environ["_X_AMZN_TRACE_ID"] = msg.trace_id or lambda_env.new_trace_id()
+        lambda_logging.set_request(request_id)
         context = LambdaContext(
-            request_id, self.function, received + msg.timeout_ms * 1_000_000, self.stream
+            request_id,
+            self.env,
+            self.arn,
+            received + msg.timeout_ms * 1_000_000,
+            client_context(msg.client_context),
         )
         reply: dict[str, Any] = {}
         start = time.monotonic_ns()
@@ -267,7 +295,7 @@ class PythonRuntime:
             reply["error"] = error_shape(exc)
         else:
             try:
-                reply["result"] = self.dumps(result).encode()
+                reply["result"] = lambda_json.encode_result(result)
                 if len(reply["result"]) > MAX_RESULT:
                     del reply["result"]
                     reply["error"] = {
@@ -276,12 +304,14 @@ class PythonRuntime:
                         "errorType": "Function.ResponseSizeTooLarge",
                         "stackTrace": [],
                     }
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 reply["error"] = {
                     "errorMessage": f"Unable to marshal response: {exc}",
                     "errorType": "Runtime.MarshalError",
                     "stackTrace": [],
                 }
+        if "error" in reply:
+            _log_error(reply["error"], self.json_logs)
         reply["duration_us"] = (end - start) / 1000
         reply["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         sys.stdout.flush()

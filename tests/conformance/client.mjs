@@ -132,7 +132,7 @@ async function operations(c) {
   const asStr = await c.call("invoke", { name: "js-sleep", payload: '{"n": 8, "s": 0}' });
   check("invoke sync: payload as str", unjson(asStr.result).n === 8, asStr);
   const failed = await c.call("invoke", { name: "js-sleep", payload: json({ raise: "boom" }) });
-  check("invoke sync: a handler error is data", failed.function_error === "Handled" &&
+  check("invoke sync: a handler error is data", failed.function_error === "Unhandled" &&
     failed.error?.errorMessage === "boom" && Array.isArray(failed.error.stackTrace), failed);
   const timedOut = await c.call("invoke", { name: "js-timeout", payload: json({ s: 2 }) });
   check("invoke sync: Sandbox.Timedout", timedOut.function_error === "Unhandled" &&

@@ -278,12 +278,15 @@ def test_unknown_network_modes(network: Any) -> None:
     assert exc.message == f"network must be 'none' or 'egress', got {network!r}"
 
 
-def test_layers_are_refused_for_now() -> None:
+def test_layers_are_layer_version_arns() -> None:
     exc = refused({"layers": ["numpy"]})
     assert exc.details == {"field": "layers"}
-    assert exc.message == "layers are not supported yet"
-    assert validate({"name": "f", "layers": []}).name == "f"
-    assert validate({"name": "f", "layers": None}).name == "f"
+    assert exc.message == "layers must be layer version ARNs or NAME:VERSION, got 'numpy'"
+    assert validate({"name": "f", "layers": []}).layers == ()
+    assert validate({"name": "f", "layers": None}).layers == ()
+    arn = "arn:aws:lambda:us-east-1:000000000000:layer:numpy:3"
+    assert validate({"name": "f", "layers": [arn]}).layers == (arn,)
+    assert refused({"layers": [arn] * 6}).message == "a function may use at most 5 layers"
 
 
 def test_the_first_bad_field_is_named() -> None:
@@ -310,3 +313,19 @@ def test_version_sha_depends_on_config_and_code_only() -> None:
     assert version_sha256(a, "x") != version_sha256(c, "x")
     assert version_sha256(a, "x") != version_sha256(a, "y")
     assert len(version_sha256(a, "x")) == 64
+
+
+def test_code_plus_layers_over_250_mb_unzipped_is_refused_with_lambdas_message() -> None:
+    from lambdad.functions import MAX_UNZIPPED_WITH_LAYERS, check_unzipped_size
+
+    check_unzipped_size(MAX_UNZIPPED_WITH_LAYERS - 3, [1, 1, 1])  # exactly at the limit
+    with pytest.raises(InvalidParameterValue) as info:
+        check_unzipped_size(MAX_UNZIPPED_WITH_LAYERS - 3, [1, 1, 1, 1])
+    assert str(info.value) == (
+        "Function code combined with layers exceeds the maximum allowed size of 262144000 "
+        "bytes. The actual size is 262144001 bytes."
+    )
+    assert info.value.details == {"field": "layers"}
+    with pytest.raises(InvalidParameterValue) as too_many:
+        check_unzipped_size(1, [1] * 6)
+    assert "at most 5 layers" in str(too_many.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
@@ -9,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambdad.metering import FunctionStats, Report, billed, merge, percentile
+from lambdad.metering import (
+    LINK_SLACK_MS,
+    FunctionStats,
+    Report,
+    billed,
+    bounded_duration,
+    link_slack_ms,
+    merge,
+    percentile,
+)
 
 # From the issue: Lambda's line, tab-separated, Init Duration only on cold starts.
 REPORT_RE = re.compile(
@@ -210,4 +220,49 @@ def test_report_to_wire() -> None:
         "version": "1",
         "queue_us": 0,
         "phases_us": {},
+        "trace_id": "",
     }
+
+
+def test_an_honest_claim_inside_the_round_trip_is_reported_as_is() -> None:
+    assert bounded_duration(12.34, 12.40, LINK_SLACK_MS) == 12.34
+
+
+def test_a_claim_far_below_the_round_trip_is_raised_to_it_less_the_slack() -> None:
+    # The handler said 10 us for a 300 ms round trip: billed 299 ms, never 1.
+    assert bounded_duration(0.01, 300.0, LINK_SLACK_MS) == 300.0 - LINK_SLACK_MS
+
+
+def test_a_claim_above_the_round_trip_is_cut_to_it() -> None:
+    assert bounded_duration(5000.0, 42.0, LINK_SLACK_MS) == 42.0
+
+
+def test_the_slack_grows_with_what_was_copied() -> None:
+    assert link_slack_ms(0) == LINK_SLACK_MS
+    assert LINK_SLACK_MS < link_slack_ms(6 * 2**20) < LINK_SLACK_MS + 200
+
+
+@given(
+    claimed=st.floats(-1e9, 1e9),
+    roundtrip=st.floats(0, 1e6),
+    size=st.integers(0, 12 * 2**20),
+)
+def test_a_lie_gains_at_most_the_slack(claimed: float, roundtrip: float, size: int) -> None:
+    slack = link_slack_ms(size)
+    reported = bounded_duration(claimed, roundtrip, slack)
+    assert roundtrip - slack <= reported <= roundtrip
+
+
+def test_report_line_of_a_failed_invocation() -> None:
+    """Lambda appends Status (and Error Type) to a failed invocation's REPORT, after Init."""
+    failed = dataclasses.replace(
+        report(init_ms=2.5), status="error", error_type="Runtime.ExitError"
+    )
+    assert failed.line().endswith(
+        "Init Duration: 2.50 ms\tStatus: error\tError Type: Runtime.ExitError\t"
+    )
+    timed_out = dataclasses.replace(report(), status="timeout")
+    assert timed_out.line().endswith("Max Memory Used: 41 MB\tStatus: timeout\t")
+    assert failed.to_wire()["status"] == "error"
+    assert failed.to_wire()["error_type"] == "Runtime.ExitError"
+    assert "status" not in report().to_wire()

@@ -12,8 +12,9 @@ from lambdad import outcomes
 @pytest.mark.parametrize(
     "error_type, expected",
     [
-        ("ValueError", "Handled"),
-        ("KeyError", "Handled"),
+        # A raised exception is Unhandled too, as today's Lambda answers (issue 10).
+        ("ValueError", "Unhandled"),
+        ("KeyError", "Unhandled"),
         ("Runtime.MarshalError", "Unhandled"),
         ("Function.ResponseSizeTooLarge", "Unhandled"),
     ],
@@ -24,6 +25,14 @@ def test_function_error_of_a_runtime_error(error_type: str, expected: str) -> No
 
 def test_no_error_is_no_function_error() -> None:
     assert outcomes.function_error(None) is None
+
+
+@pytest.mark.parametrize(
+    "error_type, logged",
+    [("ValueError", True), ("Runtime.ImportModuleError", True), ("Sandbox.SetupError", False)],
+)
+def test_the_daemon_logs_only_what_no_runtime_logged(error_type: str, logged: bool) -> None:
+    assert outcomes.logged_by_runtime({"errorType": error_type}) is logged
 
 
 def test_exit_error_is_lambdas_wording() -> None:
@@ -70,3 +79,33 @@ def test_error_log_lines_are_the_error_line_and_its_json() -> None:
     assert first == "[ERROR] ValueError: boom"
     assert json.loads(second) == {"errorMessage": "boom", "errorType": "ValueError",
                                   "stackTrace": ["  File a"]}  # fmt: skip
+
+
+def test_report_status_follows_lambda() -> None:
+    status = outcomes.report_status
+    assert status(None, None) == (None, None)
+    assert status({"errorType": "ValueError"}, "Handled") == (None, None)
+    # The handler's own exception is Unhandled, but the function answered: no Status.
+    assert status({"errorType": "ValueError"}, "Unhandled") == (None, None)
+    assert status({"errorType": "Runtime.ImportModuleError"}, "Unhandled") == (
+        "error",
+        "Runtime.ImportModuleError",
+    )
+    assert status(outcomes.timeout_error(3.0), "Unhandled") == ("timeout", None)
+    assert status(outcomes.exit_error("r", "exit status 1"), "Unhandled") == (
+        "error",
+        "Runtime.ExitError",
+    )
+    assert status(outcomes.exit_error("r", "signal: killed", oom=True), "Unhandled") == (
+        "error",
+        "Runtime.OutOfMemory",
+    )
+    assert status(outcomes.invalid_response("r", "x"), "Unhandled") == (
+        "error",
+        "Runtime.InvalidResponse",
+    )
+    assert status({"errorType": "Runtime.MarshalError"}, "Unhandled") == (
+        "error",
+        "Runtime.MarshalError",
+    )
+    assert status({}, "Unhandled") == ("error", "Runtime.Unknown")

@@ -81,10 +81,10 @@ def test_take_is_lifo_and_marks_busy(pool: WarmPool[FakeSandbox], clock: Clock) 
     assert state.sandboxes == {a, b}  # busy ones still count
 
 
-def test_take_skips_dead_retires_other_versions_and_thaws(pool: WarmPool[FakeSandbox]) -> None:
-    old, dead, frozen, broken = (FakeSandbox(n) for n in ("old", "dead", "frozen", "broken"))
-    _warm(pool, "f", frozen, broken, old, dead)
-    old.version = 0
+def test_take_skips_dead_keeps_other_versions_and_thaws(pool: WarmPool[FakeSandbox]) -> None:
+    other, dead, frozen, broken = (FakeSandbox(n) for n in ("other", "dead", "frozen", "broken"))
+    _warm(pool, "f", frozen, broken, other, dead)
+    other.version = 0
     dead.kill()
     frozen.move(State.FROZEN)
     broken.move(State.FROZEN)
@@ -92,9 +92,21 @@ def test_take_skips_dead_retires_other_versions_and_thaws(pool: WarmPool[FakeSan
     state = pool.state("f")
     assert pool.take(state, 1) is frozen and frozen.state is State.BUSY
     assert dead not in state.sandboxes
-    assert old.retired and old not in state.sandboxes
+    # Another version's sandbox (the other side of a weighted alias) stays warm and idle.
+    assert not other.retired and other in state.sandboxes and state.idle == [other]
     assert broken.state is State.DEAD and broken not in state.sandboxes
-    assert state.idle == []
+    assert pool.take(state, 0) is other and state.idle == []
+
+
+def test_take_tells_versions_apart_by_key_not_number(pool: WarmPool[FakeSandbox]) -> None:
+    # Two unpublished $LATESTs are both number 0: their keys (number:content) differ.
+    old = FakeSandbox("old")
+    old.version = "0:aaa"  # type: ignore[assignment]
+    _warm(pool, "f", old)
+    state = pool.state("f")
+    assert pool.take(state, "0:bbb") is None and state.idle == [old]
+    pool.retire_idle_except(state, {"0:bbb"})
+    assert old.retired and state.idle == []
 
 
 def test_put_back_coldest_goes_to_the_far_end(pool: WarmPool[FakeSandbox]) -> None:
@@ -169,7 +181,7 @@ def test_sweep_forgets_dead_idle_sandboxes(pool: WarmPool[FakeSandbox]) -> None:
 def test_new_version_retires_idle_old_ones(pool: WarmPool[FakeSandbox]) -> None:
     old, new = FakeSandbox("old", version=1), FakeSandbox("new", version=2)
     _warm(pool, "f", old, new)
-    pool.retire_idle_except(pool.state("f"), 2)
+    pool.retire_idle_except(pool.state("f"), {2})
     assert old.retired and not new.retired and pool.state("f").idle == [new]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdad import registry as registry_module
+from lambdad import codebuild
 from lambdad.errors import InvalidParameterValue, ResourceNotFound
 from lambdad.functions import FunctionConfig, validate
 from lambdad.registry import Registry, atomic_write
@@ -262,12 +262,12 @@ def test_duplicate_entries_are_refused(reg: Registry) -> None:
 
 
 def test_size_limits(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 2)
+    monkeypatch.setattr(codebuild, "MAX_ENTRIES", 2)
     with pytest.raises(InvalidParameterValue, match="more than 2 files"):
         reg.store_code(make_zip({"a.py": b"", "b.py": b"", "c.py": b""}))
 
-    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 20_000)
-    monkeypatch.setattr(registry_module, "MAX_UNZIPPED", 100)
+    monkeypatch.setattr(codebuild, "MAX_ENTRIES", 20_000)
+    monkeypatch.setattr(codebuild, "MAX_UNZIPPED", 100)
     with pytest.raises(InvalidParameterValue, match="larger than 0 MB unzipped"):
         reg.store_code(make_zip({"a.py": b"x" * 101}))
     reg.store_code(make_zip({"a.py": b"x" * 100}))

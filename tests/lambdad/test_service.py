@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,10 @@ Behaviour = Callable[[bytes], "messages.Result | BaseException"]
 
 
 def echo(payload: bytes) -> messages.Result | BaseException:
-    event = json.loads(payload) if payload else None
+    try:
+        event = json.loads(payload) if payload else None
+    except ValueError:
+        return messages.Result(bad_payload="Could not parse request body into json")
     if isinstance(event, dict) and "do" in event:
         return DO[event["do"]]
     return messages.Result(result=json.dumps({"echo": event}).encode(), duration_us=1500.0,
@@ -94,6 +98,7 @@ class FakeSandbox:
         self.exit_info: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
         self._pending: collections.deque[messages.Message | BaseException] = collections.deque()
         self.invocations = 0
+        self.received_ns = 0  # the daemon's clock at the last answer (lambdad.metering)
 
     @property
     def alive(self) -> bool:
@@ -124,7 +129,14 @@ class FakeSandbox:
         self.world.inits.append(init)
         self._pending.append(self.world.init_reply)
 
-    def send_invoke(self, request_id: str, payload: bytes, timeout_ms: int) -> None:
+    def send_invoke(
+        self,
+        request_id: str,
+        payload: bytes,
+        timeout_ms: int,
+        trace_id: str | None = None,
+        client_context: str | None = None,
+    ) -> None:
         if not self.alive:
             raise SandboxDied(self.id)
         self.invocations += 1
@@ -134,6 +146,10 @@ class FakeSandbox:
         reply = self._pending.popleft()
         if isinstance(reply, BaseException):
             raise reply
+        # As if the answer took what the sandbox claims, and 50 us of link on top: the daemon
+        # bounds the claim by this round trip.
+        claimed_us = getattr(reply, "duration_us", 0) or getattr(reply, "init_us", 0)
+        self.received_ns = time.monotonic_ns() + int(claimed_us * 1000) + 50_000
         return reply
 
     async def receive(self, kind: type[Any], timeout: float) -> Any:
@@ -200,11 +216,11 @@ def run(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             warm: WarmPool[Any] = WarmPool()
             specializer = Specializer(warm, world, registry, logs, 1024)
 
-            def latest(name: str) -> int | None:
+            def live(name: str) -> frozenset[str]:
                 fn = registry.functions.get(name)
-                return fn.latest.number if fn else None
+                return fn.live_keys() if fn else frozenset()
 
-            invoker = Invoker(warm, specializer, latest, cfg.sync_payload_max)
+            invoker = Invoker(warm, specializer, live, cfg.sync_payload_max)
             admission = Admission(Scheduler(8, cfg.queue_max), cfg.queue_timeout_s)
             service = Service(cfg, registry, logs, events, admission, warm, invoker, world, 1024)
             try:
@@ -251,7 +267,7 @@ def test_cold_then_warm_on_the_same_sandbox(run: Callable[..., Any]) -> None:
 @pytest.mark.parametrize(
     "do, error_type, function_error, keeps_sandbox",
     [
-        ("raise", "ValueError", "Handled", True),
+        ("raise", "ValueError", "Unhandled", True),
         ("marshal", "Runtime.MarshalError", "Unhandled", True),
         ("timeout", "Sandbox.Timedout", "Unhandled", False),
         ("crash", "Runtime.ExitError", "Unhandled", False),
@@ -287,10 +303,15 @@ def test_a_crash_reports_the_zygotes_exit_status(run: Callable[..., Any]) -> Non
 def test_a_payload_that_is_not_json_is_the_callers_error(run: Callable[..., Any]) -> None:
     async def body(service: Service, world: World) -> None:
         await _deploy(service)
+        not_json = InvokeRequest(function="f", payload=b'{"unterminated": ')
         with pytest.raises(InvalidRequest, match="Could not parse"):
-            await service.invoke(_req({"do": "bad-json"}))
+            await service.invoke(not_json)
         assert (await service.invoke(_req(1))).error is None
         assert world.forked == 1  # the sandbox was not blamed
+        # A sandbox that says so of a JSON event lies (hostile code on its link): the caller
+        # gets the runtime's error, never the blame.
+        lied = await service.invoke(_req({"do": "bad-json"}))
+        assert lied.error is not None and lied.error["errorType"] == "Runtime.InvalidResponse"
 
     run(body)
 
@@ -303,8 +324,14 @@ def test_init_failure_is_unhandled_and_keeps_nothing(run: Callable[..., Any]) ->
         )
         result = await service.invoke(_req(1, log_tail=True))
         assert result.error is not None and result.error["errorType"] == "Runtime.ImportModuleError"
-        assert result.function_error == "Unhandled" and result.log_tail == ""
+        assert result.function_error == "Unhandled"
         assert result.report is not None and result.report.cold
+        # The failed Init's invocation still has its records (issue 13 point 5).
+        assert result.log_tail is not None
+        assert result.log_tail.startswith(f"START RequestId: {result.request_id} ")
+        assert result.log_tail.endswith(
+            "Status: error\tError Type: Runtime.ImportModuleError\t\n"
+        ), result.log_tail
         assert service.function_stats("f").sandboxes.live == 0
 
     run(body)

@@ -1,27 +1,21 @@
 """The Lambda API's event-source mapping and EventInvokeConfig operations, driven by boto3.
 
-boto3 → real HTTP → ``LambdaApi`` with SigV4 and the handlers of ``lambda_esm`` → the real
-daemon's socket (its AsyncClient has the :class:`QueueBackend` coroutines) → the daemon's
-mappings and destinations. So botocore serializes, parses and raises its modelled exceptions,
-and what the API creates really delivers messages.
+boto3 → real HTTP → the daemon's own Lambda API front (``--api``, SigV4 with a key from the
+daemon's key store) → ``lambda_esm``'s handlers over the daemon's mappings and destinations.
+So botocore serializes, parses and raises its modelled exceptions, and what the API creates
+really delivers messages.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from lambdad.client import AsyncClient
-from lambdad.frontends.http import Limits
-from lambdad.frontends.lambda_api_routes import LambdaApi, http_error, sigv4_authenticator
-from lambdad.frontends.lambda_esm import register
-from lambdad.keys import KeyStore
-from tests.api.helpers import serve
+from tests.api.conftest import ApiDaemon, start_api_daemon
 from tests.conftest import DaemonProcess, wait_for, write_function
 
 pytestmark = pytest.mark.root
@@ -35,24 +29,25 @@ def handler(event, context):
 """
 
 
+@pytest.fixture(scope="module")
+def api() -> Iterator[ApiDaemon]:
+    with tempfile.TemporaryDirectory(prefix="lambdad-esm-") as tmp:
+        daemon = start_api_daemon(tmp)
+        try:
+            yield daemon
+        finally:
+            daemon.daemon.stop()
+
+
 @pytest.fixture
-def lam(shared_daemon: DaemonProcess, tmp_path: Path) -> Iterator[Any]:
-    keys = KeyStore(str(tmp_path))
-    admin = keys.create(name="admin", admin=True)
-    table: dict[str, Any] = {}
-    backend = AsyncClient(shared_daemon.socket)
-    register(table, backend)
-    app = LambdaApi(table, authenticate=sigv4_authenticator(keys))
-    with serve(app, limits=Limits(max_body_bytes=2**20), error_response=http_error) as srv:
-        yield boto3.client(
-            "lambda",
-            endpoint_url=f"http://{srv.host}:{srv.port}",
-            region_name=REGION,
-            aws_access_key_id=admin.key.access_key_id,
-            aws_secret_access_key=admin.secret_access_key,
-            config=Config(retries={"total_max_attempts": 1}),
-        )
-        srv.call(backend.close())
+def shared_daemon(api: ApiDaemon) -> DaemonProcess:
+    """This module's daemon (the one serving the API) in place of the session's."""
+    return api.daemon
+
+
+@pytest.fixture
+def lam(api: ApiDaemon) -> Any:
+    return api.client()
 
 
 def test_mapping_lifecycle_through_boto3(

@@ -30,6 +30,8 @@ EXAMPLES: list[m.Message] = [
         log_stream="2026/12/01/[1]abc",
         pids_max=64,
         egress={"address": "10.0.0.2/30", "gateway": "10.0.0.1"},
+        region="eu-west-3",
+        initialization_type="provisioned-concurrency",
     ),
     m.Init(function={"name": "f"}, code_path="/c", log_stream="s"),
     m.InitDone(phases={"import": 120}, init_us=900),
@@ -43,6 +45,13 @@ EXAMPLES: list[m.Message] = [
         init_us=5,
     ),
     m.Invoke(request_id="r-1", payload=b'{"a": 1}', timeout_ms=3000),
+    m.Invoke(
+        request_id="r-2",
+        payload=b"{}",
+        timeout_ms=3000,
+        trace_id="Root=1-6b0e9dcb-ae2d79d2bb3951ce5bd9c02e;Parent=a25b544a682b3da4;Sampled=1",
+        client_context="eyJjdXN0b20iOiB7fX0=",
+    ),
     m.Result(result=b'"ok"', duration_us=12.5, maxrss_kb=2048),
     m.Result(
         error={"errorMessage": "boom", "errorType": "ValueError", "stackTrace": []},
@@ -52,6 +61,10 @@ EXAMPLES: list[m.Message] = [
     m.Result(bad_payload="Could not parse request body into json"),
     m.Retire(),
 ]
+
+
+_INIT = {"t": "init", "function": {"name": "f"}, "code_path": "/c", "log_stream": "s"}
+_INVOKE = {"t": "invoke", "request_id": "r", "payload": b"{}", "timeout_ms": 10}
 
 
 def _round_trip(msg: m.Message) -> m.Message:
@@ -71,6 +84,8 @@ def test_every_kind_has_an_example_and_a_distinct_name() -> None:
 def test_the_fast_invoke_encoding_is_the_general_one() -> None:
     msg = m.Invoke(request_id="r", payload=b"{}", timeout_ms=10)
     assert m.encode_invoke("r", b"{}", 10) == m.encode(msg)
+    traced = m.Invoke("r", b"{}", 10, trace_id="Root=1-a;Sampled=0", client_context="e30=")
+    assert m.encode_invoke("r", b"{}", 10, "Root=1-a;Sampled=0", "e30=") == m.encode(traced)
 
 
 @given(
@@ -102,11 +117,75 @@ def test_invoke_round_trips_for_any_values(
         ({"t": "ready", "phases": {str(i): i for i in range(100)}}, "phases"),
         ({"t": "init-done", "phases": {}, "init_us": -5}, "init_us"),
         ({"t": "spawned", "id": "x", "pid": "7", "uid": 0, "source": "pool"}, "pid"),
+        # What the sandbox receives is checked as strictly (the daemon never sends these).
+        ({**_INIT, "region": "eu west"}, "region"),
+        ({**_INIT, "region": 3}, "region"),
+        ({**_INIT, "initialization_type": "sometimes"}, "initialization_type"),
+        ({**_INVOKE, "trace_id": "x" * 257}, "trace_id"),
+        ({**_INVOKE, "trace_id": "Root=1\nSampled=1"}, "trace_id"),
+        ({**_INVOKE, "client_context": 5}, "client_context"),
+        ({**_INVOKE, "client_context": "e" * 3584}, "client_context"),
     ],
 )
 def test_what_a_sandbox_sends_is_validated(raw: Any, problem: str) -> None:
     with pytest.raises(m.MessageError, match=problem):
         m.decode(raw)
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"t": _nested(1000, None)},
+        {"t": "init-error", "error": {"errorMessage": _nested(1000, "x")}},
+        {"t": "result", "bad_payload": _nested(1000, 1)},
+        {"t": "spawn-failed", "message": _nested(1000, 1)},
+    ],
+    ids=["kind", "init-error", "bad-payload", "spawn-failed"],
+)
+def test_a_field_too_deep_to_print_is_a_message_error(raw: Any) -> None:
+    # str() of a list nested 1,000 deep raises RecursionError: it must not escape decode
+    # (issue 12 point 11: it escaped the daemon's cold start and leaked the sandbox).
+    with pytest.raises(m.MessageError):
+        m.decode(raw)
+
+
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_fields = st.sampled_from(
+    ["t", "phases", "init_us", "error", "result", "duration_us", "maxrss_kb", "bad_payload",
+     "function", "code_path", "log_stream", "request_id", "payload", "timeout_ms", "id", "pid"]
+)  # fmt: skip
+
+
+@given(
+    kind=st.sampled_from(sorted(m.KIND.values())) | _values,
+    fields=st.dictionaries(_fields, _values, max_size=6),
+)
+def test_decode_raises_nothing_but_message_error(kind: Any, fields: dict[str, Any]) -> None:
+    try:
+        msg = m.decode({**fields, "t": kind})
+    except m.MessageError:
+        return
+    assert type(msg) in m.KIND
 
 
 def test_an_error_object_is_bounded() -> None:

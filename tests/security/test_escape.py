@@ -61,10 +61,11 @@ def test_host_secrets_are_not_visible(
     out = attack(client, "sec-secrets", "fs", {"mode": "secrets", "host_paths": host_paths})
     assert_all_failed(out["attempts"], NOT_THERE)
     # Exactly SPEC §3's root: the runtime's read-only directories (which of /lib32, /lib64...
-    # exist depends on the host), /dev, /etc, /opt, /proc, /tmp, /var -- nothing else.
+    # exist depends on the host), /dev, /etc, /opt, /proc, /tmp, /var, and /mnt (SPEC §12: a
+    # read-only tmpfs holding only the function's own file-system mounts) -- nothing else.
     assert {"dev", "etc", "opt", "proc", "tmp", "usr", "var"} <= set(out["root"])
-    assert set(out["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt",
-                                "proc", "sbin", "tmp", "usr", "var"}, out["root"]
+    assert set(out["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "mnt",
+                                "opt", "proc", "sbin", "tmp", "usr", "var"}, out["root"]
     assert_daemon_serves(client)
 
 

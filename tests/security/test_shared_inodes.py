@@ -20,7 +20,7 @@ import pytest
 
 import lambdad
 from lambdad.client import Client
-from sandbox import host
+from sandbox.runtimes import python as python_runtime
 from tests.conftest import DaemonProcess, wait_for
 from tests.security.conftest import CALL_TIMEOUT_S, assert_daemon_serves, attack, deploy
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.root
 
 def _inside(host_path: str) -> str:
     """Where a host path of the runtime appears inside a sandbox."""
-    for prefix, inside in host.runtime_path_map().items():
+    for prefix, inside in python_runtime.sandbox_layout().path_map.items():
         if host_path.startswith(prefix + "/"):
             return inside + host_path[len(prefix) :]
     raise AssertionError(f"{host_path} is not under the runtime's directories")
@@ -51,13 +51,15 @@ def _lock_nb(path: str) -> str:
 def test_locks_and_watches_do_not_cross_the_sandbox(
     client: Client, shared_daemon: DaemonProcess
 ) -> None:
-    lambdad_init = os.path.realpath(lambdad.__file__)
+    # A file of the runtime's own directories (the interpreter's library, under /var/lang):
+    # lambdad's own code is not visible inside at all any more.
+    stdlib_file = os.path.realpath(os.__file__)
     # sandbox path -> the host files that were the same inode before the fix
     pairs = {
         "/usr/bin/env": ["/usr/bin/env"],
         "/dev/null": ["/dev/null"],
         "/etc/ld.so.cache": ["/etc/ld.so.cache"],
-        _inside(lambdad_init): [lambdad_init],
+        _inside(stdlib_file): [stdlib_file],
     }
     deploy(client, "sec-inode-holder", "inodes", timeout_s=30)
     deploy(client, "sec-inode-twin", "inodes", timeout_s=10)  # the same code: one host dir
@@ -71,7 +73,7 @@ def test_locks_and_watches_do_not_cross_the_sandbox(
         "window_s": 6.0,
         "lock": sorted(pairs),
         "watch": ["/usr/bin", "/var/task", "/var/task/__pycache__",
-                  os.path.dirname(_inside(lambdad_init)), *sorted(pairs)],
+                  os.path.dirname(_inside(stdlib_file)), *sorted(pairs)],
         "control_open": "/var/task/common.py",
     }
     _, cursor = client.logs("sec-inode-holder")
@@ -91,7 +93,7 @@ def test_locks_and_watches_do_not_cross_the_sandbox(
         t0 = time.monotonic()
         # The host locks its own files: nothing a sandbox holds may get in the way.
         host_locks = {p: _lock_nb(p) for paths in pairs.values() for p in paths}
-        # The host uses them (as the CLI importing lambdad would) ...
+        # The host uses them (as any python program importing os would) ...
         for paths in pairs.values():
             for p in paths:
                 with open(p, "rb") as f:
@@ -137,7 +139,7 @@ def test_mountinfo_and_proc_reveal_nothing_of_the_host(
     secrets = sorted({
         shared_daemon.state_dir,
         os.path.dirname(shared_daemon.socket),
-        *host.runtime_path_map(),
+        *python_runtime.sandbox_layout().path_map,
         os.path.dirname(os.path.dirname(os.path.realpath(lambdad.__file__))),
         root_source,
     } - {"/", "/usr", ""})

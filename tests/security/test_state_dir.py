@@ -21,7 +21,7 @@ from tests.conftest import make_daemon, write_function
 
 pytestmark = pytest.mark.root
 
-SHARED = ("code", "rootfs")  # read by sandboxes (other uids) through mounts
+SHARED = ("code", "rootfs", "layers")  # read by sandboxes (other uids) through mounts
 
 
 def _private_violations(root: str) -> list[str]:
