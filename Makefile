@@ -28,8 +28,8 @@ system-packages: $(call SYSTEM_STAMP,test)
 
 ## Set up and start the daemon in the foreground with examples/ deployed.
 run: $(call SYSTEM_STAMP,run) venv
-	@echo "Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
-	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001
+	@echo "HTTP gateway on http://127.0.0.1:9002; Lambda API on http://127.0.0.1:9001 -- get a key with: $(VENV)/bin/lambdad keys create --admin"
+	$(VENV)/bin/lambdad serve --examples examples --api 127.0.0.1:9001 --gateway 127.0.0.1:9002
 
 ## Set up and pass the whole suite: ruff, mypy (strict), pytest.
 test: $(call SYSTEM_STAMP,test) venv lint

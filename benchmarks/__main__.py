@@ -27,6 +27,7 @@ from benchmarks import (
     http_invoke,
     metering,
     peers,
+    queues,
     report,
     runtimes,
     scale,
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "metering": metering.run,
     "throughput": throughput.run,
     "runtimes": runtimes.run,
+    "queues": queues.run,  # issue 16: mapping throughput, embedded and NATS (not in the table yet)
     "scale": scale.run,
 }
 # Run only when named with --only: the soak runs for minutes (--minutes) and measures

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lambdad.service import Service
 
-from lambdad import __version__
+from lambdad import __version__, cli_queues
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
 from lambdad.logs import LogEvent, render, time_ms
 
@@ -62,10 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--examples", metavar="DIR", help="deploy every subdirectory of DIR as a function at start"
     )
+    s.add_argument("--gateway", metavar="HOST:PORT", help="serve the HTTP gateway (triggers)")
 
-    d = verb("deploy", "deploy or update a function")
-    d.add_argument("name")
-    d.add_argument("--code", required=True, help="a directory or a zip file")
+    d = verb("deploy", "deploy or update a function, or an AWS SAM template")
+    d.add_argument("name", nargs="?")
+    d.add_argument("--code", help="a directory or a zip file")
+    d.add_argument("--template", help="an AWS SAM template.yaml (docs/triggers-http.md)")
+    d.add_argument("--param", action="append", default=[], metavar="K=V", help="template parameter")
+    d.add_argument("--prune", action="store_true", help="remove what the template no longer has")
+    d.add_argument("--stack", help="the template's stack name (default: its directory's name)")
     d.add_argument("--handler", default="app.handler")
     d.add_argument("--runtime", default="python3")
     d.add_argument("--memory", type=int, default=128, help="MB (64-10240)")
@@ -168,7 +173,56 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
     _layer_parser(verb("layer", "publish, list and delete layers (shared code for /opt)"))
+    _trigger_parser(verb("trigger", "HTTP routes, function URLs and schedules"))
+    cli_queues.add_parsers(verb)  # queue, destination
     return p
+
+
+def _trigger_parser(t: argparse.ArgumentParser) -> None:
+    sub = t.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="create a trigger").add_subparsers(
+        dest="kind", required=True, metavar="KIND"
+    )
+    kinds = {
+        "http": add.add_parser("http", help="an HTTP API route on the gateway"),
+        "url": add.add_parser("url", help="a function URL (prints it)"),
+        "schedule": add.add_parser("schedule", help="an EventBridge schedule"),
+    }
+    for kp in kinds.values():
+        _socket_option(kp)
+        kp.add_argument("name")
+        kp.add_argument("function", help="FUNCTION or FUNCTION:QUALIFIER")
+        kp.add_argument("--json", action="store_true", help="print the trigger as JSON")
+    h = kinds["http"]
+    h.add_argument("--route", required=True, help="'GET /items/{id}', 'ANY /{proxy+}', '$default'")
+    h.add_argument("--payload-format", choices=["2.0", "1.0"])
+    h.add_argument("--api", choices=["http", "rest"], help="HTTP API (default) or REST API")
+    for kp in (h, kinds["url"]):
+        kp.add_argument("--cors-origin", action="append", default=[], metavar="O")
+        kp.add_argument("--cors-method", action="append", default=[], metavar="M")
+        kp.add_argument("--cors-header", action="append", default=[], metavar="H")
+    kinds["url"].add_argument("--auth", choices=["NONE", "AWS_IAM"], default="NONE")
+    cli_queues.add_queue_kind(add, _socket_option)  # trigger add queue: an event-source mapping
+    sch = kinds["schedule"]
+    sch.add_argument("--expression", required=True, help="rate(...), cron(...) or at(...)")
+    sch.add_argument("--timezone")
+    sch.add_argument("--input", help="constant JSON input instead of the Scheduled Event")
+    sch.add_argument("--catch-up", choices=["none", "last", "all"])
+    sch.add_argument("--overlap", choices=["allow", "skip"])
+    ls = sub.add_parser("ls", help="list triggers with their counters")
+    _socket_option(ls)
+    ls.add_argument("--function")
+    ls.add_argument("--json", action="store_true")
+    for action in ("rm", "enable", "disable"):
+        ap = sub.add_parser(action, help=f"{action} a trigger")
+        _socket_option(ap)
+        ap.add_argument("name")
+
+
+def _socket_option(sp: argparse.ArgumentParser) -> None:
+    """``--socket`` after the nested sub-commands too (SUPPRESS: an absent one does not
+    override the verb's)."""
+    sp.add_argument("--socket", default=argparse.SUPPRESS, help="the daemon's socket")
 
 
 def _layer_parser(la: argparse.ArgumentParser) -> None:
@@ -260,12 +314,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         os.environ["LAMBDAD_CONFIG_FILE"] = os.path.abspath(args.config)
     cfg = config.load(
-        args.config,
-        socket_path=args.socket,
-        state_dir=args.state_dir,
-        strict=args.strict,
-        api_address=args.api,
-    )
+        args.config, socket_path=args.socket, state_dir=args.state_dir, strict=args.strict,
+        api_address=args.api, gateway_address=args.gateway,
+    )  # fmt: skip
 
     examples = args.examples
 
@@ -353,7 +404,16 @@ def _client_verb(args: argparse.Namespace) -> int:
     from lambdad.client import Client
 
     with Client(args.socket) as client:
+        if args.verb == "deploy" and args.template:
+            from lambdad.triggers import sam
+
+            params = dict(_parse_env(item) for item in args.param)
+            for line in sam.apply(client, sam.plan(args.template, params, args.stack), args.prune):
+                print(line)
+            return 0
         if args.verb == "deploy":
+            if not args.name or not args.code:
+                raise InvalidRequest("deploy needs NAME and --code (or --template FILE)")
             env = dict(_parse_env(item) for item in args.env)
             fn = client.deploy(
                 args.name,
@@ -410,6 +470,11 @@ def _client_verb(args: argparse.Namespace) -> int:
             return 0
         if args.verb == "layer":
             return _layer_verb(client, args)
+        if args.verb == "trigger":
+            return _trigger(client, args)
+        done = cli_queues.run(client, args)
+        if done is not None:
+            return done
     raise AssertionError(args.verb)
 
 
@@ -582,3 +647,74 @@ def _print_records(events: list[LogEvent], as_json: bool) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _trigger(client: Any, args: argparse.Namespace) -> int:
+    """``trigger`` covers the trigger model (http, url, schedule) and queue event-source
+    mappings (kind ``queue``): ``ls`` lists both; ``rm``/``enable``/``disable`` find NAME in
+    either (a mapping's name is also accepted as its UUID)."""
+    if args.action == "add" and args.kind == "queue":
+        return cli_queues.add_queue_trigger(client, args)
+    if args.action in ("rm", "enable", "disable") and cli_queues.is_mapping(client, args.name):
+        return cli_queues.change_queue_trigger(client, args.action, args.name)
+    if args.action == "add":
+        function, _, qualifier = args.function.partition(":")
+        settings: dict[str, Any] = {}
+        if args.kind == "http":
+            settings = {"route": args.route, "payload_format": args.payload_format,
+                        "api": args.api}  # fmt: skip
+        elif args.kind == "schedule":
+            settings = {
+                "expression": args.expression,
+                "timezone": args.timezone,
+                "input": args.input,
+                "catch_up": args.catch_up,
+                "overlap": args.overlap,
+            }
+        else:
+            settings = {"auth_type": args.auth}
+        if args.kind in ("http", "url") and (args.cors_origin or args.cors_method or
+                                              args.cors_header):  # fmt: skip
+            settings["cors"] = {"allow_origins": args.cors_origin,
+                                "allow_methods": args.cors_method,
+                                "allow_headers": args.cors_header}  # fmt: skip
+        settings = {k: v for k, v in settings.items() if v is not None}
+        trigger = client.trigger_add(args.kind, args.name, function, qualifier or None, **settings)
+        if args.json:
+            print(json.dumps(trigger, indent=2, sort_keys=True))
+        elif args.kind == "url":
+            print(trigger.get("url") or "(no gateway: start the daemon with --gateway)")
+        else:
+            print(f"added {args.kind} trigger {args.name} -> {trigger['function']}")
+        return 0
+    if args.action == "ls":
+        triggers = client.trigger_list(args.function)
+        mappings = client.list_mappings(args.function)
+        if args.json:
+            listed = [*triggers, *({**m, "kind": "queue"} for m in mappings)]
+            print(json.dumps(listed, indent=2, sort_keys=True))
+            return 0
+        for t in triggers:
+            s = t["settings"]
+            what = {
+                "http": s.get("route"),
+                "url": t.get("url") or s.get("auth_type"),
+                "schedule": s.get("expression"),
+            }[t["kind"]]
+            target = t["function"] + (f":{t['qualifier']}" if t["qualifier"] else "")
+            c = t["counters"]
+            state = "enabled" if t["enabled"] else f"disabled ({t['disabled_reason']})"
+            print(
+                f"{t['name']:<20} {t['kind']:<8} {target:<20} {what:<28} {state}  "
+                f"received={c['received']} invoked={c['invoked']} failed={c['failed']}"
+            )
+        cli_queues.print_queue_triggers(mappings)
+        return 0
+    if args.action == "rm":
+        client.trigger_delete(args.name)
+        print(f"removed trigger {args.name}")
+        return 0
+    switch = client.trigger_enable if args.action == "enable" else client.trigger_disable
+    trigger = switch(args.name)
+    print(f"trigger {args.name} {'enabled' if trigger['enabled'] else 'disabled'}")
+    return 0

@@ -218,6 +218,17 @@ def invoke_args(
     return request.to_wire()
 
 
+def queue_send_args(
+    queue: str, body: str | bytes, attributes: Mapping[str, Any] | None, delay_s: float
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"name": queue, "body": body}
+    if attributes:
+        args["attributes"] = dict(attributes)
+    if delay_s:
+        args["delay_s"] = delay_s
+    return args
+
+
 class ClientCore:
     """Request ids and response matching on top of the sans-IO connection (no I/O)."""
 
@@ -478,6 +489,97 @@ class Client:
         """Delete one version (functions that use it keep it). Raises ResourceNotFound."""
         self.call("layer_delete", name=name, version=version)
 
+    # -- triggers (docs/triggers-http.md, docs/triggers-schedules.md) --------------------
+
+    def trigger_add(self, kind: str, name: str, function: str, qualifier: str | None = None,
+                    **settings: Any) -> dict[str, Any]:  # fmt: skip
+        """Create a trigger (``kind``: http, url or schedule) bound to ``function``; the
+        settings are the kind's (``route=``, ``expression=``, ...). Returns its description."""
+        args: dict[str, Any] = {"kind": kind, "name": name, "function": function,
+                                "settings": settings}  # fmt: skip
+        if qualifier is not None:
+            args["qualifier"] = qualifier
+        return self.call("trigger_add", **args)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_list(self, function: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"function": function} if function is not None else {}
+        return self.call("trigger_list", **args)["triggers"]  # type: ignore[no-any-return]
+
+    def trigger_delete(self, name: str) -> None:
+        self.call("trigger_delete", name=name)
+
+    def trigger_enable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_enable", name=name)["trigger"]  # type: ignore[no-any-return]
+
+    def trigger_disable(self, name: str) -> dict[str, Any]:
+        return self.call("trigger_disable", name=name)["trigger"]  # type: ignore[no-any-return]
+
+    # -- queues, event-source mappings, destinations (docs/triggers-queues.md) ------------
+
+    def create_queue(self, name: str, **settings: Any) -> dict[str, Any]:
+        """Create an embedded queue (``visibility_timeout_s``, ``retention_s``,
+        ``max_receive_count`` with ``dead_letter``); returns its description."""
+        return self.call("queue_create", name=name, **settings)["queue"]  # type: ignore[no-any-return]
+
+    def delete_queue(self, name: str) -> None:
+        self.call("queue_delete", name=name)
+
+    def send_message(
+        self,
+        queue: str,
+        body: str | bytes,
+        attributes: Mapping[str, Any] | None = None,
+        delay_s: float = 0,
+    ) -> str:
+        """Send one message; returns its id once it is on disk."""
+        args = queue_send_args(queue, body, attributes, delay_s)
+        return str(self.call("queue_send", **args)["message_id"])
+
+    def list_queues(self) -> builtins.list[dict[str, Any]]:
+        return self.call("queue_list")["queues"]  # type: ignore[no-any-return]
+
+    def purge_queue(self, name: str) -> int:
+        return int(self.call("queue_purge", name=name)["purged"])
+
+    def receive_messages(self, queue: str, max: int = 1) -> builtins.list[dict[str, Any]]:
+        """Read and delete up to ``max`` visible messages (e.g. from a dead-letter queue)."""
+        return self.call("queue_receive", name=queue, max=max)["messages"]  # type: ignore[no-any-return]
+
+    def create_mapping(
+        self, name: str, function: str, queue: str, **settings: Any
+    ) -> dict[str, Any]:
+        """An event-source mapping from ``queue`` (a name, ARN or nats:// URL) to
+        ``function`` (``batch_size``, ``window_s``, ``report_batch_item_failures``,
+        ``max_concurrency``, ``enabled``)."""
+        return self.call(  # type: ignore[no-any-return]
+            "mapping_create", name=name, function=function, queue=queue, **settings
+        )["mapping"]
+
+    def get_mapping(self, name: str) -> dict[str, Any]:
+        return self.call("mapping_get", name=name)["mapping"]  # type: ignore[no-any-return]
+
+    def list_mappings(self, function: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"function": function} if function is not None else {}
+        return self.call("mapping_list", **args)["mappings"]  # type: ignore[no-any-return]
+
+    def update_mapping(self, name: str, **changes: Any) -> dict[str, Any]:
+        return self.call("mapping_update", name=name, **changes)["mapping"]  # type: ignore[no-any-return]
+
+    def delete_mapping(self, name: str) -> None:
+        self.call("mapping_delete", name=name)
+
+    def set_destination(self, function: str, **settings: Any) -> dict[str, Any]:
+        """A function's async settings: ``on_success`` / ``on_failure`` (``fn:F`` or
+        ``queue:Q``), ``max_retries`` (0-2), ``max_age_s`` (60-21600)."""
+        return self.call("destination_set", function=function, **settings)["config"]  # type: ignore[no-any-return]
+
+    def get_destination(self, function: str | None = None) -> dict[str, Any]:
+        args = {"function": function} if function is not None else {}
+        return self.call("destination_get", **args)
+
+    def delete_destination(self, function: str) -> None:
+        self.call("destination_delete", function=function)
+
 
 class AsyncOperations:
     """The operations of the async clients (asyncio and trio), written once over ``call``."""
@@ -586,6 +688,61 @@ class AsyncOperations:
         """See :meth:`Client.log_events`."""
         args = log_args(name, cursor, since, until, request_id, filter, limit, True)
         return page_from_wire(await self.call("logs", **args))
+
+    async def create_queue(self, name: str, **settings: Any) -> dict[str, Any]:
+        return (await self.call("queue_create", name=name, **settings))["queue"]  # type: ignore[no-any-return]
+
+    async def send_message(
+        self,
+        queue: str,
+        body: str | bytes,
+        attributes: Mapping[str, Any] | None = None,
+        delay_s: float = 0,
+    ) -> str:
+        args = queue_send_args(queue, body, attributes, delay_s)
+        return str((await self.call("queue_send", **args))["message_id"])
+
+    async def list_queues(self) -> builtins.list[dict[str, Any]]:
+        return (await self.call("queue_list"))["queues"]  # type: ignore[no-any-return]
+
+    async def purge_queue(self, name: str) -> int:
+        return int((await self.call("queue_purge", name=name))["purged"])
+
+    async def receive_messages(self, queue: str, max: int = 1) -> builtins.list[dict[str, Any]]:
+        return (await self.call("queue_receive", name=queue, max=max))["messages"]  # type: ignore[no-any-return]
+
+    async def create_mapping(
+        self, name: str, function: str, queue: str, **settings: Any
+    ) -> dict[str, Any]:
+        body = await self.call(
+            "mapping_create", name=name, function=function, queue=queue, **settings
+        )
+        return body["mapping"]  # type: ignore[no-any-return]
+
+    async def list_mappings(self, function: str | None = None) -> builtins.list[dict[str, Any]]:
+        args = {"function": function} if function is not None else {}
+        return (await self.call("mapping_list", **args))["mappings"]  # type: ignore[no-any-return]
+
+    async def set_destination(self, function: str, **settings: Any) -> dict[str, Any]:
+        body = await self.call("destination_set", function=function, **settings)
+        return body["config"]  # type: ignore[no-any-return]
+
+    async def get_mapping(self, name: str) -> dict[str, Any]:
+        return (await self.call("mapping_get", name=name))["mapping"]  # type: ignore[no-any-return]
+
+    async def update_mapping(self, name: str, **changes: Any) -> dict[str, Any]:
+        body = await self.call("mapping_update", name=name, **changes)
+        return body["mapping"]  # type: ignore[no-any-return]
+
+    async def delete_mapping(self, name: str) -> None:
+        await self.call("mapping_delete", name=name)
+
+    async def get_destination(self, function: str | None = None) -> dict[str, Any]:
+        args = {"function": function} if function is not None else {}
+        return await self.call("destination_get", **args)
+
+    async def delete_destination(self, function: str) -> None:
+        await self.call("destination_delete", function=function)
 
 
 class AsyncClient(AsyncOperations):

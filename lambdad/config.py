@@ -96,6 +96,7 @@ class DaemonConfig:
     region: str = "us-east-1"
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off
     api_address: str = ""  # the Lambda HTTP API (SigV4), e.g. "127.0.0.1:9001"; "" = off
+    gateway_address: str = ""  # the HTTP gateway (http and url triggers), e.g. "127.0.0.1:9002"
     # Mechanisms to turn off on purpose (namespaces, cgroups, credentials, seccomp): to measure
     # what each costs or to debug. Each is reported as missing; --strict refuses to start.
     disable_isolation: tuple[str, ...] = ()

@@ -27,12 +27,14 @@ from lambdad.background import AsyncWorker, Sweeper
 from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.destinations import Destinations
 from lambdad.diskspace import Watermark
 from lambdad.errors import ServiceError
 from lambdad.events import EventStore
 from lambdad.invoke import Invoker
 from lambdad.logs import LogStore
 from lambdad.placement import WarmPool
+from lambdad.queues.mapping import QueueTriggers
 from lambdad.registry import Registry
 from lambdad.rollups import Rollups
 from lambdad.sandboxes import Sandbox
@@ -40,6 +42,7 @@ from lambdad.scheduler import Scheduler
 from lambdad.service import Service
 from lambdad.specialize import HostEgress, Specializer
 from lambdad.supervisor import RuntimeSupervisor
+from lambdad.triggers.manager import Triggers
 from sandbox import cgroups
 from sandbox.cgroups import CgroupBackend
 
@@ -101,12 +104,22 @@ class Daemon:
             lambda: [(state.name, state.stats) for state in self.warm],
         )
         self.service.rollups = self.rollups
+        self.triggers = Triggers(config, self.service)
+        self.service.triggers = self.triggers
+        # Queues, event-source mappings and async destinations (issue 16), reached by the
+        # fronts through service.components.
+        queues = QueueTriggers(config, self.service)
+        destinations = Destinations(config, self.service, queues.queues)
+        self.service.components.update({"queues": queues, "destinations": destinations})
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
             self.rollups,
+            queues,
+            destinations,
             AsyncWorker(config, events, self.service),
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),
+            self.triggers,
         ]  # fmt: skip
         # The core's components, in start order (stopped in reverse).
         self.components: list[Component] = [self.egress, self.runtimes, *self.workers]

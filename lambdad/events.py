@@ -31,6 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lambdad.errors import LambdadError, ResourceNotFound, TooManyRequests
@@ -79,6 +80,26 @@ class RetryPolicy(Protocol):
 RunEvent = Callable[[str, str | None, bytes, str], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True, slots=True)
+class FinalOutcome:
+    """How an async event ended, for its destinations (lambdad/destinations.py)."""
+
+    event_id: str
+    function: str
+    qualifier: str | None
+    payload: bytes
+    attempts: int
+    condition: str  # Lambda's: "Success", "RetriesExhausted" or "EventAgeExceeded"
+    result: dict[str, Any]  # what run_event returned (error, result, function_error, ...)
+    hops: int  # links of the event chain that led to this event (recursive loop detection)
+    origin: str | None  # the function that started the chain
+
+
+# Per-function async settings (PutFunctionEventInvokeConfig): (max retries, max age s), None
+# where the daemon's defaults apply.
+InvokeConfigFor = Callable[[str], tuple[int | None, float | None]]
+
+
 class EventStore:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -90,6 +111,10 @@ class EventStore:
         self._flush_task: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
         self.running = 0
+        # Set by lambdad.destinations: per-function retry settings, and what to do with an
+        # event once it succeeded or failed for good.
+        self.invoke_config: InvokeConfigFor | None = None
+        self.on_final: Callable[[FinalOutcome], Awaitable[None]] | None = None
         # Unfinished (pending or running) events: [count, payload bytes], per function.
         self.queued: dict[str, list[int]] = {}
         self.queued_events = 0
@@ -102,6 +127,10 @@ class EventStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "hops" not in columns:  # event chains (issue 16): added to older stores in place
+            db.execute("ALTER TABLE events ADD COLUMN hops INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE events ADD COLUMN origin TEXT")
         now = time.time()
         # At-least-once: what was running when the daemon died runs again.
         db.execute("UPDATE events SET state='pending', updated=? WHERE state='running'", (now,))
@@ -168,8 +197,9 @@ class EventStore:
         with self._db:  # one transaction, one fsync for the whole batch
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO events (id, function, qualifier, payload, state, attempts, next_at,"
-                " created, updated) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events (id, function, qualifier, payload, state, attempts,"
+                " next_at, created, updated, hops, origin)"
+                " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -179,7 +209,8 @@ class EventStore:
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             rows = self._db.execute(
-                "SELECT id, function, qualifier, payload, attempts, created FROM events"
+                "SELECT id, function, qualifier, payload, attempts, created, hops, origin"
+                " FROM events"
                 " WHERE state='pending' AND next_at <= ? ORDER BY next_at LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -207,20 +238,34 @@ class EventStore:
         self._executor.shutdown(wait=True)
 
     async def put(
-        self, function: str, qualifier: str | None, payload: bytes, caps: QueueCaps
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        caps: QueueCaps,
+        event_id: str | None = None,
+        hops: int = 0,
+        origin: str | None = None,
     ) -> str:
         """Store an event durably; returns its id once the commit is on disk.
+
+        ``event_id``: an idempotency key (a schedule's trigger + scheduled time): a put with
+        an id already stored changes nothing (and counts nothing against the caps). ``hops``
+        and ``origin``: the event chain it continues (a destination's or a trigger's event).
 
         Raises:
             TooManyRequests: (``reason="AsyncEventQueueFull"``) the event would pass one of
                 the queue's caps; the message names it.
         """
         assert self._loop is not None
+        if event_id is not None and await self.state(event_id) is not None:
+            return event_id
         self._admit(function, len(payload), caps)
-        event_id = str(uuid.uuid4())
+        event_id = event_id or str(uuid.uuid4())
         now = time.time()
         done: asyncio.Future[None] = self._loop.create_future()
-        self._pending_puts.append(((event_id, function, qualifier, payload, now, now, now), done))
+        row = (event_id, function, qualifier, payload, now, now, now, hops, origin)
+        self._pending_puts.append((row, done))
         if not self._flushing:
             self._flushing = True
             self._flush_task = asyncio.ensure_future(self._flush_puts())
@@ -245,6 +290,11 @@ class EventStore:
                 self._wake.set()
         finally:
             self._flushing = False
+
+    async def state(self, event_id: str) -> str | None:
+        """An event's state (pending, running, done, dead), None when not stored."""
+        rows = await self._run(self._db_call, "SELECT state FROM events WHERE id=?", (event_id,))
+        return str(rows[0][0]) if rows else None
 
     def wake(self) -> None:
         self._wake.set()
@@ -320,13 +370,27 @@ class EventStore:
     async def _attempt(
         self, run_event: RunEvent, policy: RetryPolicy, row: tuple[Any, ...]
     ) -> None:
-        event_id, function, qualifier, payload, attempts, created = row
+        event_id, function, qualifier, payload, attempts, created, hops, origin = row
         size = len(payload)
         now = time.time()
-        if now - created > policy.async_max_age_s:
+        retries, max_age = (None, None)
+        if self.invoke_config is not None:
+            retries, max_age = self.invoke_config(function)
+
+        async def final(condition: str, result: dict[str, Any], attempts: int) -> None:
+            if self.on_final is not None:
+                outcome = FinalOutcome(event_id, function, qualifier, bytes(payload), attempts,
+                                       condition, result, hops, origin)  # fmt: skip
+                try:
+                    await self.on_final(outcome)
+                except Exception:
+                    traceback.print_exc()
+
+        if now - created > (max_age if max_age is not None else policy.async_max_age_s):
             await self._finish(
                 event_id, "dead", attempts, now, "maximum event age exceeded", function, size
             )
+            await final("EventAgeExceeded", {"error": None}, attempts)
             return
         try:
             result = await run_event(function, qualifier, bytes(payload), event_id)
@@ -348,12 +412,16 @@ class EventStore:
         attempts += 1
         if not error:
             await self._finish(event_id, "done", attempts, now, None, function, size)
+            await final("Success", result, attempts)
             return
         message = f"{error.get('errorType')}: {error.get('errorMessage')}"
         delays = policy.async_retry_delays_s
+        if retries is not None:
+            delays = delays[:retries] + (delays[-1:] * max(0, retries - len(delays)))
         if attempts <= len(delays):
             await self._finish(
                 event_id, "pending", attempts, time.time() + delays[attempts - 1], message
             )
         else:
             await self._finish(event_id, "dead", attempts, time.time(), message, function, size)
+            await final("RetriesExhausted", result, attempts)

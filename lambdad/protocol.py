@@ -107,6 +107,37 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     ),
     "layer_list": frozenset({"name"}),
     "layer_delete": frozenset({"name", "version"}),
+    # Triggers (lambdad/triggers/wire.py; docs/triggers-http.md, docs/triggers-schedules.md).
+    "trigger_add": frozenset({"kind", "name", "function", "qualifier", "settings"}),
+    "trigger_list": frozenset({"function"}),
+    "trigger_delete": frozenset({"name"}),
+    "trigger_enable": frozenset({"name"}),
+    "trigger_disable": frozenset({"name"}),
+    # queues, event-source mappings, destinations (docs/triggers-queues.md)
+    "queue_create": frozenset(
+        {"name", "visibility_timeout_s", "retention_s", "max_receive_count", "dead_letter"}
+    ),
+    "queue_delete": frozenset({"name"}),
+    "queue_send": frozenset({"name", "body", "attributes", "delay_s"}),
+    "queue_list": frozenset(),
+    "queue_purge": frozenset({"name"}),
+    "queue_receive": frozenset({"name", "max"}),
+    "mapping_create": frozenset(
+        {"name", "function", "queue", "batch_size", "window_s", "report_batch_item_failures",
+         "max_concurrency", "enabled"}
+    ),
+    "mapping_get": frozenset({"name"}),
+    "mapping_list": frozenset({"function"}),
+    "mapping_update": frozenset(
+        {"name", "function", "batch_size", "window_s", "report_batch_item_failures",
+         "max_concurrency", "enabled"}
+    ),
+    "mapping_delete": frozenset({"name"}),
+    "destination_set": frozenset(
+        {"function", "on_success", "on_failure", "max_retries", "max_age_s"}
+    ),
+    "destination_get": frozenset({"function"}),
+    "destination_delete": frozenset({"function"}),
 }
 
 

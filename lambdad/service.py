@@ -127,8 +127,14 @@ class Service:
         self.egress_unavailable: str | None = None  # why network = "egress" cannot run here
         self.addresses: dict[str, str] = {}  # what each front listens on, by front name
         self.listeners: builtins.list[Component] = []  # told about deploys and deletes
+        # Components the fronts reach by name (queues and mappings, destinations): set by the
+        # daemon when it builds them.
+        self.components: dict[str, Component] = {}
         self.on_async_accepted: Callable[[], None] = lambda: None
         self.rollups: Rollups | None = None  # persisted per-minute statistics (the daemon's)
+        # lambdad.triggers.Triggers, set by the daemon; the fronts reach it here
+        # (lambdad.triggers.manager.of). Typed Any: the service may not import its callers.
+        self.triggers: Any = None
         self._registry_lock = asyncio.Lock()
         self._code_sizes: dict[str, int] = {}
         for fn in registry:
@@ -181,15 +187,7 @@ class Service:
         if kind == "dryrun":
             return InvocationResult(request_id="", status=204, executed_version=str(version.number))
         if kind == "async":
-            short = self._disk_shortfall()
-            if short is not None:
-                raise TooManyRequests(
-                    f"async event refused: {short}", reason="InsufficientDiskSpace"
-                )
-            event_id = await self.events.put(
-                request.function, request.qualifier, request.payload, self.config
-            )
-            self.on_async_accepted()
+            event_id = await self.enqueue(request.function, request.qualifier, request.payload)
             return InvocationResult(request_id=event_id, status=202, event_id=event_id)
         return await self.run(
             version,
@@ -324,6 +322,34 @@ class Service:
         """The host directories of ``version``'s layers, in order (the specializer's hook)."""
         store = self.layers.store
         return [store.tree_path(store.resolve(*_layer_ref(arn))) for arn in version.config.layers]
+
+    async def enqueue(
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        event_id: str | None = None,
+        hops: int = 0,
+        origin: str | None = None,
+    ) -> str:
+        """Accept an async event durably (an ``Event`` invoke, a schedule's fire, a
+        destination's record); its id.
+
+        ``event_id``: an idempotency key; an event already stored under it is not stored again.
+        ``hops``/``origin``: the event chain it continues (recursive loop detection).
+
+        Raises:
+            TooManyRequests: the disk is below its watermark (``InsufficientDiskSpace``) or the
+                queue is at a cap (``AsyncEventQueueFull``).
+        """
+        short = self._disk_shortfall()
+        if short is not None:
+            raise TooManyRequests(f"async event refused: {short}", reason="InsufficientDiskSpace")
+        event_id = await self.events.put(
+            function, qualifier, payload, self.config, event_id, hops, origin
+        )
+        self.on_async_accepted()
+        return event_id
 
     def _disk_shortfall(self) -> str | None:
         c = self.config
@@ -759,7 +785,13 @@ class Service:
         """One attempt of an accepted async event (the event id is its request id)."""
         version = self.registry.get(name).version(qualifier)
         result = await self.run(version, payload, request_id=event_id)
-        return {"error": result.error}
+        # Destinations (lambdad/destinations.py) build their record from all of it.
+        return {
+            "error": result.error,
+            "result": result.result,
+            "function_error": result.function_error,
+            "executed_version": result.executed_version,
+        }
 
 
 def _tree_size(path: str) -> int:

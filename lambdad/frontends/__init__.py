@@ -28,6 +28,7 @@ FrontFactory = Callable[[Service, DaemonConfig], Component | None]
 FRONTS: Final[dict[str, str]] = {
     "metrics": "lambdad.frontends.metrics:create",
     "api": "lambdad.frontends.lambda_api:create",
+    "gateway": "lambdad.frontends.gateway:create",
     "unix": "lambdad.frontends.unix:create",
 }
 

@@ -61,7 +61,11 @@ log = logging.getLogger("lambdad")
 T = TypeVar("T")
 
 # Modules that add operations to OPERATIONS (imported if present, in this order).
-EXTENSIONS: Final = ("lambdad.frontends.lambda_layers",)
+EXTENSIONS: Final = (
+    "lambdad.frontends.lambda_layers",
+    "lambdad.frontends.lambda_function_urls",
+    "lambdad.frontends.lambda_esm",
+)
 CODE_BODY_MAX: Final = 70 * 1024 * 1024  # a 50 MB zip, base64 in JSON (Lambda's direct upload)
 OTHER_BODY_MAX: Final = 1024 * 1024  # every other operation's JSON body
 CLIENT_CONTEXT_MAX: Final = 3583  # bytes of base64, Lambda's limit

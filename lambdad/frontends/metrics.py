@@ -13,6 +13,7 @@ slowloris deadlines.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,6 +22,7 @@ from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.frontends.http import HttpServer, Limits, Request, Response
 from lambdad.service import Service
+from lambdad.triggers import wire as trigger_wire
 
 # A scrape is a GET with a few headers: nothing larger is needed, and nothing else is read.
 LIMITS = Limits(max_head_bytes=8192, max_target_bytes=2048, max_headers=50, max_body_bytes=0,
@@ -81,6 +83,30 @@ class ServiceCollector:
         for runtime, ready in self.service.generic_sandboxes().items():
             pool.add_metric([runtime], ready)
         yield pool
+        yield from _trigger_metrics(trigger_wire.counters(self.service))
+
+
+def _trigger_metrics(counters: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """Each trigger's counters (lambdad/triggers): received, invoked, failed, lag."""
+    texts = {
+        "received": "Requests or fires a trigger received",
+        "invoked": "Invocations a trigger made (schedules: async events stored)",
+        "failed": "Trigger deliveries that failed (function errors, throttles, refusals)",
+    }
+    families = {
+        key: CounterMetricFamily(f"lambdad_trigger_{key}", text, labels=["trigger", "kind"])
+        for key, text in texts.items()
+    }
+    lag = GaugeMetricFamily("lambdad_trigger_lag_milliseconds",
+                            "Schedules: fire time minus scheduled time, last fire",
+                            labels=["trigger", "kind"])  # fmt: skip
+    for name, c in counters.items():
+        for key, family in families.items():
+            family.add_metric([name, c["kind"]], c[key])
+        if c["lag_ms"] is not None:
+            lag.add_metric([name, c["kind"]], c["lag_ms"])
+    yield from families.values()
+    yield lag
 
 
 class MetricsFront(Component):

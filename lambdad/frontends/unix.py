@@ -47,6 +47,7 @@ from lambdad.errors import (
     ResourceNotFound,
     ServiceError,
 )
+from lambdad.frontends.unix_queues import QUEUE_OPS
 from lambdad.functions import validate
 from lambdad.layers import PublishRequest, parse_layer_name
 from lambdad.logs import render
@@ -63,6 +64,7 @@ from lambdad.protocol import (
     _Sentinel,
 )
 from lambdad.service import Service
+from lambdad.triggers import wire as trigger_wire
 
 log = logging.getLogger("lambdad")
 
@@ -103,6 +105,25 @@ ACCESS: Final[dict[str, Access]] = {
     "layer_publish": Access.ADMIN,
     "layer_list": Access.ANYONE,  # names, sizes and hashes, no content
     "layer_delete": Access.ADMIN,
+    "trigger_add": Access.ADMIN,
+    "trigger_list": Access.ADMIN,  # a schedule's constant input may be a secret
+    "trigger_delete": Access.ADMIN,
+    "trigger_enable": Access.ADMIN,
+    "trigger_disable": Access.ADMIN,
+    "queue_create": Access.ADMIN,
+    "queue_delete": Access.ADMIN,
+    "queue_send": Access.ANYONE,  # like invoke: what a mapping then runs
+    "queue_list": Access.ANYONE,  # names, settings and counts
+    "queue_purge": Access.ADMIN,
+    "queue_receive": Access.ADMIN,  # reads and deletes: message bodies
+    "mapping_create": Access.ADMIN,
+    "mapping_get": Access.ANYONE,
+    "mapping_list": Access.ANYONE,
+    "mapping_update": Access.ADMIN,
+    "mapping_delete": Access.ADMIN,
+    "destination_set": Access.ADMIN,
+    "destination_get": Access.ANYONE,
+    "destination_delete": Access.ADMIN,
 }
 ADMIN_OPS: Final = frozenset(op for op, access in ACCESS.items() if access is Access.ADMIN)
 # Arguments that make an open op an admin's: force_cold turns every call into a cold start
@@ -271,7 +292,10 @@ class UnixFront(Component):
             return {"history": await self.service.stats_since(args["since"], name)}
         if args.get("name") is not None:
             return self.service.function_stats(wire_name(args)).to_wire()
-        return (await self.service.stats()).to_wire()
+        body = (await self.service.stats()).to_wire()
+        body["stats"]["triggers"] = trigger_wire.counters(self.service)
+        body["stats"]["gateway_address"] = self.service.addresses.get("gateway")
+        return body
 
     async def op_logs(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         page = await self.service.logs(
@@ -453,6 +477,8 @@ OPS: Final[dict[str, Op]] = {
     "keys_create": UnixFront.op_keys_create,
     "keys_list": UnixFront.op_keys_list,
     "keys_remove": UnixFront.op_keys_remove,
+    **cast(dict[str, Op], trigger_wire.OPS),
+    **QUEUE_OPS,  # queues, event-source mappings, destinations (lambdad/frontends/unix_queues.py)
 }
 
 
