@@ -41,6 +41,7 @@ class Call:
     queue_us: int  # time spent waiting for concurrency
     trace_id: str = ""  # the X-Ray trace header (the caller's, or new_trace_id()'s)
     client_context: str | None = None  # Lambda's ClientContext (base64 JSON), passed through
+    qualifier: str | None = None  # as the caller named the version: invoked_function_arn's tail
 
 
 class Invoker:
@@ -150,6 +151,7 @@ class Invoker:
                 int(cfg.timeout_s * 1000),
                 call.trace_id or None,
                 call.client_context,
+                call.qualifier,
             )
             answer = await sandbox.receive(messages.Result, timeout=cfg.timeout_s)
         except TimeoutError:

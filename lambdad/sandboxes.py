@@ -328,11 +328,14 @@ class Sandbox:
         timeout_ms: int,
         trace_id: str | None = None,
         client_context: str | None = None,
+        qualifier: str | None = None,
     ) -> None:
         if self._transport is None or self._transport.is_closing():
             raise SandboxDied(self.id)
         self._transport.write(
-            messages.encode_invoke(request_id, payload, timeout_ms, trace_id, client_context)
+            messages.encode_invoke(
+                request_id, payload, timeout_ms, trace_id, client_context, qualifier
+            )
         )
 
     def send_init(self, msg: messages.Init, fds: list[int]) -> None:

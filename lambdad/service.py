@@ -197,6 +197,7 @@ class Service:
             force_cold=request.force_cold,
             trace_id=request.trace_id,
             client_context=request.client_context,
+            qualifier=request.qualifier,
         )
 
     async def run(
@@ -208,9 +209,13 @@ class Service:
         force_cold: bool = False,
         trace_id: str | None = None,
         client_context: str | None = None,
+        qualifier: str | None = None,
     ) -> InvocationResult:
         """Admit and run one invocation of ``version`` (no payload or draining checks: the
         async worker's retries come through here).
+
+        ``qualifier``: what the caller named (an alias, a version, ``$LATEST``); the handler's
+        ``invoked_function_arn`` ends with it, as on Lambda.
 
         ``force_cold`` (for benchmarks and cold-start studies) ignores warm sandboxes and
         retires the one it used, so every such invocation pays a full cold start.
@@ -238,6 +243,7 @@ class Service:
                 queue_us,
                 trace_id or new_trace_id(),
                 client_context,
+                qualifier,
             )
             return await self.invoker.run(state, call)
         finally:
@@ -784,7 +790,7 @@ class Service:
     ) -> dict[str, Any]:
         """One attempt of an accepted async event (the event id is its request id)."""
         version = self.registry.get(name).version(qualifier)
-        result = await self.run(version, payload, request_id=event_id)
+        result = await self.run(version, payload, request_id=event_id, qualifier=qualifier)
         # Destinations (lambdad/destinations.py) build their record from all of it.
         return {
             "error": result.error,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import array
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ MAX_PHASES: Final = 64
 # three short fields (a few more with Lineage): 256 characters is ample.
 MAX_CLIENT_CONTEXT: Final = 3583
 MAX_TRACE_ID: Final = 256
+# An alias ([A-Za-z0-9_-], not all digits, up to 128), a version number or $LATEST.
+MAX_QUALIFIER: Final = 128
+QUALIFIER_RE: Final = re.compile(r"\$LATEST|[0-9]+|[A-Za-z0-9_-]+")
 # AWS_LAMBDA_INITIALIZATION_TYPE's values: on demand, provisioned concurrency (min_warm) and
 # SnapStart's (a sandbox forked from an initialized template).
 INITIALIZATION_TYPES: Final = ("on-demand", "provisioned-concurrency", "snap-start")
@@ -162,6 +166,7 @@ class Invoke:
     timeout_ms: int
     trace_id: str | None = None  # _X_AMZN_TRACE_ID for this invocation (X-Ray header form)
     client_context: str | None = None  # Lambda's ClientContext, base64 JSON as the caller sent it
+    qualifier: str | None = None  # the alias or version the caller named (the invoked ARN's tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,7 @@ def encode_invoke(
     timeout_ms: int,
     trace_id: str | None = None,
     client_context: str | None = None,
+    qualifier: str | None = None,
 ) -> bytes:
     """:func:`encode` of an :class:`Invoke`, without building one: every warm invocation's path."""
     body = {"t": "invoke", "request_id": request_id, "payload": payload, "timeout_ms": timeout_ms}
@@ -235,6 +241,8 @@ def encode_invoke(
         body["trace_id"] = trace_id
     if client_context is not None:
         body["client_context"] = client_context
+    if qualifier is not None:
+        body["qualifier"] = qualifier
     return _pack(body)  # type: ignore[no-any-return]
 
 
@@ -375,7 +383,15 @@ def _invoke(m: Mapping[str, Any]) -> Invoke:
         _int(m, "timeout_ms"),
         _bounded_str(m, "trace_id", MAX_TRACE_ID),
         _bounded_str(m, "client_context", MAX_CLIENT_CONTEXT),
+        _qualifier(m),
     )
+
+
+def _qualifier(m: Mapping[str, Any]) -> str | None:
+    value = _bounded_str(m, "qualifier", MAX_QUALIFIER)
+    if value is not None and not QUALIFIER_RE.fullmatch(value):
+        raise MessageError(f"qualifier {value!r:.80} is not a version or alias name")
+    return value
 
 
 def _strings(m: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -517,7 +517,7 @@ class QueueTriggers(Component):
         payload = sqs_event(records, source.arn, REGION)
         counters.batches += 1
         try:
-            result = await self.service.run(version, payload)
+            result = await self.service.run(version, payload, qualifier=m.qualifier)
         except TooManyRequests as exc:
             counters.last_error = f"throttled: {exc.message}"
             counters.last_error_at = time.time()

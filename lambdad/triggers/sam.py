@@ -10,12 +10,19 @@ lambdad cannot do is collected and refused in **one** message before anything is
 What a template maps to (docs/triggers-http.md, "SAM templates"):
 
 * ``AWS::Serverless::Function`` → a function (``FunctionName`` or the logical id): CodeUri,
-  Handler, Runtime (``python3.x`` → ``python3``), MemorySize, Timeout,
-  Environment.Variables, Layers, ReservedConcurrentExecutions (concurrency),
-  ProvisionedConcurrencyConfig (min_warm); FunctionUrlConfig → a url trigger;
+  Handler, Runtime (any runtime lambdad has: ``python3.x``, ``nodejs20.x``, ``provided.al2023``),
+  MemorySize, Timeout, Environment.Variables, Layers, ReservedConcurrentExecutions
+  (concurrency), ProvisionedConcurrencyConfig (min_warm), AutoPublishAlias (a version published
+  when the code or configuration changed, and the alias moved to it; the function's triggers
+  then target the alias, as SAM's do); FunctionUrlConfig → a url trigger;
 * its ``Events``: ``HttpApi`` → an http trigger (payload 2.0 unless PayloadFormatVersion),
   ``Api`` → an http trigger with ``api = "rest"`` (payload 1.0), ``Schedule`` /
-  ``ScheduleV2`` → a schedule trigger. Trigger names: ``FUNCTION-EVENTID``.
+  ``ScheduleV2`` → a schedule trigger, ``SQS`` → a queue event-source mapping. Trigger names:
+  ``FUNCTION-EVENTID``;
+* ``AWS::Serverless::LayerVersion`` → a layer (``LayerName`` or the logical id) from
+  ``ContentUri``, published only when its content changed; ``!Ref`` of it is that version;
+* ``AWS::SQS::Queue`` → an embedded queue (``QueueName`` or the logical id;
+  VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy); ``!GetAtt Q.Arn``, ``!Ref Q``.
 
 Idempotent: a function whose code and configuration did not change is not re-deployed (the
 daemon compares), a trigger whose settings did not change is kept. A record of what the stack
@@ -37,12 +44,27 @@ from lambdad.errors import InvalidParameterValue
 REGION: Final = "us-east-1"
 ACCOUNT: Final = "000000000000"
 FUNCTION: Final = "AWS::Serverless::Function"
+LAYER: Final = "AWS::Serverless::LayerVersion"
+QUEUE: Final = "AWS::SQS::Queue"
 SUPPORTED_PROPERTIES: Final = frozenset({
     "FunctionName", "CodeUri", "Handler", "Runtime", "MemorySize", "Timeout", "Environment",
     "Layers", "ReservedConcurrentExecutions", "ProvisionedConcurrencyConfig", "Events",
-    "FunctionUrlConfig", "Description", "Architectures", "Tags",
+    "FunctionUrlConfig", "Description", "Architectures", "Tags", "AutoPublishAlias",
 })  # fmt: skip
-EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2"})
+LAYER_PROPERTIES: Final = frozenset({
+    "LayerName", "ContentUri", "CompatibleRuntimes", "CompatibleArchitectures", "Description",
+    "LicenseInfo", "RetentionPolicy",
+})  # fmt: skip
+QUEUE_PROPERTIES: Final = frozenset(
+    {"QueueName", "VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"}
+)
+SQS_EVENT_PROPERTIES: Final = frozenset({
+    "Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "Enabled",
+    "ScalingConfig",
+})  # fmt: skip
+EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2", "SQS"})
+# What ``!Ref`` of a layer resolves to in the plan; apply() replaces it with NAME:VERSION.
+LAYER_REF: Final = "lambdad-sam-layer:"
 
 
 @dataclass
@@ -53,13 +75,32 @@ class FunctionPlan:
     options: dict[str, Any]  # Client.deploy keyword arguments
 
 
+    alias: str | None = None  # AutoPublishAlias
+
+
 @dataclass
 class TriggerPlan:
-    kind: str
+    kind: str  # http, url, schedule; queue: an event-source mapping
     name: str
     function: str
     settings: dict[str, Any]
     enabled: bool = True
+    qualifier: str | None = None  # the function's AutoPublishAlias
+
+
+@dataclass
+class LayerPlan:
+    logical_id: str
+    name: str
+    content: str  # a directory or zip, absolute
+    options: dict[str, Any]  # Client.publish_layer keyword arguments
+
+
+@dataclass
+class QueuePlan:
+    logical_id: str
+    name: str
+    settings: dict[str, Any]  # Client.create_queue keyword arguments
 
 
 @dataclass
@@ -68,6 +109,8 @@ class Plan:
     directory: str
     functions: list[FunctionPlan] = field(default_factory=list)
     triggers: list[TriggerPlan] = field(default_factory=list)
+    layers: list[LayerPlan] = field(default_factory=list)
+    queues: list[QueuePlan] = field(default_factory=list)  # dead-letter queues first
     unsupported: list[str] = field(default_factory=list)
 
 
@@ -107,6 +150,8 @@ class _Resolver:
     def __init__(self, params: dict[str, Any], names: dict[str, str], stack: str) -> None:
         self.params = params
         self.names = names  # logical id -> function name
+        self.layers: dict[str, str] = {}  # logical id -> layer name
+        self.queues: dict[str, str] = {}  # logical id -> queue name
         self.stack = stack
         self.problems: list[str] = []
 
@@ -119,12 +164,19 @@ class _Resolver:
             return self.params[name]
         if name in self.names:
             return self.names[name]
+        if name in self.layers:
+            return LAYER_REF + name
+        if name in self.queues:  # SQS's Ref is the queue URL
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.queues[name]}"
         self.problems.append(f"{where}: !Ref {name}: no such parameter or resource")
         return ""
 
     def get_att(self, target: str, attr: str, where: str) -> Any:
         if target in self.names and attr == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.names[target]}"
+        if target in self.queues and attr in ("Arn", "QueueName"):
+            name = self.queues[target]
+            return name if attr == "QueueName" else f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         self.problems.append(f"{where}: !GetAtt {target}.{attr} does not resolve locally")
         return ""
 
@@ -184,8 +236,10 @@ def _parameters(doc: dict[str, Any], given: Mapping[str, str]) -> tuple[dict[str
 
 
 def _runtime(value: Any) -> str | None:
+    from sandbox import runtimes
+
     text = str(value or "python3")
-    return "python3" if re.fullmatch(r"python3(\.\d+)?", text) else None
+    return text if text in runtimes.function_names() else None
 
 
 def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None = None) -> Plan:
@@ -208,6 +262,13 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
             names[logical_id] = fn_name if isinstance(fn_name, str) else logical_id
     resolver = _Resolver(values, names, stack)
     for logical_id, res in resources.items():
+        rtype = res.get("Type") if isinstance(res, Mapping) else None
+        given = (res.get("Properties") or {}) if isinstance(res, Mapping) else {}
+        if rtype == LAYER:
+            resolver.layers[logical_id] = str(given.get("LayerName", logical_id))
+        elif rtype == QUEUE:
+            resolver.queues[logical_id] = str(given.get("QueueName", logical_id))
+    for logical_id, res in resources.items():
         if isinstance(res, Mapping) and res.get("Type") == FUNCTION:
             fn_name = (res.get("Properties") or {}).get("FunctionName")
             if fn_name is not None:
@@ -216,12 +277,22 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
     result = Plan(stack, directory)
     for logical_id, res in resources.items():
         rtype = res.get("Type") if isinstance(res, Mapping) else None
+        if rtype == LAYER:
+            props = resolver.resolve(res.get("Properties") or {}, logical_id)
+            _layer(logical_id, props, directory, result, problems)
+            continue
+        if rtype == QUEUE:
+            props = resolver.resolve(res.get("Properties") or {}, logical_id)
+            _queue(logical_id, resolver.queues[logical_id], props, resolver, result, problems)
+            continue
         if rtype != FUNCTION:
             problems.append(f"{logical_id}: resource type {rtype} is not supported")
             continue
         props = resolver.resolve(_merge(globals_fn, res.get("Properties") or {}), logical_id)
         _function(logical_id, names[logical_id], props, directory, result, problems)
     problems.extend(resolver.problems)
+    # A dead-letter queue is created before the queues that send to it.
+    result.queues.sort(key=lambda q: q.settings.get("dead_letter") is not None)
     if problems:
         raise TemplateError(
             f"{path}: cannot deploy:\n  " + "\n  ".join(problems), field="template",
@@ -261,7 +332,12 @@ def _function(logical_id: str, name: str, props: dict[str, Any], directory: str,
     provisioned = props.get("ProvisionedConcurrencyConfig")
     if provisioned:
         options["min_warm"] = int(provisioned.get("ProvisionedConcurrentExecutions", 0))
-    result.functions.append(FunctionPlan(logical_id, name, code, options))
+    alias = props.get("AutoPublishAlias")
+    if alias is not None and not (isinstance(alias, str) and re.fullmatch(r"[A-Za-z_-]+", alias)):
+        problems.append(f"{logical_id}: AutoPublishAlias must be an alias name, got {alias!r}")
+        alias = None
+    result.functions.append(FunctionPlan(logical_id, name, code, options, alias))
+    first_trigger = len(result.triggers)
     url = props.get("FunctionUrlConfig")
     if url is not None:
         auth = url.get("AuthType", "AWS_IAM")
@@ -274,6 +350,50 @@ def _function(logical_id: str, name: str, props: dict[str, Any], directory: str,
         result.triggers.append(TriggerPlan("url", f"{name}-url", name, settings))
     for event_id, event in (props.get("Events") or {}).items():
         _event(logical_id, name, event_id, event, result, problems)
+    for trigger in result.triggers[first_trigger:]:
+        trigger.qualifier = alias
+
+
+def _layer(logical_id: str, props: dict[str, Any], directory: str, result: Plan,
+           problems: list[str]) -> None:  # fmt: skip
+    for key in props:
+        if key not in LAYER_PROPERTIES:
+            problems.append(f"{logical_id}: property {key} is not supported")
+    content = props.get("ContentUri")
+    if not isinstance(content, str):
+        problems.append(f"{logical_id}: ContentUri must be a local directory or zip")
+        return
+    path = os.path.normpath(os.path.join(directory, content))
+    if not os.path.exists(path):
+        problems.append(f"{logical_id}: ContentUri {content!r} does not exist ({path})")
+    options = {
+        "compatible_runtimes": [str(r) for r in props.get("CompatibleRuntimes") or ()],
+        "compatible_architectures": [str(a) for a in props.get("CompatibleArchitectures") or ()],
+        "description": str(props.get("Description", "")),
+        "license_info": str(props.get("LicenseInfo", "")),
+    }
+    name = str(props.get("LayerName", logical_id))
+    result.layers.append(LayerPlan(logical_id, name, path, options))
+
+
+def _queue(logical_id: str, name: str, props: dict[str, Any], resolver: _Resolver,
+           result: Plan, problems: list[str]) -> None:  # fmt: skip
+    for key in props:
+        if key not in QUEUE_PROPERTIES:
+            problems.append(f"{logical_id}: property {key} is not supported")
+    settings: dict[str, Any] = {}
+    if "VisibilityTimeout" in props:
+        settings["visibility_timeout_s"] = float(props["VisibilityTimeout"])
+    if "MessageRetentionPeriod" in props:
+        settings["retention_s"] = float(props["MessageRetentionPeriod"])
+    redrive = props.get("RedrivePolicy")
+    if redrive is not None:
+        if isinstance(redrive, str):
+            redrive = json.loads(redrive)
+        target = str(redrive.get("deadLetterTargetArn", ""))
+        settings["dead_letter"] = target.rpartition(":")[2]
+        settings["max_receive_count"] = int(redrive.get("maxReceiveCount", 0))
+    result.queues.append(QueuePlan(logical_id, name, settings))
 
 
 def _cors(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,6 +417,27 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
         return
     p = event.get("Properties") or {}
     name = f"{function}-{event_id}"
+    if etype == "SQS":
+        extra = set(p) - SQS_EVENT_PROPERTIES
+        if extra:
+            problems.append(f"{where}: {sorted(extra)} not supported")
+        queue = p.get("Queue")
+        if not isinstance(queue, str) or not queue:
+            problems.append(f"{where}: Queue must be a queue ARN (!GetAtt Q.Arn)")
+            return
+        types = p.get("FunctionResponseTypes") or ()
+        mapping: dict[str, Any] = {
+            "queue": queue,
+            "batch_size": int(p.get("BatchSize", 10)),
+            "window_s": float(p.get("MaximumBatchingWindowInSeconds", 0)),
+            "report_batch_item_failures": "ReportBatchItemFailures" in types,
+        }
+        concurrency = (p.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        if concurrency is not None:
+            mapping["max_concurrency"] = int(concurrency)
+        enabled = p.get("Enabled", True) is not False
+        result.triggers.append(TriggerPlan("queue", name, function, mapping, enabled))
+        return
     if etype in ("HttpApi", "Api"):
         path, method = p.get("Path"), p.get("Method")
         if etype == "HttpApi" and path is None and method is None:
@@ -326,53 +467,128 @@ def _record_path(p: Plan) -> str:
 
 
 def apply(client: Any, p: Plan, prune: bool = False) -> list[str]:
-    """Deploy ``p`` through ``client``; returns one line per change, for the CLI."""
+    """Deploy ``p`` through ``client``; returns one line per change, for the CLI.
+
+    Order: queues (dead-letter queues first), layers, functions (a layer's ``!Ref`` becomes
+    the version just published or found unchanged), aliases, then triggers and mappings.
+    """
     lines: list[str] = []
+    for q in p.queues:
+        known = {x["name"] for x in client.list_queues()}
+        client.create_queue(q.name, **q.settings)  # the same settings again: unchanged
+        lines.append(f"queue {q.name}: {'unchanged' if q.name in known else 'created'}")
+    layer_refs: dict[str, str] = {}
+    for layer in p.layers:
+        layer_refs[LAYER_REF + layer.logical_id] = _publish_layer(client, layer, lines)
     for fn in p.functions:
+        options = dict(fn.options)
+        if "layers" in options:
+            options["layers"] = [layer_refs.get(ref, ref) for ref in options["layers"]]
         before = {f["name"]: f["sha256"] for f in client.list()}.get(fn.name)
-        info = client.deploy(fn.name, fn.code, **fn.options)
+        info = client.deploy(fn.name, fn.code, **options)
         state = "unchanged" if before == info["sha256"] else "deployed"
         lines.append(f"function {fn.name}: {state} (version {info['version']})")
+        if fn.alias is not None:
+            lines.append(_move_alias(client, fn.name, fn.alias, str(info["version"])))
     existing = {t["name"]: t for t in client.trigger_list()}
+    mappings = {m["name"]: m for m in client.list_mappings()}
     for t in p.triggers:
+        if t.kind == "queue":
+            lines.append(_apply_mapping(client, t, mappings.get(t.name)))
+            continue
         current = existing.get(t.name)
         if current is not None:
             wanted = {**current["settings"], **t.settings}
-            if (current["kind"], current["function"], current["settings"]) == (
-                    t.kind, t.function, wanted) and current["enabled"] == t.enabled:  # fmt: skip
+            if (current["kind"], current["function"], current["qualifier"], current["settings"]) \
+                    == (t.kind, t.function, t.qualifier, wanted) \
+                    and current["enabled"] == t.enabled:  # fmt: skip
                 lines.append(f"trigger {t.name}: unchanged")
                 continue
             client.trigger_delete(t.name)
-        client.trigger_add(t.kind, t.name, t.function, **t.settings)
+        client.trigger_add(t.kind, t.name, t.function, t.qualifier, **t.settings)
         if not t.enabled:
             client.trigger_disable(t.name)
         lines.append(f"trigger {t.name}: {'updated' if current else 'created'}")
     record = {"functions": sorted(f.name for f in p.functions),
-              "triggers": sorted(t.name for t in p.triggers)}  # fmt: skip
+              "triggers": sorted(t.name for t in p.triggers),
+              "queues": sorted(q.name for q in p.queues)}  # fmt: skip
     try:
         with open(_record_path(p)) as f:
             previous = json.load(f)
     except (OSError, ValueError):
-        previous = {"functions": [], "triggers": []}
-    gone_triggers = sorted(set(previous.get("triggers", [])) - set(record["triggers"]))
-    gone_functions = sorted(set(previous.get("functions", [])) - set(record["functions"]))
+        previous = {}
+    gone = {key: sorted(set(previous.get(key, [])) - set(record[key])) for key in record}
     if prune:
-        for name in gone_triggers:
+        for name in gone["triggers"]:
             if name in existing:
                 client.trigger_delete(name)
                 lines.append(f"trigger {name}: removed (--prune)")
-        for name in gone_functions:
+            elif name in mappings:
+                client.delete_mapping(name)
+                lines.append(f"trigger {name}: removed (--prune)")
+        for name in gone["functions"]:
             client.delete(name)
             lines.append(f"function {name}: removed (--prune)")
+        for name in gone["queues"]:
+            client.delete_queue(name)
+            lines.append(f"queue {name}: removed (--prune)")
     else:
-        record["functions"] = sorted({*record["functions"], *gone_functions})
-        record["triggers"] = sorted({*record["triggers"], *gone_triggers})
-        for name in gone_functions:
+        for key in record:
+            record[key] = sorted({*record[key], *gone[key]})
+        for name in gone["functions"]:
             lines.append(f"function {name}: no longer in the template (kept; --prune removes it)")
     from lambdad.registry import atomic_write
 
     atomic_write(_record_path(p), json.dumps(record, indent=1).encode())
     return lines
+
+
+def _publish_layer(client: Any, layer: LayerPlan, lines: list[str]) -> str:
+    """Publish ``layer`` unless its newest version has the same zip; its NAME:VERSION."""
+    import base64
+    import hashlib
+
+    from lambdad.client import zip_code
+
+    sha = base64.b64encode(hashlib.sha256(zip_code(layer.content)).digest()).decode()
+    versions = client.list_layers(layer.name)
+    if versions and versions[0]["code_sha256"] == sha:
+        lines.append(f"layer {layer.name}: unchanged (version {versions[0]['version']})")
+        return f"{layer.name}:{versions[0]['version']}"
+    made = client.publish_layer(layer.name, layer.content, **layer.options)
+    lines.append(f"layer {layer.name}: published (version {made['version']})")
+    return f"{layer.name}:{made['version']}"
+
+
+def _move_alias(client: Any, function: str, alias: str, version: str) -> str:
+    """AutoPublishAlias: the alias points at the version the deploy made or found."""
+    aliases = {a["name"]: a for a in client.call("aliases", name=function)["aliases"]}
+    current = aliases.get(alias)
+    if current is None:
+        client.call("alias_create", name=function, alias=alias, version=version)
+        return f"alias {function}:{alias}: created (version {version})"
+    if current["version"] == version:
+        return f"alias {function}:{alias}: unchanged (version {version})"
+    client.call("alias_update", name=function, alias=alias, version=version)
+    return f"alias {function}:{alias}: moved to version {version}"
+
+
+def _apply_mapping(client: Any, t: TriggerPlan, current: dict[str, Any] | None) -> str:
+    settings = dict(t.settings)
+    queue = str(settings.pop("queue"))
+    source = queue.rpartition(":")[2] if queue.startswith("arn:aws:sqs:") else queue
+    target = t.function + (f":{t.qualifier}" if t.qualifier else "")
+    if current is not None:
+        same = (current["function"], current["qualifier"], current["source"]) == (
+            t.function, t.qualifier, source,
+        ) and all(current.get(k) == v for k, v in settings.items()) and (
+            current["state"] == ("enabled" if t.enabled else "disabled")
+        )  # fmt: skip
+        if same:
+            return f"trigger {t.name}: unchanged"
+        client.delete_mapping(t.name)
+    client.create_mapping(t.name, target, queue, enabled=t.enabled, **settings)
+    return f"trigger {t.name}: {'updated' if current else 'created'}"
 
 
 __all__ = ["Plan", "TemplateError", "apply", "plan"]

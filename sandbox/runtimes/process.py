@@ -188,7 +188,8 @@ class ProcessRuntime:
             request_id=msg.request_id,
             payload=msg.payload,
             deadline_ms=now_ms + msg.timeout_ms,
-            function_arn=function_arn(self.region, str(self.function.get("name", ""))),
+            function_arn=function_arn(self.region, str(self.function.get("name", "")))
+            + (f":{msg.qualifier}" if msg.qualifier else ""),
             trace_id=msg.trace_id or runtime_api.trace_header(),
             client_context=_client_context_json(msg.client_context),
         )

@@ -281,7 +281,7 @@ class PythonRuntime:
         context = LambdaContext(
             request_id,
             self.env,
-            self.arn,
+            f"{self.arn}:{msg.qualifier}" if msg.qualifier else self.arn,
             received + msg.timeout_ms * 1_000_000,
             client_context(msg.client_context),
         )
