@@ -246,6 +246,8 @@ def _layer_parser(la: argparse.ArgumentParser) -> None:
     ls.add_argument("name", nargs="?")
     rm = sub.add_parser("rm", help="delete a layer version (functions using it keep it)")
     rm.add_argument("ref", metavar="NAME:VERSION")
+    for action in (pub, ls, rm):
+        _socket_option(action)
 
 
 def _layer_verb(client: Any, args: argparse.Namespace) -> int:
