@@ -301,18 +301,28 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
     return result
 
 
+def _local_path(logical_id: str, props: Mapping[str, Any], key: str, known: frozenset[str],
+                directory: str, problems: list[str]) -> str | None:  # fmt: skip
+    """Check a resource's properties against ``known``; its ``key`` (CodeUri, ContentUri) as
+    an absolute path, or None when it is not a string (a problem is noted either way)."""
+    for name in props:
+        if name not in known:
+            problems.append(f"{logical_id}: property {name} is not supported")
+    value = props.get(key)
+    if not isinstance(value, str):
+        problems.append(f"{logical_id}: {key} must be a local directory or zip")
+        return None
+    path = os.path.normpath(os.path.join(directory, value))
+    if not os.path.exists(path):
+        problems.append(f"{logical_id}: {key} {value!r} does not exist ({path})")
+    return path
+
+
 def _function(logical_id: str, name: str, props: dict[str, Any], directory: str, result: Plan,
               problems: list[str]) -> None:  # fmt: skip
-    for key in props:
-        if key not in SUPPORTED_PROPERTIES:
-            problems.append(f"{logical_id}: property {key} is not supported")
-    code_uri = props.get("CodeUri")
-    if not isinstance(code_uri, str):
-        problems.append(f"{logical_id}: CodeUri must be a local directory or zip")
+    code = _local_path(logical_id, props, "CodeUri", SUPPORTED_PROPERTIES, directory, problems)
+    if code is None:
         return
-    code = os.path.normpath(os.path.join(directory, code_uri))
-    if not os.path.exists(code):
-        problems.append(f"{logical_id}: CodeUri {code_uri!r} does not exist ({code})")
     runtime = _runtime(props.get("Runtime"))
     if runtime is None:
         problems.append(f"{logical_id}: runtime {props.get('Runtime')!r} is not supported")
@@ -356,16 +366,9 @@ def _function(logical_id: str, name: str, props: dict[str, Any], directory: str,
 
 def _layer(logical_id: str, props: dict[str, Any], directory: str, result: Plan,
            problems: list[str]) -> None:  # fmt: skip
-    for key in props:
-        if key not in LAYER_PROPERTIES:
-            problems.append(f"{logical_id}: property {key} is not supported")
-    content = props.get("ContentUri")
-    if not isinstance(content, str):
-        problems.append(f"{logical_id}: ContentUri must be a local directory or zip")
+    path = _local_path(logical_id, props, "ContentUri", LAYER_PROPERTIES, directory, problems)
+    if path is None:
         return
-    path = os.path.normpath(os.path.join(directory, content))
-    if not os.path.exists(path):
-        problems.append(f"{logical_id}: ContentUri {content!r} does not exist ({path})")
     options = {
         "compatible_runtimes": [str(r) for r in props.get("CompatibleRuntimes") or ()],
         "compatible_architectures": [str(a) for a in props.get("CompatibleArchitectures") or ()],
