@@ -58,7 +58,7 @@ def test_malformed_json_and_unknown_operations_get_a_clean_4xx(
     assert status == 400 and headers["x-amzn-errortype"] == "InvalidRequestContentException"
     status, headers, _ = signed(api_daemon, "GET", "/2015-03-31/no-such-thing")
     assert status == 404 and headers["x-amzn-errortype"] == "UnknownOperationException"
-    status, headers, _ = signed(api_daemon, "GET", "/2015-03-31/event-source-mappings")
+    status, headers, _ = signed(api_daemon, "GET", "/2020-04-22/code-signing-configs")
     assert status == 400 and headers["x-amzn-errortype"] == "UnsupportedOperationException"
     create(lam, "front-types")
     status, headers, body = signed(
