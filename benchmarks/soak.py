@@ -154,11 +154,10 @@ FUNCTIONS: Final = {  # name -> deploy settings
     "soak-async": {"memory_mb": 128, "timeout_s": 10},
 }
 FOLLOWED: Final = ("soak", "soak-timeout", "soak-async")  # logs read for REPORT lines
-# Kinds whose sandbox dies mid-invocation: today the daemon closes the dead sandbox's log
-# stream before it writes END and REPORT, so these have none (issue 13 point 5, which the
-# "logs" work fixes). Their absence is reported (reports_missing_tolerated), not counted as
-# missing; once that lands, empty this tuple and the soak requires them too.
-REPORT_TOLERATED: Final = ("timeout", "crash", "oom")
+# Kinds whose missing REPORT would be tolerated (reported as reports_missing_tolerated, not
+# counted as missing). Empty: every invocation, a timed-out, crashed or OOM-killed one too,
+# gets its END and REPORT (issue 13 point 5) and the soak requires them.
+REPORT_TOLERATED: Final[tuple[str, ...]] = ()
 
 
 @dataclass
