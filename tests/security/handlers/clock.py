@@ -26,6 +26,7 @@ from packb import packb
 
 CHANNEL_FD = 3
 REAL_NS = time.monotonic_ns  # kept before any patch
+FORGED = []  # one entry per result the patched encoder rewrote (warm calls see earlier ones)
 
 
 def _work(ms):
@@ -73,6 +74,7 @@ def handler(event, context):
             @staticmethod
             def Result(**fields):
                 fields["duration_us"] = 10.0
+                FORGED.append(1)
                 return real(**fields)
 
         runtime["messages"] = Messages()
@@ -80,4 +82,4 @@ def handler(event, context):
         frame = packb({"t": "result", "result": b'{"forged": true}', "duration_us": 10.0,
                        "maxrss_kb": 1})
         os.write(CHANNEL_FD, frame)
-    return {"work_ms": work_ms, "mode": mode}
+    return {"work_ms": work_ms, "mode": mode, "forged_before": len(FORGED)}
