@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 # The system packages (Debian) lambdad needs: one list, scripts/system-packages. Each stamp is
 # made once the packages of its scope are installed, so a second `make test` never runs apt.
 SYSTEM_PACKAGES := scripts/system-packages
+# Today's list (tests/test_system_packages.py keeps this line equal to the file):
+# installs: python3-venv nftables iproute2 libcap2-bin systemd awscli nodejs curl gcc nats-server
 SYSTEM_STAMP = $(VENV)/.system-$(1)-stamp
 
 .PHONY: venv system-packages run test lint unit install uninstall bench bench-quick bench-peers clean

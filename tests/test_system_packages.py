@@ -134,3 +134,16 @@ def test_the_suite_refuses_to_run_without_a_listed_tool(tmp_path: Path) -> None:
 
 def test_installer_is_executable() -> None:
     assert INSTALLER.stat().st_mode & stat.S_IXUSR
+
+
+def test_the_makefile_names_the_packages_it_installs() -> None:
+    """The Makefile's comment lists what `make` installs, in the list's order: a reader of the
+    Makefile (and the project's before-stop check) sees every package without opening the
+    list, and the comment cannot drift from it."""
+    line = next(
+        text for text in (ROOT / "Makefile").read_text().splitlines()
+        if text.startswith("# installs: ")
+    )  # fmt: skip
+    named = line.removeprefix("# installs: ").split()
+    listed = [package for package, _ in system_packages()]
+    assert named == listed
