@@ -247,7 +247,12 @@ class UnixFront(Component):
         """Remove abandoned uploads: a few checks per time-out, at most every 5 s."""
         while True:
             await asyncio.sleep(min(max(self.uploads.limits.timeout_s / 4, 0.05), 5.0))
-            for upload_id in self.uploads.expire():
+            try:
+                expired = self.uploads.expire()
+            except OSError as exc:  # the sweeper must outlive a file it could not remove
+                log.warning("removing expired staged uploads: %s", exc)
+                continue
+            for upload_id in expired:
                 log.info("staged upload %s expired (no chunk for %g s)", upload_id,
                          self.uploads.limits.timeout_s)  # fmt: skip
 
