@@ -66,10 +66,12 @@ bench-quick: venv
 ## directory that is not committed).
 SLS_DIR := benchmarks/.cache/serverless-offline
 bench-peers:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap crun runc firejail procps
-	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap crun runc firejail procps
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
 	mkdir -p $(SLS_DIR) && test -f $(SLS_DIR)/package.json || echo '{"name": "lambdad-bench-serverless-offline", "private": true}' > $(SLS_DIR)/package.json
-	cd $(SLS_DIR) && npm install --no-audit --no-fund serverless@3 serverless-offline@13
+	@# Installed already (both packages at their major version): nothing to fetch again.
+	@node -e 'const v = (p) => require("./$(SLS_DIR)/node_modules/" + p + "/package.json").version.split(".")[0]; process.exit(v("serverless") === "3" && v("serverless-offline") === "13" ? 0 : 1)' 2>/dev/null \
+	  || (cd $(SLS_DIR) && npm install --no-audit --no-fund serverless@3 serverless-offline@13)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks import (
     cold,
+    gateway,
     harness,
     http_invoke,
     metering,
@@ -46,6 +47,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "cold": cold.run,
     "warm": warm.run,
     "http": http_invoke.run,
+    "gateway": gateway.run,  # issue 15: the HTTP gateway beside uvicorn and serverless-offline
     "metering": metering.run,
     "throughput": throughput.run,
     "runtimes": runtimes.run,

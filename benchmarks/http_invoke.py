@@ -155,12 +155,19 @@ def _timed_http(invoker: HttpInvoker, n: int, sink: list[float]) -> None:
 
 
 class ServerlessOffline:
-    """``serverless offline start`` on loopback ports of its own, in its own process group."""
+    """``serverless offline start`` on loopback ports of its own, in its own process group.
 
-    def __init__(self, work_dir: Path) -> None:
-        self.dir = work_dir / "serverless-offline"
+    ``port`` is its Lambda Invoke endpoint, ``http_port`` its API Gateway emulation (the
+    ``httpApi`` events of ``serverless_yml``)."""
+
+    def __init__(
+        self, work_dir: Path, serverless_yml: str = SERVERLESS_YML, label: str = "sls-invoke"
+    ) -> None:
+        self.dir = work_dir / label
+        self.serverless_yml = serverless_yml
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.http_port = 0
         self.log_path = self.dir / "serverless.log"
         self.version = ""
 
@@ -173,7 +180,7 @@ class ServerlessOffline:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "serverless.yml").write_text(SERVERLESS_YML)
+        (self.dir / "serverless.yml").write_text(self.serverless_yml)
         shutil.copy(FUNCTION_DIR / "app.py", self.dir / "app.py")
         modules = self.dir / "node_modules"
         if not modules.exists():
@@ -190,25 +197,27 @@ class ServerlessOffline:
         framework = json.loads((SLS_DIR / "node_modules" / "serverless" / "package.json")
                                .read_text())  # fmt: skip
         self.version = f"serverless-offline {package['version']}, Serverless {framework['version']}"
-        self.port = free_port()
+        self.port, self.http_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", SLS_TELEMETRY_DISABLED="1",
                    SLS_NOTIFICATIONS_MODE="off")  # fmt: skip
         argv = ["node", str(SLS_CLI), "offline", "start", "--host", "127.0.0.1",
-                "--lambdaPort", str(self.port), "--httpPort", str(free_port()),
+                "--lambdaPort", str(self.port), "--httpPort", str(self.http_port),
                 "--websocketPort", str(free_port()), "--albPort", str(free_port())]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 argv, cwd=self.dir, env=env, stdout=log, stderr=log, start_new_session=True
             )
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, port: int = 0) -> None:
+        """Until it listens on ``port`` (default: its Lambda endpoint)."""
+
         def listening() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", port or self.port), timeout=1).close()
             except OSError:
                 return False
             return True

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import gateway
+
 GIB = 2**30
 MIB = 2**20
 DENSITY_TARGET_N = 1000
@@ -196,6 +198,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     rows.append(_row(results, "metering", "billed duration = ceil(duration) (SPEC §6)",
                      "all", billing))  # fmt: skip
     rows += _http_targets(results)
+    rows += [Target(*row) for row in gateway.targets(results, _scenario_error(results, "gateway"))]
     return rows
 
 
@@ -299,6 +302,7 @@ def markdown(results: dict[str, Any], rows: list[Target], plots: list[str]) -> s
     lines += _cold_md(results)
     lines += _warm_md(results)
     lines += _http_md(results)
+    lines += gateway.markdown(results)
     lines += _throughput_md(results)
     lines += _scale_md(results)
     lines += _metering_md(results)

@@ -24,7 +24,7 @@ import socket
 import stat
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,12 @@ from lambdad.protocol import (
 )
 
 RECV_SIZE = 256 * 1024
-MAX_PAYLOAD_SENT = DEFAULT_MAX_FRAME - 64 * 1024  # room for the frame's other fields
+FRAME_ROOM = 64 * 1024  # room for a request frame's fields beside its one big value
+MAX_PAYLOAD_SENT = DEFAULT_MAX_FRAME - FRAME_ROOM
+# A code zip over the frame limit goes as a staged upload in chunks of this size (or less, as
+# the daemon's upload_begin says): ~1 ms of the daemon's loop each, so other clients wait
+# no longer than that behind an upload; 25 round trips for a 50 MB zip.
+UPLOAD_CHUNK = 2 * 1024 * 1024
 SKIP_DIRS = frozenset({"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache"})
 
 
@@ -229,6 +234,73 @@ def queue_send_args(
     return args
 
 
+Step = tuple[str, dict[str, Any]]
+Plan = Generator[Step, dict[str, Any], dict[str, Any]]
+"""A sans-IO conversation: yields (op, args) requests, is sent each answer (or thrown its
+error), returns the last answer. :func:`run_plan` and :func:`run_plan_async` drive one."""
+
+
+def with_code(op: str, args: dict[str, Any], max_frame: int) -> Plan:
+    """The requests that carry ``args`` for ``op`` (``deploy`` or ``layer_publish``), whose
+    ``code`` is a zip: one request if it fits in a frame of ``max_frame`` bytes, else a staged
+    upload (``upload_begin``, ``upload_chunk``..., then ``op`` with ``upload``). A refused
+    chunk aborts the upload; a lost connection needs nothing (the daemon drops its uploads).
+    """
+    code: bytes = args["code"]
+    if len(code) <= max_frame - FRAME_ROOM:
+        return (yield op, args)
+    begun = yield "upload_begin", {"size": len(code)}
+    upload = begun["upload"]
+    chunk = max(1, min(UPLOAD_CHUNK, int(begun.get("max_chunk_bytes", UPLOAD_CHUNK))))
+    view = memoryview(code)
+    try:
+        for offset in range(0, len(code), chunk):
+            data = bytes(view[offset : offset + chunk])
+            yield "upload_chunk", {"upload": upload, "offset": offset, "data": data}
+    except ConnectionLost:
+        raise
+    except LambdadError as refused:
+        try:
+            yield "upload_abort", {"upload": upload}
+        except LambdadError:
+            pass  # e.g. it had expired: gone either way
+        raise refused from None
+    staged = {key: value for key, value in args.items() if key != "code"}
+    return (yield op, {**staged, "upload": upload})
+
+
+def run_plan(plan: Plan, call: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Drive ``plan`` with a blocking ``call(op, **args)``."""
+    step = next(plan)
+    while True:
+        try:
+            try:
+                body = call(step[0], **step[1])
+            except LambdadError as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(body)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def run_plan_async(
+    plan: Plan, call: Callable[..., Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Drive ``plan`` with an async ``call(op, **args)``."""
+    step = next(plan)
+    while True:
+        try:
+            try:
+                body = await call(step[0], **step[1])
+            except LambdadError as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(body)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
 class ClientCore:
     """Request ids and response matching on top of the sans-IO connection (no I/O)."""
 
@@ -376,7 +448,15 @@ class Client:
             name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
             min_warm, **extra,
         )  # fmt: skip
-        return self.call("deploy", **args)["function"]  # type: ignore[no-any-return]
+        body = run_plan(with_code("deploy", args, self.max_frame_bytes()), self.call)
+        return body["function"]  # type: ignore[no-any-return]
+
+    def max_frame_bytes(self) -> int:
+        """The largest frame the daemon accepts (its hello says; connects if need be)."""
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+        return int(self.server_info.get("max_frame_bytes", DEFAULT_MAX_FRAME))
 
     def invoke(
         self,
@@ -478,7 +558,8 @@ class Client:
         args = layer_args(
             name, code, compatible_runtimes, compatible_architectures, description, license_info
         )
-        return self.call("layer_publish", **args)["layer"]  # type: ignore[no-any-return]
+        body = run_plan(with_code("layer_publish", args, self.max_frame_bytes()), self.call)
+        return body["layer"]  # type: ignore[no-any-return]
 
     def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         """Every layer's newest version; or, with ``name``, that layer's versions, newest first."""
@@ -584,8 +665,14 @@ class Client:
 class AsyncOperations:
     """The operations of the async clients (asyncio and trio), written once over ``call``."""
 
+    server_info: dict[str, Any]
+
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         raise NotImplementedError
+
+    async def max_frame_bytes(self) -> int:
+        """The largest frame the daemon accepts (its hello says)."""
+        return int(self.server_info.get("max_frame_bytes", DEFAULT_MAX_FRAME))
 
     async def deploy(
         self,
@@ -605,7 +692,8 @@ class AsyncOperations:
             name, code, handler, runtime, memory_mb, timeout_s, env, concurrency, network,
             min_warm, **extra,
         )  # fmt: skip
-        return (await self.call("deploy", **args))["function"]  # type: ignore[no-any-return]
+        plan = with_code("deploy", args, await self.max_frame_bytes())
+        return (await run_plan_async(plan, self.call))["function"]  # type: ignore[no-any-return]
 
     async def invoke(
         self,
@@ -666,7 +754,8 @@ class AsyncOperations:
         args = layer_args(
             name, code, compatible_runtimes, compatible_architectures, description, license_info
         )
-        return (await self.call("layer_publish", **args))["layer"]  # type: ignore[no-any-return]
+        plan = with_code("layer_publish", args, await self.max_frame_bytes())
+        return (await run_plan_async(plan, self.call))["layer"]  # type: ignore[no-any-return]
 
     async def list_layers(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
         args = {"name": name} if name is not None else {}
@@ -824,6 +913,10 @@ class AsyncClient(AsyncOperations):
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+
+    async def max_frame_bytes(self) -> int:
+        await self._ensure()  # the hello answer says
+        return await super().max_frame_bytes()
 
     def _fail_all(self, exc: LambdadError) -> None:
         futures, self._futures = self._futures, {}

@@ -45,6 +45,10 @@ class DaemonConfig:
     strict: bool = False  # refuse to start when any isolation mechanism is unavailable
     max_frame_bytes: int = 8 * 1024 * 1024  # largest request frame accepted from a client
     hello_timeout_s: float = 10.0  # a connection that has not said hello by then is closed
+    # Staged uploads of code zips bigger than one frame (lambdad/uploads.py), per peer (uid):
+    upload_max_open: int = 4  # uploads open at once, across the peer's connections
+    upload_max_bytes: int = 128 * 1024 * 1024  # declared bytes of the peer's open uploads
+    upload_timeout_s: float = 60.0  # an upload with no chunk for this long is removed
     sync_payload_max: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     async_payload_max: int = 256 * 1024  # Lambda's asynchronous payload limit
     pool_size: int = 4  # generic (unspecialized) sandboxes kept ready per runtime

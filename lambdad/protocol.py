@@ -63,6 +63,7 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
         {
             "name",
             "code",
+            "upload",
             "handler",
             "runtime",
             "memory_mb",
@@ -102,11 +103,15 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     "keys_list": frozenset(),
     "keys_remove": frozenset({"key"}),
     "layer_publish": frozenset(
-        {"name", "code", "description", "license_info", "compatible_runtimes",
+        {"name", "code", "upload", "description", "license_info", "compatible_runtimes",
          "compatible_architectures"}
     ),
     "layer_list": frozenset({"name"}),
     "layer_delete": frozenset({"name", "version"}),
+    # Staged uploads: code zips over one frame (lambdad/uploads.py; docs/protocol.md).
+    "upload_begin": frozenset({"size"}),
+    "upload_chunk": frozenset({"upload", "offset", "data"}),
+    "upload_abort": frozenset({"upload"}),
     # Triggers (lambdad/triggers/wire.py; docs/triggers-http.md, docs/triggers-schedules.md).
     "trigger_add": frozenset({"kind", "name", "function", "qualifier", "settings"}),
     "trigger_list": frozenset({"function"}),

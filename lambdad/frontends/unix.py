@@ -39,6 +39,7 @@ from typing import Any, Final, cast
 
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
+from lambdad.diskspace import Watermark
 from lambdad.errors import (
     AccessDenied,
     InvalidParameterValue,
@@ -65,11 +66,14 @@ from lambdad.protocol import (
 )
 from lambdad.service import Service
 from lambdad.triggers import wire as trigger_wire
+from lambdad.uploads import UploadLimits, Uploads
 
 log = logging.getLogger("lambdad")
 
 MAX_IN_FLIGHT = 1024  # requests per connection before reading pauses
 LINGER_S = 2.0  # after a fatal protocol error: how long to swallow input before closing
+# Room for an upload_chunk frame's other fields (id, op, upload id, offset, the bin header).
+CHUNK_FRAME_OVERHEAD = 64 * 1024
 
 
 class Access(enum.Enum):
@@ -105,6 +109,10 @@ ACCESS: Final[dict[str, Access]] = {
     "layer_publish": Access.ADMIN,
     "layer_list": Access.ANYONE,  # names, sizes and hashes, no content
     "layer_delete": Access.ADMIN,
+    # Staged uploads (lambdad/uploads.py): code for deploy and layer_publish, which are admin's.
+    "upload_begin": Access.ADMIN,
+    "upload_chunk": Access.ADMIN,
+    "upload_abort": Access.ADMIN,
     "trigger_add": Access.ADMIN,
     "trigger_list": Access.ADMIN,  # a schedule's constant input may be a secret
     "trigger_delete": Access.ADMIN,
@@ -176,6 +184,12 @@ class UnixFront(Component):
         self.config = config
         self.server: asyncio.AbstractServer | None = None
         self._admin_gid = _group_id(config.admin_group)
+        self.uploads = Uploads(config.state_dir, _upload_limits(config), self._disk_shortfall)
+        self._upload_sweeper: asyncio.Task[None] | None = None
+
+    def _disk_shortfall(self) -> str | None:
+        c = self.config
+        return Watermark(c.disk_min_free_mb, c.disk_min_free_percent).shortfall(c.state_dir)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -203,8 +217,17 @@ class UnixFront(Component):
         group = _group_id("lambdad")
         if group is not None and os.geteuid() == 0:
             os.chown(path, 0, group)
+        # Only once this daemon owns the socket: what is left is a previous run's.
+        leftovers = self.uploads.open()
+        if leftovers:
+            log.info("removed %d staged upload(s) left by the previous run", leftovers)
+        self._upload_sweeper = asyncio.ensure_future(self._sweep_uploads())
 
     async def stop(self) -> None:
+        if self._upload_sweeper is not None:
+            self._upload_sweeper.cancel()
+            self._upload_sweeper = None
+        self.uploads.close()
         if self.server is None:
             return
         self.server.close()
@@ -218,6 +241,20 @@ class UnixFront(Component):
         # The socket's path is fixed for the daemon's life; the admin group may change.
         self.config = config
         self._admin_gid = _group_id(config.admin_group)
+        self.uploads.limits = _upload_limits(config)
+
+    async def _sweep_uploads(self) -> None:
+        """Remove abandoned uploads: a few checks per time-out, at most every 5 s."""
+        while True:
+            await asyncio.sleep(min(max(self.uploads.limits.timeout_s / 4, 0.05), 5.0))
+            try:
+                expired = self.uploads.expire()
+            except OSError as exc:  # the sweeper must outlive a file it could not remove
+                log.warning("removing expired staged uploads: %s", exc)
+                continue
+            for upload_id in expired:
+                log.info("staged upload %s expired (no chunk for %g s)", upload_id,
+                         self.uploads.limits.timeout_s)  # fmt: skip
 
     # -- requests ----------------------------------------------------------------------
 
@@ -262,14 +299,20 @@ class UnixFront(Component):
 
     async def op_hello(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         info = self.service.hello()
-        return {"version": info.protocol, "server": info.server, "missing": list(info.missing)}
+        return {
+            "version": info.protocol,
+            "server": info.server,
+            "missing": list(info.missing),
+            # What a client may send in one frame: bigger code goes as a staged upload.
+            "max_frame_bytes": self.config.max_frame_bytes,
+        }
 
     async def op_ping(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         return {}
 
     async def op_deploy(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         config = validate(args)
-        code = args.get("code")
+        code = await self._code(args, peer)
         if not isinstance(code, bytes) or not code:
             raise InvalidParameterValue("code must be the bytes of a zip file", field="code")
         deployment = await self.service.deploy(config, code)
@@ -334,15 +377,44 @@ class UnixFront(Component):
     # -- layers (lambdad/layers.py) --------------------------------------------------------
 
     async def op_layer_publish(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
-        request = PublishRequest.make(
-            args.get("name"),
-            args.get("code"),
-            description=args.get("description", ""),
-            license_info=args.get("license_info", ""),
-            compatible_runtimes=args.get("compatible_runtimes") or (),
-            compatible_architectures=args.get("compatible_architectures") or (),
-        )
+        fields = dict(args)
+        if "upload" in args:  # check the other fields before the upload is used up
+            _layer_request({**fields, "code": b"PK"})
+        fields["code"] = await self._code(args, peer)
+        request = _layer_request(fields)
         return {"layer": (await self.service.layers.publish(request)).to_wire()}
+
+    # -- staged uploads (lambdad/uploads.py; docs/protocol.md, "Staged uploads") --------------
+
+    async def op_upload_begin(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        upload = self.uploads.begin(_connection(peer), args.get("size"))
+        return {
+            "upload": upload.id,
+            "size": upload.size,
+            "max_chunk_bytes": self.config.max_frame_bytes - CHUNK_FRAME_OVERHEAD,
+            "timeout_s": self.uploads.limits.timeout_s,
+        }
+
+    async def op_upload_chunk(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        received = await self.uploads.chunk(
+            _connection(peer), args.get("upload"), args.get("offset"), args.get("data")
+        )
+        return {"received": received}
+
+    async def op_upload_abort(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        upload = self.uploads.abort(_connection(peer), args.get("upload"))
+        return {"aborted": upload.id}
+
+    async def _code(self, args: dict[str, Any], peer: Caller | None) -> object:
+        """The zip of a deploy or layer_publish: a staged ``upload`` (used up here), else the
+        inline ``code`` as sent (each op checks it)."""
+        if "upload" not in args:
+            return args.get("code")
+        if args.get("code") is not None:
+            raise InvalidParameterValue(
+                "give the zip as code or as upload, not both", field="upload"
+            )
+        return await self.uploads.take(_connection(peer), args["upload"])
 
     async def op_layer_list(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
         """Every layer's newest version, or (``name``) every version of one, newest first."""
@@ -420,6 +492,29 @@ class UnixFront(Component):
         return {"removed": key.describe()}
 
 
+def _layer_request(args: dict[str, Any]) -> PublishRequest:
+    return PublishRequest.make(
+        args.get("name"),
+        args.get("code"),
+        description=args.get("description", ""),
+        license_info=args.get("license_info", ""),
+        compatible_runtimes=args.get("compatible_runtimes") or (),
+        compatible_architectures=args.get("compatible_architectures") or (),
+    )
+
+
+def _connection(peer: Caller | None) -> Caller:
+    """The Caller that stands for one socket connection (the owner of its uploads)."""
+    if peer is None:
+        raise ProtocolError("staged uploads belong to a socket connection; in-process callers "
+                            "pass the zip's bytes")  # fmt: skip
+    return peer
+
+
+def _upload_limits(config: DaemonConfig) -> UploadLimits:
+    return UploadLimits(config.upload_max_open, config.upload_max_bytes, config.upload_timeout_s)
+
+
 def _layer_name(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidParameterValue(f"name must be a layer name, got {value!r}", field="name")
@@ -469,6 +564,9 @@ OPS: Final[dict[str, Op]] = {
     "layer_publish": UnixFront.op_layer_publish,
     "layer_list": UnixFront.op_layer_list,
     "layer_delete": UnixFront.op_layer_delete,
+    "upload_begin": UnixFront.op_upload_begin,
+    "upload_chunk": UnixFront.op_upload_chunk,
+    "upload_abort": UnixFront.op_upload_abort,
     "publish": UnixFront.op_publish,
     "aliases": UnixFront.op_aliases,
     "alias_create": UnixFront.op_alias_create,
@@ -537,6 +635,11 @@ class ClientProtocol(asyncio.Protocol):
         for timer in (self._hello_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
+        if self.peer is not None and self.peer is not UNKNOWN_PEER:
+            # A deploy under way has taken its upload already and runs to its end.
+            dropped = self.front.uploads.drop_owner(self.peer)
+            if dropped:
+                log.info("removed %d staged upload(s) of a closed connection", dropped)
 
     def pause_writing(self) -> None:
         self._write_paused = True

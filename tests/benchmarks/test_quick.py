@@ -19,7 +19,7 @@ from benchmarks import report
 from benchmarks.peers import PEERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SCENARIOS = ("peers", "cold", "warm", "http", "metering", "throughput", "scale")
+SCENARIOS = ("peers", "cold", "warm", "http", "gateway", "metering", "throughput", "scale")
 PLOTS = ("cold_latency.png", "warm_latency.png", "throughput.png", "scale_out.png")
 
 
@@ -78,8 +78,8 @@ def test_a_row_for_every_target(quick_run: tuple[Path, str]) -> None:
     markdown = (out / "latest.md").read_text()
     for row in doc["targets"]:
         assert set(row) == {"figure", "target", "measured", "baseline", "met"}
-        # Every target was measured, except a part of the http scenario that says why not
-        # (a daemon without the Lambda API's Invoke, no serverless-offline installed).
+        # Every target was measured, except a part of the http or gateway scenario that says
+        # why not (no Lambda API Invoke, no serverless-offline or uvicorn installed).
         skipped = row["measured"].startswith(("skipped: ", "failed: "))
         assert row["met"] in (True, False) or (row["met"] is None and skipped), row
         assert row["measured"] and row["baseline"]
@@ -121,3 +121,14 @@ def test_plots_are_pngs(quick_run: tuple[Path, str]) -> None:
     for name in PLOTS:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_the_gateway_scenario_has_its_table(quick_run: tuple[Path, str]) -> None:
+    out, stdout = quick_run
+    doc = json.loads((out / "latest.json").read_text())
+    assert doc["gateway"]["warm_us"]["gateway"]["n"] > 0
+    assert doc["gateway"]["rate"]["gateway"]["responses"] > 0
+    markdown = (out / "latest.md").read_text()
+    assert "## HTTP gateway vs uvicorn+Starlette vs serverless-offline httpApi" in markdown
+    for label in ("lambdad gateway ", "uvicorn+Starlette ", "serverless-offline "):
+        assert f"    {label}" in stdout, label
