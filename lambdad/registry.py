@@ -251,7 +251,9 @@ class Registry:
         self.state_dir = state_dir
         self.functions_dir = os.path.join(state_dir, "functions")
         self.code_dir = os.path.join(state_dir, "code")
-        for d in (self.functions_dir, self.code_dir):
+        # <sha>: the bytes of the zip a code tree came from (Lambda's CodeSize)
+        self.sizes_dir = os.path.join(state_dir, "code-sizes")
+        for d in (self.functions_dir, self.code_dir, self.sizes_dir):
             os.makedirs(d, mode=0o755, exist_ok=True)
         os.chmod(self.code_dir, 0o755)  # sandboxes (other uids) traverse it
         self.functions: dict[str, Function] = {}
@@ -316,12 +318,31 @@ class Registry:
             CodeStorageExceeded: the disk is below its free-space watermark.
         """
         if self.build_policy is None:
-            return codebuild.build(self.code_dir, zip_bytes)
-        limits, watermark = self.build_policy()
-        short = watermark.shortfall(self.state_dir)
-        if short is not None:
-            raise CodeStorageExceeded(f"deploy refused: {short}")
-        return codebuild.build_in_child(self.code_dir, zip_bytes, limits)
+            sha = codebuild.build(self.code_dir, zip_bytes)
+        else:
+            limits, watermark = self.build_policy()
+            short = watermark.shortfall(self.state_dir)
+            if short is not None:
+                raise CodeStorageExceeded(f"deploy refused: {short}")
+            sha = codebuild.build_in_child(self.code_dir, zip_bytes, limits)
+        # Lambda's CodeSize is the deployment package's: kept beside the tree (the first zip
+        # that made it, when two zips unpack alike).
+        # (A torn write after a crash reads as unknown: CodeSize then falls back to the tree's.)
+        with contextlib.suppress(FileExistsError), open(self._zip_size_path(sha), "x") as f:
+            f.write(str(len(zip_bytes)))
+        return sha
+
+    def _zip_size_path(self, code_sha256: str) -> str:
+        return os.path.join(self.sizes_dir, code_sha256)
+
+    def zip_size(self, code_sha256: str) -> int | None:
+        """Bytes of the zip a code tree was deployed from (None for trees stored before this
+        was recorded)."""
+        try:
+            with open(self._zip_size_path(code_sha256), "rb") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
 
     def add_version(self, config: FunctionConfig, code_sha256: str) -> tuple[Version, bool]:
         """A msgpack deploy: :meth:`set_latest` then :meth:`publish`, one write.
@@ -573,6 +594,10 @@ class Registry:
 
     def _collect_code(self) -> None:
         used = {v.code_sha256 for fn in self.functions.values() for v in (fn.latest, *fn.versions)}
+        for entry in os.listdir(self.sizes_dir):
+            if entry not in used:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.sizes_dir, entry))
         for entry in os.listdir(self.code_dir):
             if entry not in used and not entry.startswith(".tmp-"):
                 # Sandboxes that still run it hold their own (detached) mount of the tree.

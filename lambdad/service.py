@@ -739,7 +739,7 @@ class Service:
         """Limits and usage, as ``GetAccountSettings`` reports them."""
         scheduler = self.admission.scheduler
         trees = {v.code_sha256 for fn in self.registry for v in (fn.latest, *fn.versions)}
-        sizes = [await asyncio.to_thread(self.code_size, tree) for tree in sorted(trees)]
+        sizes = [await asyncio.to_thread(self.package_size, tree) for tree in sorted(trees)]
         code_bytes = sum(sizes)
         return {
             "concurrent_executions": scheduler.global_limit,
@@ -747,6 +747,12 @@ class Service:
             "function_count": len(self.registry.functions),
             "total_code_size": code_bytes,
         }
+
+    def package_size(self, code_sha256: str) -> int:
+        """Lambda's ``CodeSize``: bytes of the zip deployed (the tree's, for code stored
+        before zip sizes were recorded)."""
+        size = self.registry.zip_size(code_sha256)
+        return size if size is not None else self.code_size(code_sha256)
 
     def code_size(self, code_sha256: str) -> int:
         """Bytes of an extracted code tree (cached: trees are immutable)."""

@@ -151,7 +151,7 @@ def configuration(
         "Runtime": cfg.lambda_runtime or cfg.runtime,
         "Role": cfg.role,
         "Handler": cfg.handler,
-        "CodeSize": ctx.service.code_size(version.code_sha256),
+        "CodeSize": ctx.service.package_size(version.code_sha256),
         "Description": description,
         "Timeout": int(cfg.timeout_s) if cfg.timeout_s == int(cfg.timeout_s) else cfg.timeout_s,
         "MemorySize": cfg.memory_mb,

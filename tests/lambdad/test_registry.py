@@ -130,6 +130,8 @@ def test_code_address_depends_on_content_not_on_zip_layout(reg: Registry) -> Non
         reg.store_code(a)
     )
     assert len([e for e in os.listdir(reg.code_dir)]) == 2
+    # CodeSize is the first zip's that made the tree (Lambda's is the deployment package's).
+    assert reg.zip_size(reg.store_code(a)) == len(a)
 
 
 def test_a_leading_dot_slash_is_normalised(reg: Registry) -> None:

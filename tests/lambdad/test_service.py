@@ -136,6 +136,7 @@ class FakeSandbox:
         timeout_ms: int,
         trace_id: str | None = None,
         client_context: str | None = None,
+        qualifier: str | None = None,
     ) -> None:
         if not self.alive:
             raise SandboxDied(self.id)
