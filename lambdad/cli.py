@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lambdad.service import Service
 
-from lambdad import __version__, cli_queues
+from lambdad import __version__, cli_buckets, cli_queues
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
 from lambdad.logs import LogEvent, render, time_ms
 
@@ -173,8 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
     _layer_parser(verb("layer", "publish, list and delete layers (shared code for /opt)"))
-    _trigger_parser(verb("trigger", "HTTP routes, function URLs and schedules"))
+    _trigger_parser(verb("trigger", "HTTP routes, function URLs, schedules, queues, buckets"))
     cli_queues.add_parsers(verb)  # queue, destination
+    cli_buckets.add_parsers(verb)  # bucket
     return p
 
 
@@ -203,6 +204,7 @@ def _trigger_parser(t: argparse.ArgumentParser) -> None:
         kp.add_argument("--cors-header", action="append", default=[], metavar="H")
     kinds["url"].add_argument("--auth", choices=["NONE", "AWS_IAM"], default="NONE")
     cli_queues.add_queue_kind(add, _socket_option)  # trigger add queue: an event-source mapping
+    cli_buckets.add_s3_kind(add, _socket_option)  # trigger add s3: object events
     sch = kinds["schedule"]
     sch.add_argument("--expression", required=True, help="rate(...), cron(...) or at(...)")
     sch.add_argument("--timezone")
@@ -475,6 +477,9 @@ def _client_verb(args: argparse.Namespace) -> int:
         done = cli_queues.run(client, args)
         if done is not None:
             return done
+        done = cli_buckets.run(client, args)
+        if done is not None:
+            return done
     raise AssertionError(args.verb)
 
 
@@ -655,6 +660,8 @@ def _trigger(client: Any, args: argparse.Namespace) -> int:
     either (a mapping's name is also accepted as its UUID)."""
     if args.action == "add" and args.kind == "queue":
         return cli_queues.add_queue_trigger(client, args)
+    if args.action == "add" and args.kind == "s3":
+        return cli_buckets.add_s3_trigger(client, args)
     if args.action in ("rm", "enable", "disable") and cli_queues.is_mapping(client, args.name):
         return cli_queues.change_queue_trigger(client, args.action, args.name)
     if args.action == "add":
@@ -700,6 +707,7 @@ def _trigger(client: Any, args: argparse.Namespace) -> int:
                 "http": s.get("route"),
                 "url": t.get("url") or s.get("auth_type"),
                 "schedule": s.get("expression"),
+                "s3": cli_buckets.describe_s3(t) if t["kind"] == "s3" else None,
             }[t["kind"]]
             target = t["function"] + (f":{t['qualifier']}" if t["qualifier"] else "")
             c = t["counters"]
