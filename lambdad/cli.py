@@ -333,6 +333,7 @@ def _serve(args: argparse.Namespace) -> int:
 async def _deploy_examples(service: Service, directory: str) -> None:
     import asyncio
 
+    from lambdad.buckets import examples as bucket_examples
     from lambdad.client import zip_code
     from lambdad.errors import InvalidParameterValue
     from lambdad.functions import check_host_support, validate
@@ -353,6 +354,8 @@ async def _deploy_examples(service: Service, directory: str) -> None:
         try:
             if "layers" in settings:
                 settings["layers"] = [layers.get(ref, ref) for ref in settings["layers"]]
+            # buckets.json: the example's buckets (made first: its bucket: mounts name them).
+            settings = await bucket_examples.prepare(service, path, settings)
             config = validate({**settings, "name": name})
             check_host_support(config, egress_unavailable=None)
         except InvalidParameterValue as exc:
@@ -364,6 +367,8 @@ async def _deploy_examples(service: Service, directory: str) -> None:
             f"lambdad: example {name!r} {state} (version {deployment.function.version})",
             file=sys.stderr,
         )
+        for trigger in bucket_examples.bind(service, path, name):  # buckets.json's s3 triggers
+            print(f"lambdad: example trigger {trigger!r} added", file=sys.stderr)
 
 
 async def _publish_example_layers(service: Service, directory: str) -> dict[str, str]:
@@ -384,7 +389,12 @@ async def _publish_example_layers(service: Service, directory: str) -> dict[str,
         with open(os.path.join(path, "layer.json")) as f:
             settings = json.load(f)
         name = str(settings["layer"])
-        content = await asyncio.to_thread(zip_code, os.path.join(path, "content"))
+        content_dir = os.path.join(path, "content")
+        if "pip" in settings:  # {"pip": ["pillow>=10"]}: installed from PyPI now, not committed
+            content_dir = os.path.join(service.config.state_dir, "example-layers", entry)
+            if not await _pip_layer(content_dir, settings["pip"]):
+                continue
+        content = await asyncio.to_thread(zip_code, content_dir)
         sha = base64.b64encode(hashlib.sha256(content).digest()).decode()
         versions = service.layers.list_versions(name)
         if versions and versions[0].code_sha256 == sha:
@@ -400,6 +410,31 @@ async def _publish_example_layers(service: Service, directory: str) -> dict[str,
         found[name] = f"{name}:{version.number}"
         print(f"lambdad: example layer {found[name]} {state}", file=sys.stderr)
     return found
+
+
+async def _pip_layer(content_dir: str, requirements: list[str]) -> bool:
+    """``pip install --target content_dir/python`` with the daemon's interpreter (the python3
+    runtime's), once: a finished install leaves a marker. False (printed) if pip fails."""
+    import asyncio
+
+    marker = os.path.join(content_dir, ".installed")
+    if os.path.isfile(marker):
+        return True
+    target = os.path.join(content_dir, "python")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--target", target, *requirements,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        print(f"lambdad: example layer skipped: pip install {' '.join(requirements)}: "
+              f"{tail[0]}", file=sys.stderr)  # fmt: skip
+        return False
+    with open(marker, "w"):
+        pass
+    return True
 
 
 def _client_verb(args: argparse.Namespace) -> int:
