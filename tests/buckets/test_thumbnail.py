@@ -93,6 +93,9 @@ def test_kill9_mid_burst_loses_no_upload(pipeline: DaemonProcess) -> None:
         partial.write_bytes(blob)
         os.rename(partial, b["uploads"] / f"p{i:03d}.jpg")  # renamed into place
         if i == BURST // 2:
+            # Deliveries are under way (thumbnails appearing, events stored and running,
+            # index rows being written) when the daemon is killed; the rest land while down.
+            wait_for(lambda: len(list(b["thumbnails"].iterdir())) >= 5, timeout=120)
             assert pipeline.proc is not None
             pipeline.proc.send_signal(signal.SIGKILL)
             pipeline.proc.wait()
