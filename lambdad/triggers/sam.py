@@ -15,7 +15,11 @@ What a template maps to (docs/triggers-http.md, "SAM templates"):
   ProvisionedConcurrencyConfig (min_warm); FunctionUrlConfig → a url trigger;
 * its ``Events``: ``HttpApi`` → an http trigger (payload 2.0 unless PayloadFormatVersion),
   ``Api`` → an http trigger with ``api = "rest"`` (payload 1.0), ``Schedule`` /
-  ``ScheduleV2`` → a schedule trigger. Trigger names: ``FUNCTION-EVENTID``.
+  ``ScheduleV2`` → a schedule trigger, ``S3`` → an s3 trigger (``Bucket: !Ref B``, ``Events``,
+  ``Filter.S3Key.Rules`` prefix/suffix; docs/triggers-buckets.md). Trigger names:
+  ``FUNCTION-EVENTID``;
+* ``AWS::S3::Bucket`` → a lambdad bucket (``BucketName`` or the logical id in lower case),
+  created if missing and never removed by ``--prune`` (it holds data).
 
 Idempotent: a function whose code and configuration did not change is not re-deployed (the
 daemon compares), a trigger whose settings did not change is kept. A record of what the stack
@@ -42,7 +46,8 @@ SUPPORTED_PROPERTIES: Final = frozenset({
     "Layers", "ReservedConcurrentExecutions", "ProvisionedConcurrencyConfig", "Events",
     "FunctionUrlConfig", "Description", "Architectures", "Tags",
 })  # fmt: skip
-EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2"})
+EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2", "S3"})
+BUCKET: Final = "AWS::S3::Bucket"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Plan:
     directory: str
     functions: list[FunctionPlan] = field(default_factory=list)
     triggers: list[TriggerPlan] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)  # lambdad buckets, created if missing
     unsupported: list[str] = field(default_factory=list)
 
 
@@ -106,7 +112,8 @@ def _merge(base: Any, over: Any) -> Any:
 class _Resolver:
     def __init__(self, params: dict[str, Any], names: dict[str, str], stack: str) -> None:
         self.params = params
-        self.names = names  # logical id -> function name
+        self.names = names  # logical id -> function name (or bucket name, for those in buckets)
+        self.buckets: set[str] = set()  # logical ids of AWS::S3::Bucket resources
         self.stack = stack
         self.problems: list[str] = []
 
@@ -123,6 +130,8 @@ class _Resolver:
         return ""
 
     def get_att(self, target: str, attr: str, where: str) -> Any:
+        if target in self.buckets and attr == "Arn":
+            return f"arn:aws:s3:::{self.names[target]}"
         if target in self.names and attr == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.names[target]}"
         self.problems.append(f"{where}: !GetAtt {target}.{attr} does not resolve locally")
@@ -206,7 +215,12 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
             props = res.get("Properties") or {}
             fn_name = props.get("FunctionName", logical_id)
             names[logical_id] = fn_name if isinstance(fn_name, str) else logical_id
+        elif isinstance(res, Mapping) and res.get("Type") == BUCKET:
+            bucket_name = (res.get("Properties") or {}).get("BucketName", logical_id.lower())
+            names[logical_id] = bucket_name if isinstance(bucket_name, str) else logical_id.lower()
     resolver = _Resolver(values, names, stack)
+    resolver.buckets = {k for k, r in resources.items() if isinstance(r, Mapping)
+                        and r.get("Type") == BUCKET}  # fmt: skip
     for logical_id, res in resources.items():
         if isinstance(res, Mapping) and res.get("Type") == FUNCTION:
             fn_name = (res.get("Properties") or {}).get("FunctionName")
@@ -216,6 +230,12 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
     result = Plan(stack, directory)
     for logical_id, res in resources.items():
         rtype = res.get("Type") if isinstance(res, Mapping) else None
+        if rtype == BUCKET:
+            extra = sorted(set(res.get("Properties") or {}) - {"BucketName"})
+            if extra:
+                problems.append(f"{logical_id}: bucket properties {extra} are not supported")
+            result.buckets.append(names[logical_id])
+            continue
         if rtype != FUNCTION:
             problems.append(f"{logical_id}: resource type {rtype} is not supported")
             continue
@@ -293,7 +313,7 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
     etype = event.get("Type") if isinstance(event, Mapping) else None
     if etype not in EVENT_TYPES:
         problems.append(f"{where}: event type {etype} is not supported (HttpApi, Api, Schedule,"
-                        " ScheduleV2)")  # fmt: skip
+                        " ScheduleV2, S3)")  # fmt: skip
         return
     p = event.get("Properties") or {}
     name = f"{function}-{event_id}"
@@ -311,6 +331,9 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
             settings["payload_format"] = str(p["PayloadFormatVersion"])
         result.triggers.append(TriggerPlan("http", name, function, settings))
         return
+    if etype == "S3":
+        _s3_event(where, name, function, p, result, problems)
+        return
     expression = p.get("Schedule") if etype == "Schedule" else p.get("ScheduleExpression")
     settings = {"expression": expression}
     if etype == "ScheduleV2" and p.get("ScheduleExpressionTimezone"):
@@ -321,6 +344,27 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
     result.triggers.append(TriggerPlan("schedule", name, function, settings, enabled))
 
 
+def _s3_event(where: str, name: str, function: str, p: Mapping[str, Any], result: Plan,
+              problems: list[str]) -> None:  # fmt: skip
+    """SAM's ``S3`` event: ``Bucket`` (a ``!Ref`` to a bucket of the template, or a lambdad
+    bucket's name), ``Events`` (one or a list), ``Filter.S3Key.Rules`` (prefix, suffix)."""
+    bucket = p.get("Bucket")
+    if not isinstance(bucket, str) or not bucket:
+        problems.append(f"{where}: Bucket must be a !Ref to an AWS::S3::Bucket or a bucket name")
+        return
+    events = p.get("Events", "s3:ObjectCreated:*")
+    events = [events] if isinstance(events, str) else events
+    settings: dict[str, Any] = {"bucket": bucket, "events": events}
+    rules = (((p.get("Filter") or {}).get("S3Key") or {}).get("Rules")) or []
+    for rule in rules:
+        key = str(rule.get("Name", "")).lower() if isinstance(rule, Mapping) else ""
+        if key not in ("prefix", "suffix"):
+            problems.append(f"{where}: filter rule {rule!r} is not a prefix or suffix rule")
+            continue
+        settings[key] = str(rule.get("Value", ""))
+    result.triggers.append(TriggerPlan("s3", name, function, settings))
+
+
 def _record_path(p: Plan) -> str:
     return os.path.join(p.directory, f".lambdad-stack-{p.stack}.json")
 
@@ -328,6 +372,12 @@ def _record_path(p: Plan) -> str:
 def apply(client: Any, p: Plan, prune: bool = False) -> list[str]:
     """Deploy ``p`` through ``client``; returns one line per change, for the CLI."""
     lines: list[str] = []
+    if p.buckets:
+        have = {b["name"] for b in client.list_buckets()}
+        for bucket in p.buckets:
+            if bucket not in have:
+                client.create_bucket(bucket)
+                lines.append(f"bucket {bucket}: created")
     for fn in p.functions:
         before = {f["name"]: f["sha256"] for f in client.list()}.get(fn.name)
         info = client.deploy(fn.name, fn.code, **fn.options)
