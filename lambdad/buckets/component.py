@@ -183,6 +183,14 @@ class Buckets(Component):
         bucket = self.store.buckets.get(change.bucket)
         if bucket is None:
             return
+        if change.scan and not change.key and not os.path.isdir(bucket.path):
+            # The directory itself went away: its objects are removed (delivered below), and
+            # the bucket is watched again when the directory is back (_poll).
+            reason = f"its directory {bucket.path} was removed"
+            if bucket.name not in self.unavailable:
+                log.error("bucket %r is not watched: %s", bucket.name, reason)
+            self.unavailable[bucket.name] = reason
+            self.watcher.unwatch(bucket.name)
         if change.scan:
             events, unsettled = await asyncio.to_thread(self._diff_tree, bucket, change.key)
             if unsettled:

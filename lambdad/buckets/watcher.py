@@ -170,6 +170,7 @@ class Watcher:
         if mask & (F.DELETE_SELF | F.MOVE_SELF):
             if not sub and self._roots.get(bucket) == root:
                 log.error("bucket %r: its directory %s was removed or moved", bucket, root)
+                self.report(Change(bucket, "", True))  # its objects are gone
             return
         if not name or name.startswith("."):
             return

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from lambdad.client import Client
 from lambdad.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
-from tests.conftest import TEST_CONFIG, DaemonProcess, make_daemon, wait_for, write_function
+from tests.conftest import ROOT, TEST_CONFIG, DaemonProcess, make_daemon, wait_for, write_function
 
 pytestmark = [pytest.mark.root]
 
@@ -169,3 +172,60 @@ def test_directories_created_later_and_changes_while_down(
         put(inbox, "after.txt", b"x")
         wait_for(lambda: len(keys()) == 5)
         assert keys().count("kept.txt") == 2
+
+
+def test_a_removed_directory_removes_its_objects_and_comes_back(
+    bucket_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """A --path bucket whose directory is removed: its objects' removals are delivered, the
+    bucket is listed unavailable, and it is watched again once the directory is back."""
+    own = tmp_path / "shared"
+    own.mkdir()
+    with bucket_daemon.client() as client:
+        outbox = Path(client.create_bucket("out-bucket")["path"])
+        code = write_function(tmp_path / "recorder", RECORDER)
+        client.deploy("recorder", str(code), mounts=["bucket:out-bucket:/mnt/out"])
+        client.create_bucket("shared", str(own))
+        client.trigger_add("s3", "any", "recorder", bucket="shared",
+                           events=["s3:ObjectCreated:*", "s3:ObjectRemoved:*"])  # fmt: skip
+        put(own, "x/one.txt", b"1")
+        wait_for(lambda: len(received(outbox)) == 1)
+        shutil.rmtree(own)
+        names = lambda: [r["eventName"] for r in received(outbox)]  # noqa: E731
+        wait_for(lambda: names() == ["ObjectCreated:Put", "ObjectRemoved:Delete"])
+        state = lambda: {b["name"]: b["state"] for b in client.list_buckets()}["shared"]  # noqa: E731
+        wait_for(lambda: state() == "unavailable")
+        own.mkdir()
+        wait_for(lambda: state() == "watched")
+        put(own, "two.txt", b"2")
+        wait_for(lambda: len(received(outbox)) == 3)
+
+
+def test_the_command_line(bucket_daemon: DaemonProcess, tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lambdad", *args, "--socket",
+                               bucket_daemon.socket], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)  # fmt: skip
+
+    made = cli("bucket", "create", "media", "--path", str(tmp_path))
+    assert made.returncode == 0 and str(tmp_path.resolve()) in made.stdout, made.stderr
+    bad = cli("bucket", "create", "xyz", "--path", str(tmp_path / "missing"))
+    assert bad.returncode != 0 and "does not exist" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    listed = json.loads(cli("bucket", "ls", "--json").stdout)
+    assert [b["name"] for b in listed] == ["media"]
+    code = write_function(tmp_path / ".fn", RECORDER)  # hidden: not an object of the bucket
+    with bucket_daemon.client() as client:
+        client.deploy("recorder", str(code))
+    added = cli("trigger", "add", "s3", "on-media", "recorder", "--bucket", "media",
+                "--events", "s3:ObjectRemoved:*", "--suffix", ".png")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    ls = cli("trigger", "ls")
+    assert "on-media" in ls.stdout and "media/*.png" in ls.stdout
+    refused = cli("bucket", "rm", "media")
+    assert refused.returncode != 0 and "source of trigger" in refused.stderr
+    push = cli("trigger", "add", "s3", "hook", "recorder", "--push")
+    assert push.returncode == 0 and "secret " in push.stdout, push.stderr
+    assert cli("trigger", "rm", "on-media").returncode == 0
+    assert cli("bucket", "rm", "media").returncode == 0
+    assert tmp_path.is_dir()
