@@ -339,7 +339,19 @@ async def _deploy_examples(service: Service, directory: str) -> None:
     from lambdad.functions import check_host_support, validate
 
     layers = await _publish_example_layers(service, directory)
-    for name in sorted(os.listdir(directory)):
+    # Examples naming a layer built by pip ({"pip": [...]} in its layer.json: seconds of
+    # install) come last, and the layer is built when the first of them is reached: the
+    # others do not wait for it.
+    pip_layers = await _publish_example_layers(service, directory, pip=None)
+
+    def uses_pip(name: str) -> bool:
+        try:
+            with open(os.path.join(directory, name, "function.json")) as f:
+                return bool(set(json.load(f).get("layers", [])) & set(pip_layers))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    for name in sorted(os.listdir(directory), key=lambda n: (uses_pip(n), n)):
         path = os.path.join(directory, name)
         # A Python example is an app.py; any other says its runtime and handler in
         # function.json ({"runtime": "nodejs20.x", "handler": "index.handler"}), and may
@@ -351,6 +363,8 @@ async def _deploy_examples(service: Service, directory: str) -> None:
         elif not os.path.isfile(os.path.join(path, "app.py")):
             continue
         code = await asyncio.to_thread(zip_code, path)
+        if set(settings.get("layers", [])) & set(pip_layers) - set(layers):
+            layers.update(await _publish_example_layers(service, directory, pip=True))
         try:
             if "layers" in settings:
                 settings["layers"] = [layers.get(ref, ref) for ref in settings["layers"]]
@@ -371,9 +385,13 @@ async def _deploy_examples(service: Service, directory: str) -> None:
             print(f"lambdad: example trigger {trigger!r} added", file=sys.stderr)
 
 
-async def _publish_example_layers(service: Service, directory: str) -> dict[str, str]:
+async def _publish_example_layers(
+    service: Service, directory: str, pip: bool | None = False
+) -> dict[str, str]:
     """Each ``DIR/*/layer.json`` ({"layer": NAME, ...}) with its files in ``content/``: a new
-    version of layer NAME, unless its newest has the same zip. Returns NAME -> NAME:VERSION."""
+    version of layer NAME, unless its newest has the same zip. Returns NAME -> NAME:VERSION.
+    ``pip``: False, the layers with files; True, those whose layer.json says ``"pip"``
+    (installed now); None, only the names of the latter (NAME -> NAME), nothing published."""
     import asyncio
     import base64
     import hashlib
@@ -389,6 +407,11 @@ async def _publish_example_layers(service: Service, directory: str) -> dict[str,
         with open(os.path.join(path, "layer.json")) as f:
             settings = json.load(f)
         name = str(settings["layer"])
+        if ("pip" in settings) is not bool(pip):
+            continue
+        if pip is None:
+            found[name] = name
+            continue
         content_dir = os.path.join(path, "content")
         if "pip" in settings:  # {"pip": ["pillow>=10"]}: installed from PyPI now, not committed
             content_dir = os.path.join(service.config.state_dir, "example-layers", entry)
@@ -426,7 +449,12 @@ async def _pip_layer(content_dir: str, requirements: list[str]) -> bool:
         "--target", target, *requirements,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, err = await proc.communicate()
+    try:
+        _, err = await proc.communicate()
+    except asyncio.CancelledError:  # the daemon is stopping: no pip left behind
+        proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         print(f"lambdad: example layer skipped: pip install {' '.join(requirements)}: "
