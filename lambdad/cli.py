@@ -407,7 +407,7 @@ async def _publish_example_layers(
         with open(os.path.join(path, "layer.json")) as f:
             settings = json.load(f)
         name = str(settings["layer"])
-        if ("pip" in settings) is not bool(pip):
+        if ("pip" in settings) is not (pip is not False):
             continue
         if pip is None:
             found[name] = name
