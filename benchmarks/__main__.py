@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    buckets,
     cold,
     gateway,
     harness,
@@ -52,6 +53,7 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "throughput": throughput.run,
     "runtimes": runtimes.run,
     "queues": queues.run,  # issue 16: mapping throughput, embedded and NATS (not in the table yet)
+    "buckets": buckets.run,  # issue 16: object event -> handler start (not in the table yet)
     "scale": scale.run,
 }
 # Run only when named with --only: the soak runs for minutes (--minutes) and measures

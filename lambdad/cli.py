@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lambdad.service import Service
 
-from lambdad import __version__, cli_queues
+from lambdad import __version__, cli_buckets, cli_queues
 from lambdad.errors import DaemonUnreachable, InvalidRequest, LambdadError
 from lambdad.logs import LogEvent, render, time_ms
 
@@ -173,8 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("name", nargs="?")
     rd.add_argument("--event", help="one event id")
     _layer_parser(verb("layer", "publish, list and delete layers (shared code for /opt)"))
-    _trigger_parser(verb("trigger", "HTTP routes, function URLs and schedules"))
+    _trigger_parser(verb("trigger", "HTTP routes, function URLs, schedules, queues, buckets"))
     cli_queues.add_parsers(verb)  # queue, destination
+    cli_buckets.add_parsers(verb)  # bucket
     return p
 
 
@@ -203,6 +204,7 @@ def _trigger_parser(t: argparse.ArgumentParser) -> None:
         kp.add_argument("--cors-header", action="append", default=[], metavar="H")
     kinds["url"].add_argument("--auth", choices=["NONE", "AWS_IAM"], default="NONE")
     cli_queues.add_queue_kind(add, _socket_option)  # trigger add queue: an event-source mapping
+    cli_buckets.add_s3_kind(add, _socket_option)  # trigger add s3: object events
     sch = kinds["schedule"]
     sch.add_argument("--expression", required=True, help="rate(...), cron(...) or at(...)")
     sch.add_argument("--timezone")
@@ -333,12 +335,25 @@ def _serve(args: argparse.Namespace) -> int:
 async def _deploy_examples(service: Service, directory: str) -> None:
     import asyncio
 
+    from lambdad.buckets import examples as bucket_examples
     from lambdad.client import zip_code
     from lambdad.errors import InvalidParameterValue
     from lambdad.functions import check_host_support, validate
 
     layers = await _publish_example_layers(service, directory)
-    for name in sorted(os.listdir(directory)):
+    # Examples naming a layer built by pip ({"pip": [...]} in its layer.json: seconds of
+    # install) come last, and the layer is built when the first of them is reached: the
+    # others do not wait for it.
+    pip_layers = await _publish_example_layers(service, directory, pip=None)
+
+    def uses_pip(name: str) -> bool:
+        try:
+            with open(os.path.join(directory, name, "function.json")) as f:
+                return bool(set(json.load(f).get("layers", [])) & set(pip_layers))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    for name in sorted(os.listdir(directory), key=lambda n: (uses_pip(n), n)):
         path = os.path.join(directory, name)
         # A Python example is an app.py; any other says its runtime and handler in
         # function.json ({"runtime": "nodejs20.x", "handler": "index.handler"}), and may
@@ -350,9 +365,13 @@ async def _deploy_examples(service: Service, directory: str) -> None:
         elif not os.path.isfile(os.path.join(path, "app.py")):
             continue
         code = await asyncio.to_thread(zip_code, path)
+        if set(settings.get("layers", [])) & set(pip_layers) - set(layers):
+            layers.update(await _publish_example_layers(service, directory, pip=True))
         try:
             if "layers" in settings:
                 settings["layers"] = [layers.get(ref, ref) for ref in settings["layers"]]
+            # buckets.json: the example's buckets (made first: its bucket: mounts name them).
+            settings = await bucket_examples.prepare(service, path, settings)
             config = validate({**settings, "name": name})
             check_host_support(config, egress_unavailable=None)
         except InvalidParameterValue as exc:
@@ -364,11 +383,17 @@ async def _deploy_examples(service: Service, directory: str) -> None:
             f"lambdad: example {name!r} {state} (version {deployment.function.version})",
             file=sys.stderr,
         )
+        for trigger in bucket_examples.bind(service, path, name):  # buckets.json's s3 triggers
+            print(f"lambdad: example trigger {trigger!r} added", file=sys.stderr)
 
 
-async def _publish_example_layers(service: Service, directory: str) -> dict[str, str]:
+async def _publish_example_layers(
+    service: Service, directory: str, pip: bool | None = False
+) -> dict[str, str]:
     """Each ``DIR/*/layer.json`` ({"layer": NAME, ...}) with its files in ``content/``: a new
-    version of layer NAME, unless its newest has the same zip. Returns NAME -> NAME:VERSION."""
+    version of layer NAME, unless its newest has the same zip. Returns NAME -> NAME:VERSION.
+    ``pip``: False, the layers with files; True, those whose layer.json says ``"pip"``
+    (installed now); None, only the names of the latter (NAME -> NAME), nothing published."""
     import asyncio
     import base64
     import hashlib
@@ -384,7 +409,17 @@ async def _publish_example_layers(service: Service, directory: str) -> dict[str,
         with open(os.path.join(path, "layer.json")) as f:
             settings = json.load(f)
         name = str(settings["layer"])
-        content = await asyncio.to_thread(zip_code, os.path.join(path, "content"))
+        if ("pip" in settings) is not (pip is not False):
+            continue
+        if pip is None:
+            found[name] = name
+            continue
+        content_dir = os.path.join(path, "content")
+        if "pip" in settings:  # {"pip": ["pillow>=10"]}: installed from PyPI now, not committed
+            content_dir = os.path.join(service.config.state_dir, "example-layers", entry)
+            if not await _pip_layer(content_dir, settings["pip"]):
+                continue
+        content = await asyncio.to_thread(zip_code, content_dir)
         sha = base64.b64encode(hashlib.sha256(content).digest()).decode()
         versions = service.layers.list_versions(name)
         if versions and versions[0].code_sha256 == sha:
@@ -400,6 +435,36 @@ async def _publish_example_layers(service: Service, directory: str) -> dict[str,
         found[name] = f"{name}:{version.number}"
         print(f"lambdad: example layer {found[name]} {state}", file=sys.stderr)
     return found
+
+
+async def _pip_layer(content_dir: str, requirements: list[str]) -> bool:
+    """``pip install --target content_dir/python`` with the daemon's interpreter (the python3
+    runtime's), once: a finished install leaves a marker. False (printed) if pip fails."""
+    import asyncio
+
+    marker = os.path.join(content_dir, ".installed")
+    if os.path.isfile(marker):
+        return True
+    target = os.path.join(content_dir, "python")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--target", target, *requirements,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await proc.communicate()
+    except asyncio.CancelledError:  # the daemon is stopping: no pip left behind
+        proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        print(f"lambdad: example layer skipped: pip install {' '.join(requirements)}: "
+              f"{tail[0]}", file=sys.stderr)  # fmt: skip
+        return False
+    with open(marker, "w"):
+        pass
+    return True
 
 
 def _client_verb(args: argparse.Namespace) -> int:
@@ -475,6 +540,9 @@ def _client_verb(args: argparse.Namespace) -> int:
         if args.verb == "trigger":
             return _trigger(client, args)
         done = cli_queues.run(client, args)
+        if done is not None:
+            return done
+        done = cli_buckets.run(client, args)
         if done is not None:
             return done
     raise AssertionError(args.verb)
@@ -657,6 +725,8 @@ def _trigger(client: Any, args: argparse.Namespace) -> int:
     either (a mapping's name is also accepted as its UUID)."""
     if args.action == "add" and args.kind == "queue":
         return cli_queues.add_queue_trigger(client, args)
+    if args.action == "add" and args.kind == "s3":
+        return cli_buckets.add_s3_trigger(client, args)
     if args.action in ("rm", "enable", "disable") and cli_queues.is_mapping(client, args.name):
         return cli_queues.change_queue_trigger(client, args.action, args.name)
     if args.action == "add":
@@ -702,6 +772,7 @@ def _trigger(client: Any, args: argparse.Namespace) -> int:
                 "http": s.get("route"),
                 "url": t.get("url") or s.get("auth_type"),
                 "schedule": s.get("expression"),
+                "s3": cli_buckets.describe_s3(t) if t["kind"] == "s3" else None,
             }[t["kind"]]
             target = t["function"] + (f":{t['qualifier']}" if t["qualifier"] else "")
             c = t["counters"]

@@ -595,6 +595,19 @@ class Client:
     def trigger_disable(self, name: str) -> dict[str, Any]:
         return self.call("trigger_disable", name=name)["trigger"]  # type: ignore[no-any-return]
 
+    # -- buckets (docs/triggers-buckets.md) ----------------------------------------------
+
+    def create_bucket(self, name: str, path: str | None = None) -> dict[str, Any]:
+        """Create a bucket: a directory under the state directory, or the existing ``path``."""
+        args = {"path": path} if path is not None else {}
+        return self.call("bucket_create", name=name, **args)["bucket"]  # type: ignore[no-any-return]
+
+    def list_buckets(self) -> builtins.list[dict[str, Any]]:
+        return self.call("bucket_list")["buckets"]  # type: ignore[no-any-return]
+
+    def delete_bucket(self, name: str) -> None:
+        self.call("bucket_delete", name=name)
+
     # -- queues, event-source mappings, destinations (docs/triggers-queues.md) ------------
 
     def create_queue(self, name: str, **settings: Any) -> dict[str, Any]:
@@ -777,6 +790,17 @@ class AsyncOperations:
         """See :meth:`Client.log_events`."""
         args = log_args(name, cursor, since, until, request_id, filter, limit, True)
         return page_from_wire(await self.call("logs", **args))
+
+    async def create_bucket(self, name: str, path: str | None = None) -> dict[str, Any]:
+        """See :meth:`Client.create_bucket`."""
+        args = {"path": path} if path is not None else {}
+        return (await self.call("bucket_create", name=name, **args))["bucket"]  # type: ignore[no-any-return]
+
+    async def list_buckets(self) -> builtins.list[dict[str, Any]]:
+        return (await self.call("bucket_list"))["buckets"]  # type: ignore[no-any-return]
+
+    async def delete_bucket(self, name: str) -> None:
+        await self.call("bucket_delete", name=name)
 
     async def create_queue(self, name: str, **settings: Any) -> dict[str, Any]:
         return (await self.call("queue_create", name=name, **settings))["queue"]  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ from lambdad import __version__, daemonlog, frontends, notify, statedir
 from lambdad import config as config_mod
 from lambdad.admission import Admission
 from lambdad.background import AsyncWorker, Sweeper
+from lambdad.buckets.component import Buckets
 from lambdad.codebuild import BuildLimits
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
@@ -111,6 +112,10 @@ class Daemon:
         queues = QueueTriggers(config, self.service)
         destinations = Destinations(config, self.service, queues.queues)
         self.service.components.update({"queues": queues, "destinations": destinations})
+        # Buckets and their object events (docs/triggers-buckets.md): started after the
+        # async worker and the triggers, so the rescan at start finds both.
+        buckets = Buckets(config, self.service)
+        self.service.components["buckets"] = buckets
         # Background work, started once the runtimes are up.
         self.workers: list[Component] = [
             self.rollups,
@@ -120,6 +125,7 @@ class Daemon:
             Sweeper(config, self.registry, self.logs, self.warm, specializer, self.runtimes,
                     self.service),
             self.triggers,
+            buckets,
         ]  # fmt: skip
         # The core's components, in start order (stopped in reverse).
         self.components: list[Component] = [self.egress, self.runtimes, *self.workers]

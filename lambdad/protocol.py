@@ -118,6 +118,10 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
     "trigger_delete": frozenset({"name"}),
     "trigger_enable": frozenset({"name"}),
     "trigger_disable": frozenset({"name"}),
+    # buckets (lambdad/buckets/wire.py; docs/triggers-buckets.md)
+    "bucket_create": frozenset({"name", "path"}),
+    "bucket_list": frozenset(),
+    "bucket_delete": frozenset({"name"}),
     # queues, event-source mappings, destinations (docs/triggers-queues.md)
     "queue_create": frozenset(
         {"name", "visibility_timeout_s", "retention_s", "max_receive_count", "dead_letter"}

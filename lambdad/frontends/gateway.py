@@ -6,6 +6,8 @@ HTTP/1.1 machinery of :mod:`lambdad.frontends.http`:
 * **http triggers** — routes as HTTP APIs define them (``GET /items/{id}``, ``{proxy+}``,
   ``ANY``, ``$default``; the most specific wins, :mod:`lambdad.triggers.routes`), each with
   payload format 2.0 (default) or 1.0, and ``api = "rest"`` for REST API semantics;
+* **s3 push triggers** — ``POST /s3-events/NAME``: S3 notifications from MinIO / Ceph RGW,
+  stored as async events (:mod:`lambdad.buckets.push`);
 * **url triggers** — a function's URL, ``/lambda-url/FUNCTION[:QUALIFIER]/...``, payload
   2.0, ``AuthType`` ``NONE`` or ``AWS_IAM`` (SigV4 against the daemon's API keys).
 
@@ -24,6 +26,7 @@ import uuid
 from typing import Any, Final
 
 from lambdad import keys as keys_mod
+from lambdad.buckets import push
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.errors import LambdadError, RequestTooLarge, ResourceNotFound, TooManyRequests
@@ -33,7 +36,7 @@ from lambdad.model import Caller, InvokeRequest
 from lambdad.service import Service
 from lambdad.sigv4 import SignatureError, verify
 from lambdad.triggers import apigw, routes
-from lambdad.triggers.manager import URL_PREFIX, of
+from lambdad.triggers.manager import S3_PUSH_PREFIX, URL_PREFIX, of
 from lambdad.triggers.store import Trigger
 
 log = logging.getLogger("lambdad")
@@ -104,6 +107,10 @@ class Gateway:
         triggers = of(self.service)
         if request.path.startswith(URL_PREFIX):
             return await self._function_url(request, triggers.url_trigger)
+        if request.path.startswith(S3_PUSH_PREFIX):  # MinIO / Ceph RGW (lambdad/buckets/push.py)
+            answer = await push.accept(self.service, request.method, request.path,
+                                       request.header("authorization"), request.body)  # fmt: skip
+            return Response(answer.status, JSON, json.dumps(answer.body).encode())
         table = triggers.http_routes()
         if request.method == "OPTIONS" and request.header("access-control-request-method"):
             preflight = self._preflight(request, table)

@@ -37,6 +37,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
+from lambdad.buckets import wire as bucket_wire
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
 from lambdad.diskspace import Watermark
@@ -118,6 +119,9 @@ ACCESS: Final[dict[str, Access]] = {
     "trigger_delete": Access.ADMIN,
     "trigger_enable": Access.ADMIN,
     "trigger_disable": Access.ADMIN,
+    "bucket_create": Access.ADMIN,  # names a host directory
+    "bucket_list": Access.ADMIN,  # host paths: like trigger_list, the operator's business
+    "bucket_delete": Access.ADMIN,
     "queue_create": Access.ADMIN,
     "queue_delete": Access.ADMIN,
     "queue_send": Access.ANYONE,  # like invoke: what a mapping then runs
@@ -311,6 +315,8 @@ class UnixFront(Component):
         return {}
 
     async def op_deploy(self, args: dict[str, Any], peer: Caller | None) -> dict[str, Any]:
+        if self.service.components.get("buckets") is not None:  # --mount bucket:NAME:/mnt/X
+            args = bucket_wire.with_bucket_mounts(self.service, args)
         config = validate(args)
         code = await self._code(args, peer)
         if not isinstance(code, bytes) or not code:
@@ -576,6 +582,7 @@ OPS: Final[dict[str, Op]] = {
     "keys_list": UnixFront.op_keys_list,
     "keys_remove": UnixFront.op_keys_remove,
     **cast(dict[str, Op], trigger_wire.OPS),
+    **cast(dict[str, Op], bucket_wire.OPS),  # buckets (lambdad/buckets/wire.py)
     **QUEUE_OPS,  # queues, event-source mappings, destinations (lambdad/frontends/unix_queues.py)
 }
 

@@ -21,6 +21,7 @@ import asyncio
 import builtins
 import json
 import logging
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,7 +29,13 @@ from typing import Any, Final
 
 from lambdad.component import Component
 from lambdad.config import DaemonConfig
-from lambdad.errors import InvalidParameterValue, LambdadError, ResourceConflict, ServiceError
+from lambdad.errors import (
+    InvalidParameterValue,
+    LambdadError,
+    ResourceConflict,
+    ResourceNotFound,
+    ServiceError,
+)
 from lambdad.service import Service
 from lambdad.triggers import apigw, expressions, routes
 from lambdad.triggers.store import Counters, Trigger, TriggerStore, check_name, check_settings
@@ -39,6 +46,7 @@ REGION: Final = "us-east-1"
 MAX_CATCH_UP: Final = 1000  # catch_up = "all": fires replayed at most, the latest ones
 EVENT_NAMESPACE: Final = uuid.UUID("5b0e7a1c-8f0e-4d6b-9a58-1d2f1f8f2f7e")
 URL_PREFIX: Final = "/lambda-url/"
+S3_PUSH_PREFIX: Final = "/s3-events/"  # + trigger name: MinIO / Ceph RGW push (buckets/push.py)
 
 
 def of(service: Service) -> Triggers:
@@ -123,8 +131,12 @@ class Triggers(Component):
         check_name(function, "function")
         if qualifier is not None and not isinstance(qualifier, str):
             raise InvalidParameterValue("qualifier must be a string", field="qualifier")
+        if kind == "s3" and isinstance(settings, dict) and settings.get("push"):
+            settings = {"secret": secrets.token_urlsafe(24), **settings}
         checked = check_settings(kind, settings)
         self.service.registry.get(function).version(qualifier)  # raises ResourceNotFound
+        if kind == "s3" and not checked["push"]:
+            self._check_bucket(checked["bucket"])
         for other in self.store:
             if (
                 kind == "http"
@@ -150,6 +162,14 @@ class Triggers(Component):
         self._routes = None
         self._start_clock(trigger)
         return self.describe(trigger)
+
+    def _check_bucket(self, name: str) -> None:
+        """Raises ResourceNotFound unless bucket ``name`` exists (the buckets component is
+        reached through ``service.components``: it imports this package, not the reverse)."""
+        buckets = self.service.components.get("buckets")
+        store = getattr(buckets, "store", None)
+        if store is None or name not in getattr(store, "buckets", {}):
+            raise ResourceNotFound(f"no bucket named {name!r}", bucket=name)
 
     def update_settings(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change some of a trigger's settings (checked as a whole). Raises like ``add``."""
@@ -189,6 +209,8 @@ class Triggers(Component):
         body["counters"] = self.counters.setdefault(trigger.name, Counters()).to_wire()
         if trigger.kind == "url":
             body["url"] = self.function_url(trigger)
+        if trigger.kind == "s3" and trigger.settings["push"]:
+            body["endpoint"] = self.push_endpoint(trigger)
         if trigger.kind == "schedule":
             nxt = self.next_fire(trigger) if trigger.enabled else None
             body["next_fire"] = None if nxt is None else iso(nxt)
@@ -199,6 +221,17 @@ class Triggers(Component):
         if not address:
             return None
         return f"http://{address}{URL_PREFIX}{trigger.target}/"
+
+    def push_endpoint(self, trigger: Trigger) -> str | None:
+        """Where an S3-compatible server POSTs this push trigger's notifications."""
+        address = self.service.addresses.get("gateway")
+        return None if not address else f"http://{address}{S3_PUSH_PREFIX}{trigger.name}"
+
+    def push_trigger(self, name: str) -> Trigger | None:
+        trigger = self.store.triggers.get(name)
+        if trigger is None or trigger.kind != "s3" or not trigger.settings["push"]:
+            return None
+        return trigger
 
     def counters_wire(self) -> dict[str, dict[str, Any]]:
         return {

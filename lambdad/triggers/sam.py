@@ -17,12 +17,15 @@ What a template maps to (docs/triggers-http.md, "SAM templates"):
   then target the alias, as SAM's do); FunctionUrlConfig → a url trigger;
 * its ``Events``: ``HttpApi`` → an http trigger (payload 2.0 unless PayloadFormatVersion),
   ``Api`` → an http trigger with ``api = "rest"`` (payload 1.0), ``Schedule`` /
-  ``ScheduleV2`` → a schedule trigger, ``SQS`` → a queue event-source mapping. Trigger names:
-  ``FUNCTION-EVENTID``;
+  ``ScheduleV2`` → a schedule trigger, ``SQS`` → a queue event-source mapping, ``S3`` → an s3
+  trigger (``Bucket: !Ref B``, ``Events``, ``Filter.S3Key.Rules`` prefix/suffix;
+  docs/triggers-buckets.md). Trigger names: ``FUNCTION-EVENTID``;
 * ``AWS::Serverless::LayerVersion`` → a layer (``LayerName`` or the logical id) from
   ``ContentUri``, published only when its content changed; ``!Ref`` of it is that version;
 * ``AWS::SQS::Queue`` → an embedded queue (``QueueName`` or the logical id;
   VisibilityTimeout, MessageRetentionPeriod, RedrivePolicy); ``!GetAtt Q.Arn``, ``!Ref Q``.
+* ``AWS::S3::Bucket`` → a lambdad bucket (``BucketName`` or the logical id in lower case),
+  created if missing and never removed by ``--prune`` (it holds data).
 
 Idempotent: a function whose code and configuration did not change is not re-deployed (the
 daemon compares), a trigger whose settings did not change is kept. A record of what the stack
@@ -62,7 +65,8 @@ SQS_EVENT_PROPERTIES: Final = frozenset({
     "Queue", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "Enabled",
     "ScalingConfig",
 })  # fmt: skip
-EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2", "SQS"})
+EVENT_TYPES: Final = frozenset({"HttpApi", "Api", "Schedule", "ScheduleV2", "SQS", "S3"})
+BUCKET: Final = "AWS::S3::Bucket"
 # What ``!Ref`` of a layer resolves to in the plan; apply() replaces it with NAME:VERSION.
 LAYER_REF: Final = "lambdad-sam-layer:"
 
@@ -111,6 +115,7 @@ class Plan:
     triggers: list[TriggerPlan] = field(default_factory=list)
     layers: list[LayerPlan] = field(default_factory=list)
     queues: list[QueuePlan] = field(default_factory=list)  # dead-letter queues first
+    buckets: list[str] = field(default_factory=list)  # lambdad buckets, created if missing
     unsupported: list[str] = field(default_factory=list)
 
 
@@ -149,7 +154,8 @@ def _merge(base: Any, over: Any) -> Any:
 class _Resolver:
     def __init__(self, params: dict[str, Any], names: dict[str, str], stack: str) -> None:
         self.params = params
-        self.names = names  # logical id -> function name
+        self.names = names  # logical id -> function name (or bucket name, for those in buckets)
+        self.buckets: set[str] = set()  # logical ids of AWS::S3::Bucket resources
         self.layers: dict[str, str] = {}  # logical id -> layer name
         self.queues: dict[str, str] = {}  # logical id -> queue name
         self.stack = stack
@@ -172,6 +178,8 @@ class _Resolver:
         return ""
 
     def get_att(self, target: str, attr: str, where: str) -> Any:
+        if target in self.buckets and attr == "Arn":
+            return f"arn:aws:s3:::{self.names[target]}"
         if target in self.names and attr == "Arn":
             return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.names[target]}"
         if target in self.queues and attr in ("Arn", "QueueName"):
@@ -260,7 +268,12 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
             props = res.get("Properties") or {}
             fn_name = props.get("FunctionName", logical_id)
             names[logical_id] = fn_name if isinstance(fn_name, str) else logical_id
+        elif isinstance(res, Mapping) and res.get("Type") == BUCKET:
+            bucket_name = (res.get("Properties") or {}).get("BucketName", logical_id.lower())
+            names[logical_id] = bucket_name if isinstance(bucket_name, str) else logical_id.lower()
     resolver = _Resolver(values, names, stack)
+    resolver.buckets = {k for k, r in resources.items() if isinstance(r, Mapping)
+                        and r.get("Type") == BUCKET}  # fmt: skip
     for logical_id, res in resources.items():
         rtype = res.get("Type") if isinstance(res, Mapping) else None
         given = (res.get("Properties") or {}) if isinstance(res, Mapping) else {}
@@ -284,6 +297,12 @@ def plan(path: str, params: Mapping[str, str] | None = None, stack: str | None =
         if rtype == QUEUE:
             props = resolver.resolve(res.get("Properties") or {}, logical_id)
             _queue(logical_id, resolver.queues[logical_id], props, resolver, result, problems)
+            continue
+        if rtype == BUCKET:
+            extra = sorted(set(res.get("Properties") or {}) - {"BucketName"})
+            if extra:
+                problems.append(f"{logical_id}: bucket properties {extra} are not supported")
+            result.buckets.append(names[logical_id])
             continue
         if rtype != FUNCTION:
             problems.append(f"{logical_id}: resource type {rtype} is not supported")
@@ -416,7 +435,7 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
     etype = event.get("Type") if isinstance(event, Mapping) else None
     if etype not in EVENT_TYPES:
         problems.append(f"{where}: event type {etype} is not supported (HttpApi, Api, Schedule,"
-                        " ScheduleV2)")  # fmt: skip
+                        " ScheduleV2, SQS, S3)")  # fmt: skip
         return
     p = event.get("Properties") or {}
     name = f"{function}-{event_id}"
@@ -455,6 +474,9 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
             settings["payload_format"] = str(p["PayloadFormatVersion"])
         result.triggers.append(TriggerPlan("http", name, function, settings))
         return
+    if etype == "S3":
+        _s3_event(where, name, function, p, result, problems)
+        return
     expression = p.get("Schedule") if etype == "Schedule" else p.get("ScheduleExpression")
     settings = {"expression": expression}
     if etype == "ScheduleV2" and p.get("ScheduleExpressionTimezone"):
@@ -463,6 +485,27 @@ def _event(logical_id: str, function: str, event_id: str, event: Any, result: Pl
         settings["input"] = p["Input"] if isinstance(p["Input"], str) else json.dumps(p["Input"])
     enabled = p.get("Enabled", True) is not False and p.get("State", "ENABLED") != "DISABLED"
     result.triggers.append(TriggerPlan("schedule", name, function, settings, enabled))
+
+
+def _s3_event(where: str, name: str, function: str, p: Mapping[str, Any], result: Plan,
+              problems: list[str]) -> None:  # fmt: skip
+    """SAM's ``S3`` event: ``Bucket`` (a ``!Ref`` to a bucket of the template, or a lambdad
+    bucket's name), ``Events`` (one or a list), ``Filter.S3Key.Rules`` (prefix, suffix)."""
+    bucket = p.get("Bucket")
+    if not isinstance(bucket, str) or not bucket:
+        problems.append(f"{where}: Bucket must be a !Ref to an AWS::S3::Bucket or a bucket name")
+        return
+    events = p.get("Events", "s3:ObjectCreated:*")
+    events = [events] if isinstance(events, str) else events
+    settings: dict[str, Any] = {"bucket": bucket, "events": events}
+    rules = (((p.get("Filter") or {}).get("S3Key") or {}).get("Rules")) or []
+    for rule in rules:
+        key = str(rule.get("Name", "")).lower() if isinstance(rule, Mapping) else ""
+        if key not in ("prefix", "suffix"):
+            problems.append(f"{where}: filter rule {rule!r} is not a prefix or suffix rule")
+            continue
+        settings[key] = str(rule.get("Value", ""))
+    result.triggers.append(TriggerPlan("s3", name, function, settings))
 
 
 def _record_path(p: Plan) -> str:
@@ -476,6 +519,12 @@ def apply(client: Any, p: Plan, prune: bool = False) -> list[str]:
     the version just published or found unchanged), aliases, then triggers and mappings.
     """
     lines: list[str] = []
+    if p.buckets:
+        have = {b["name"] for b in client.list_buckets()}
+        for bucket in p.buckets:
+            if bucket not in have:
+                client.create_bucket(bucket)
+                lines.append(f"bucket {bucket}: created")
     for q in p.queues:
         known = {x["name"] for x in client.list_queues()}
         client.create_queue(q.name, **q.settings)  # the same settings again: unchanged

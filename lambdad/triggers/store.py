@@ -21,7 +21,7 @@ from lambdad.errors import InvalidParameterValue, ResourceConflict, ResourceNotF
 from lambdad.registry import atomic_write
 from lambdad.triggers import expressions, routes
 
-KINDS: Final = ("http", "url", "schedule")
+KINDS: Final = ("http", "url", "schedule", "s3")
 NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_INPUT_BYTES: Final = 256 * 1024  # a schedule's input is an async payload (Lambda's limit)
 
@@ -46,7 +46,20 @@ DEFAULTS: Final[dict[str, dict[str, Any]]] = {
         "catch_up": "none",
         "overlap": "allow",
     },
+    # s3: object events of a lambdad bucket (docs/triggers-buckets.md); push = the records
+    # that an S3-compatible server (MinIO, Ceph RGW) POSTs to the gateway, with a secret.
+    "s3": {
+        "bucket": None,
+        "events": ["s3:ObjectCreated:*"],
+        "prefix": "",
+        "suffix": "",
+        "push": False,
+        "secret": None,
+    },
 }
+S3_EVENTS: Final = (
+    "s3:ObjectCreated:*", "s3:ObjectCreated:Put", "s3:ObjectRemoved:*", "s3:ObjectRemoved:Delete",
+)  # fmt: skip
 
 
 @dataclass
@@ -213,6 +226,8 @@ def check_settings(kind: str, settings: Any) -> dict[str, Any]:
         if s["auth_type"] not in ("NONE", "AWS_IAM"):
             raise InvalidParameterValue("auth_type must be NONE or AWS_IAM", field="auth_type")
         s["cors"] = check_cors(s["cors"])
+    elif kind == "s3":
+        _check_s3(s)
     else:
         if s["expression"] is None:
             raise InvalidParameterValue("a schedule needs an expression", field="expression")
@@ -234,6 +249,30 @@ def check_settings(kind: str, settings: Any) -> dict[str, Any]:
         if s["overlap"] not in ("allow", "skip"):
             raise InvalidParameterValue("overlap must be allow or skip", field="overlap")
     return s
+
+
+def _check_s3(s: dict[str, Any]) -> None:
+    if not isinstance(s["push"], bool):
+        raise InvalidParameterValue("push must be a boolean", field="push")
+    if not s["push"] and not isinstance(s["bucket"], str):
+        raise InvalidParameterValue("an s3 trigger needs a bucket (or push)", field="bucket")
+    if s["bucket"] is not None and not isinstance(s["bucket"], str):
+        raise InvalidParameterValue("bucket must be a string", field="bucket")
+    events = _strings(s["events"], "events")
+    if not events:
+        raise InvalidParameterValue("events must name at least one event type", field="events")
+    for name in events:
+        if name not in S3_EVENTS:
+            raise InvalidParameterValue(
+                f"unknown event type {name!r} (known: {', '.join(S3_EVENTS)})", field="events"
+            )
+    for key in ("prefix", "suffix"):
+        if not isinstance(s[key], str) or len(s[key]) > 1024:
+            raise InvalidParameterValue(f"{key} must be a string of at most 1024 characters",
+                                        field=key)  # fmt: skip
+    if s["push"] and (not isinstance(s["secret"], str) or len(s["secret"]) < 16):
+        raise InvalidParameterValue("a push trigger's secret is at least 16 characters",
+                                    field="secret")  # fmt: skip
 
 
 class TriggerStore:

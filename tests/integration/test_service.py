@@ -71,6 +71,9 @@ def test_ctrl_c_stops_daemon_and_zygotes_cleanly(tmp_path: Path) -> None:
         with Client(sock) as c:
             # The examples deploy one by one once the socket answers.
             wait_for(lambda: "sleeper" in {f["name"] for f in c.list()}, 60)
+            # The thumbnail example comes last (its Pillow layer is pip-installed first) and
+            # ends with its s3 trigger: nothing is printed after that.
+            wait_for(lambda: "thumbnail-on-upload" in {t["name"] for t in c.trigger_list()}, 300)
             assert c.invoke("hello", {}).error is None  # a warm sandbox exists
         in_flight: list[Invocation | LambdadError] = []
 

@@ -89,7 +89,7 @@ def test_unsupported_template_is_refused_in_one_message(
 Transform: AWS::Serverless-2016-10-31
 Resources:
   Bucket:
-    Type: AWS::S3::Bucket
+    Type: AWS::DynamoDB::Table
   Fn:
     Type: AWS::Serverless::Function
     Properties:
@@ -104,7 +104,7 @@ Resources:
     r = cli(gw_daemon, "deploy", "--template", str(tmp_path / "template.yaml"))
     assert r.returncode == 2
     for reason in (
-        "Bucket: resource type AWS::S3::Bucket is not supported",
+        "Bucket: resource type AWS::DynamoDB::Table is not supported",
         "Fn: runtime 'cobol85' is not supported",
         "Fn: property Tracing is not supported",
         "Fn.Events.Q: event type Kinesis is not supported",
