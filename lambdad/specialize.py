@@ -24,6 +24,7 @@ from lambdad.metering import LINK_SLACK_MS, bounded_duration
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
+from lambdad.templates import CopyRefused, Template, Templates, check_template
 from sandbox import _libc, messages
 from sandbox.cgroups import CgroupLimits
 from sandbox.defaults import POOL_LIMITS
@@ -34,13 +35,16 @@ EXIT_INFO_WAIT_S: Final = 5.0  # how long to wait for the zygote's word on how a
 
 @dataclass(frozen=True)
 class ColdStart:
-    source: str  # "pool" or "fork"
+    source: str  # "pool", "fork" or "template" (a copy of an initialized template)
     init_ms: float
     phases_us: dict[str, int]
     # The sandbox's log stream, held open until the caller's next await (see cold_start):
     # an invocation whose Init failed, or whose sandbox died right after it, still writes
     # its START, error line, END and REPORT there.
     stream: LogStream | None = None
+    # A template's copy: SnapStart's Restore Duration (fork request to restored, the daemon's
+    # clock) in place of Init Duration, which the report then leaves out.
+    restore_ms: float | None = None
 
 
 class InitFailed(Exception):
@@ -107,6 +111,7 @@ class Specializer:
         # layer store plugs in here; without one, functions have no layers.
         self.layer_dirs: Callable[[Version], Sequence[str]] = lambda version: ()
         self.egress_unavailable = "not set up yet"  # why egress is None
+        self.templates = Templates()  # template = true functions' templates, by version
 
     def make_room(self, memory_mb: int, pids: int) -> None:
         """Keep specialized sandboxes within the memory and host-task budgets: reap least
@@ -130,6 +135,8 @@ class Specializer:
         """
         taken: list[Sandbox] = []
         try:
+            if version.config.template:
+                return await self._from_template(state, version, taken)
             return await self._cold_start(state, version, taken, provisioned)
         except BaseException:
             for sandbox in taken:
@@ -144,6 +151,7 @@ class Specializer:
         version: Version,
         taken: list[Sandbox],
         provisioned: bool,
+        template: bool = False,
     ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         self.make_room(cfg.memory_mb, cfg.pids_max)
@@ -166,7 +174,7 @@ class Specializer:
         stream.hold()
         try:
             return await self._specialize(
-                state, version, sandbox, source, t_acquire, stream, provisioned
+                state, version, sandbox, source, t_acquire, stream, provisioned, template
             )
         finally:
             asyncio.get_running_loop().call_soon(stream.release)
@@ -180,6 +188,7 @@ class Specializer:
         t_acquire: int,
         stream: LogStream,
         provisioned: bool,
+        template: bool = False,
     ) -> tuple[Sandbox, ColdStart]:
         cfg = version.config
         t0 = time.monotonic_ns()
@@ -228,8 +237,13 @@ class Specializer:
                 pids_max=cfg.pids_max,
                 egress=egress,
                 region=self.region,
-                initialization_type="provisioned-concurrency" if provisioned else "on-demand",
+                initialization_type="snap-start"
+                if template
+                else "provisioned-concurrency"
+                if provisioned
+                else "on-demand",
                 layers=layers,
+                template=template,
             )
             try:
                 sandbox.send_init(init, fds)
@@ -311,6 +325,92 @@ class Specializer:
             stream.platform(_init_report(init_ms, error))
             raise InitFailed(error, cold)
         return sandbox, cold
+
+
+    # -- function templates ----------------------------------------------------------------
+
+    async def _from_template(
+        self, state: FunctionState[Sandbox], version: Version, taken: list[Sandbox]
+    ) -> tuple[Sandbox, ColdStart]:
+        """A copy of the version's template (made now, with this invocation waiting, if
+        there is none: its Init is the one a caller sees fail)."""
+        cfg = version.config
+        t_acquire = time.monotonic_ns()
+        template, _ = await self.templates.get_or_make(
+            version.key, lambda: self._make_template(state, version)
+        )
+        self.make_room(cfg.memory_mb, cfg.pids_max)
+        t0 = time.monotonic_ns()
+        streams: list[LogStream] = []
+
+        def adopt(copy: Sandbox) -> None:  # before its after-restore hooks print anything
+            taken.append(copy)
+            copy.function, copy.version, copy.memory_mb, copy.pids_max = (
+                cfg.name, version.key, cfg.memory_mb, cfg.pids_max,
+            )  # fmt: skip
+            stream = copy.log_stream = self.logs.open_stream(
+                cfg.name, str(version.number), copy.id
+            )
+            stream.hold()
+            streams.append(stream)
+            stream.platform(
+                f"RESTORE_START Runtime: {cfg.runtime} Sandbox: {copy.id} Source: template"
+            )
+
+        try:
+            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
+            try:
+                copy, restored = await template.fork(limits, cfg.tmp_mb, adopt)
+            except SandboxDied:
+                raise GenericLost(template.sandbox.id) from None  # the template died: anew
+            except CopyRefused as exc:
+                stream = streams[0] if streams else None
+                error = init_exit_error(f"restore failed: {exc}")
+                restore_ms = (time.monotonic_ns() - t0) / 1e6
+                if stream is not None:
+                    stream.platform(f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms")
+                raise InitFailed(
+                    error, ColdStart("template", 0.0, {}, stream, restore_ms)
+                ) from None
+            copy.move(State.SPECIALIZING)
+            self.warm.add(state, copy)
+            copy.drain_log()
+            restore_ms = (copy.received_ns - t0) / 1e6
+            stream = streams[0]
+            stream.platform(f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms")
+            phases = {
+                "template_wait": (t0 - t_acquire) // 1000,
+                "restore_roundtrip": (copy.received_ns - t0) // 1000,
+            }
+            phases.update({k: v for k, v in restored.phases.items() if k not in phases})
+            return copy, ColdStart("template", 0.0, phases, stream, restore_ms)
+        finally:
+            for stream in streams:
+                asyncio.get_running_loop().call_soon(stream.release)
+
+    async def _make_template(self, state: FunctionState[Sandbox], version: Version) -> Template:
+        """Specialize a pooled sandbox as the version's template (Init runs there, its log
+        lines in that sandbox's stream). Raises InitFailed like a cold start."""
+        taken: list[Sandbox] = []
+        try:
+            sandbox, cold = await self._cold_start(state, version, taken, False, template=True)
+            try:
+                status = check_template(sandbox.pid, sandbox.cgroup)
+            except (CopyRefused, OSError) as exc:
+                error = {
+                    "errorType": "Sandbox.TemplateError",
+                    "errorMessage": f"template = true: {exc}",
+                }
+                if cold.stream is not None:
+                    cold.stream.platform(_init_report(cold.init_ms, error))
+                raise InitFailed(error, cold) from None
+        except BaseException:
+            for sandbox in taken:
+                self.warm.discard(state, sandbox)
+                if sandbox.alive:
+                    sandbox.kill()
+            raise
+        return Template(sandbox, status, sandbox.zygote.cgroups)
 
 
 def _init_report(init_ms: float, error: dict[str, Any]) -> str:

@@ -1,0 +1,357 @@
+"""Function templates, the daemon's half: one initialized template per function version that
+opted in (``template = true``), and copies of it as new sandboxes (:mod:`sandbox.template` is
+the sandbox's half; docs/security.md, "Function templates", the threat analysis).
+
+The daemon trusts nothing a template or a copy says about itself: the template ran the
+function's Init, and a copy is a fork of it. What it relies on is checked from outside, as
+host root, before a copy gets an invocation (:func:`check_copy`): the copy's process is alone
+in the cgroup the daemon made for it, PID 1 of a pid namespace of its own, with user, mount,
+network, uts, ipc and cgroup namespaces that are neither the template's nor the host's, no
+capability in any set, no_new_privs, and one seccomp filter more than its template (the full
+one; see the limits in docs/security.md). A copy that fails a check is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lambdad.sandboxes import ExitInfo, Sandbox, SandboxDied, State
+from sandbox import messages
+from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
+
+log = logging.getLogger("lambdad")
+
+FORK_TIMEOUT_S: Final = 5.0  # the template's answer to one fork
+RESTORE_TIMEOUT_S: Final = 10.0  # a copy's set-up and after-restore hooks (Lambda: 10 s)
+COPY_NAMESPACES: Final = ("pid", "mnt", "net", "uts", "ipc", "user", "cgroup")
+_ZERO_CAPS: Final = "0000000000000000"
+
+
+class CopyRefused(Exception):
+    """A copy failed a check or did not come up; it is killed (``str``: why)."""
+
+
+def read_status(pid: int) -> dict[str, str]:
+    """``/proc/PID/status`` as a map (raises OSError if the process is gone)."""
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+
+
+def namespace_ids(pid: int | str) -> dict[str, str]:
+    return {ns: os.readlink(f"/proc/{pid}/ns/{ns}") for ns in COPY_NAMESPACES}
+
+
+def ns_pids(status: dict[str, str]) -> list[int]:
+    """NSpid: the process's pid in each pid namespace it is in, the reader's first."""
+    return [int(p) for p in status.get("NSpid", "").split()]
+
+
+def check_template(pid: int, cgroup: Cgroup | None) -> dict[str, str]:
+    """After Init: the template is alone in its cgroup, single-threaded, without capability.
+    Returns its status (the copies are compared with it).
+
+    Raises:
+        CopyRefused: it is not (Init left a thread or a process behind: no template).
+    """
+    status = read_status(pid)
+    problems = []
+    if status.get("Threads") != "1":
+        problems.append(f"{status.get('Threads')} threads after Init")
+    if cgroup is not None and sorted(cgroup.procs()) != [pid]:
+        problems.append("other processes in its cgroup after Init")
+    for key in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        if status.get(key, _ZERO_CAPS) != _ZERO_CAPS:
+            problems.append(f"{key} {status.get(key)}")
+    if problems:
+        raise CopyRefused("cannot be a template: " + "; ".join(problems))
+    return status
+
+
+def check_copy(pid: int, template_pid: int, template_status: dict[str, str]) -> None:
+    """The checks of the module docstring, from /proc. Raises CopyRefused (naming the first
+    problem) or OSError (the copy is gone)."""
+    status = read_status(pid)
+    expect = {
+        "Threads": "1",
+        "NoNewPrivs": "1",
+        "Seccomp": template_status.get("Seccomp", "0") if template_status.get("Seccomp") else "2",
+        "Uid": template_status.get("Uid", ""),
+        "Gid": template_status.get("Gid", ""),
+    }
+    if template_status.get("Seccomp") == "2":
+        expect["Seccomp_filters"] = str(int(template_status.get("Seccomp_filters", "1")) + 1)
+    for key, want in expect.items():
+        if status.get(key) != want:
+            raise CopyRefused(f"{key} is {status.get(key)!r}, not {want!r}")
+    for key in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"):
+        if status.get(key, _ZERO_CAPS) != _ZERO_CAPS:
+            raise CopyRefused(f"{key} is {status.get(key)}")
+    pids = ns_pids(status)
+    if not pids or pids[-1] != 1 or len(pids) != len(ns_pids(template_status)) + 1:
+        raise CopyRefused(f"NSpid {pids}: not PID 1 of a pid namespace below the template's")
+    mine, template, host = namespace_ids(pid), namespace_ids(template_pid), namespace_ids("self")
+    for ns in COPY_NAMESPACES:
+        if mine[ns] in (template[ns], host[ns]):
+            whose = "template" if mine[ns] == template[ns] else "host"
+            raise CopyRefused(f"{ns} namespace shared with the {whose}")
+
+
+def find_child(parent: int, pid_in_parent_ns: int, depth: int) -> int:
+    """The host pid of ``parent``'s child whose pid in the parent's pid namespace (the
+    innermost of the ``depth`` its NSpid lists) is ``pid_in_parent_ns``. Raises CopyRefused
+    if there is none."""
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError as exc:
+        raise CopyRefused(f"the template is gone ({exc.strerror})") from None
+    for child in children:
+        try:
+            pids = ns_pids(read_status(child))
+        except OSError:
+            continue
+        if len(pids) == depth and pids[-1] == pid_in_parent_ns:
+            return child
+    raise CopyRefused(f"the template forked no process {pid_in_parent_ns}")
+
+
+@dataclass
+class _Copy:
+    sandbox: Sandbox
+    cgroup: Cgroup | None
+    pid_in_template: int = 0
+
+
+class Template:
+    """The daemon's handle on one template: forks copies, learns how they exit."""
+
+    def __init__(
+        self, sandbox: Sandbox, status: dict[str, str], cgroups: CgroupBackend | None
+    ) -> None:
+        self.sandbox = sandbox
+        self.status = status
+        self.cgroups = cgroups
+        self.depth = len(ns_pids(status))
+        self.counter = 0
+        self.copies: dict[int, _Copy] = {}  # by pid in the template's pid namespace
+        self._lock = asyncio.Lock()  # one fork in flight: its answer is unambiguous
+        self._forked: asyncio.Future[int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # cgroup removals in worker threads
+        # The template speaks its own protocol (forked / copy-exited, at any time), not the
+        # one-answer-per-request of a serving sandbox.
+        sandbox._deliver = self._on_message  # type: ignore[method-assign]
+        sandbox.exit_info.add_done_callback(lambda _: self._template_gone())
+
+    @property
+    def alive(self) -> bool:
+        return self.sandbox.alive
+
+    def _on_message(self, msg: Any) -> None:
+        raw = msg
+        try:
+            msg = messages.decode(raw)
+        except messages.MessageError as exc:
+            self.sandbox.violation(f"template: {exc}")
+            return
+        if isinstance(msg, messages.Forked) and self._forked and not self._forked.done():
+            self._forked.set_result(msg.pid)
+        elif isinstance(msg, messages.CopyExited):
+            copy = self.copies.pop(msg.pid, None)
+            if copy is not None:
+                self._copy_gone(copy, msg.status)
+        else:
+            self.sandbox.violation(f"template: unexpected {messages.kind_of(raw)}")
+
+    def _copy_gone(self, copy: _Copy, status: int) -> None:
+        sandbox = copy.sandbox
+        peak = oom = 0
+        if copy.cgroup is not None:
+            try:
+                peak, oom = copy.cgroup.memory_peak_bytes(), copy.cgroup.oom_kills()
+            except OSError:
+                pass
+        if not sandbox.exit_info.done():
+            sandbox.exit_info.set_result(ExitInfo(status, peak, oom))
+        if sandbox.alive:
+            sandbox.kill()
+        if copy.cgroup is not None:
+            self._cleanup(copy.cgroup)
+
+    def _template_gone(self) -> None:
+        # Its copies were in its pid namespace: the kernel killed them with it.
+        for copy in list(self.copies.values()):
+            self._copy_gone(copy, signal.SIGKILL)
+        self.copies.clear()
+
+    async def fork(
+        self, limits: CgroupLimits, tmp_mb: int, adopt: Callable[[Sandbox], None]
+    ) -> tuple[Sandbox, messages.Restored]:
+        """A new copy, restored and checked (state GENERIC). ``adopt(copy)`` runs once the
+        handle exists, before the copy is told to restore (it gives it its log stream).
+        Raises CopyRefused or SandboxDied (the copy is gone)."""
+        template = self.sandbox
+        if not template.alive:
+            raise SandboxDied(f"{template.id}: template gone")
+        self.counter += 1
+        copy_id = f"{template.id}-c{self.counter}"
+        cgroup = self.cgroups.create(copy_id) if self.cgroups is not None else None
+        parent: socket.socket | None = None
+        log_r = -1
+        try:
+            if cgroup is not None:
+                cgroup.set_limits(limits)
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            log_r, log_w = os.pipe2(os.O_CLOEXEC)
+            async with self._lock:
+                loop = asyncio.get_running_loop()
+                forked = self._forked = loop.create_future()
+                try:
+                    messages.send_with_fds(
+                        template._sock, messages.Fork(copy_id, tmp_mb), [child.fileno(), log_w]
+                    )
+                except OSError as exc:
+                    raise SandboxDied(f"{template.id}: {exc}") from None
+                finally:
+                    child.close()
+                    os.close(log_w)
+                pid_in_template = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
+            first = find_child(template.pid, pid_in_template, self.depth)
+            if cgroup is not None:
+                cgroup.attach(first)
+            parent.setblocking(False)
+            sandbox = Sandbox(template.zygote, copy_id, first, template.uid, cgroup, parent, log_r)
+            parent, log_r = None, -1  # the sandbox owns them now
+        except BaseException:
+            if parent is not None:
+                parent.close()
+            if log_r >= 0:
+                os.close(log_r)
+            if cgroup is not None:
+                await _destroy(cgroup)
+            raise
+        copy = _Copy(sandbox, cgroup)
+        try:
+            adopt(sandbox)
+            await sandbox.attach()
+            messages.send_with_fds(sandbox._sock, messages.Restore(), [])
+            restored = await sandbox.receive(messages.Restored, timeout=RESTORE_TIMEOUT_S)
+            sandbox.pid = self._copy_pid(sandbox, cgroup)
+            copy.pid_in_template = ns_pids(read_status(sandbox.pid))[self.depth - 1]
+            self.copies[copy.pid_in_template] = copy
+            check_copy(sandbox.pid, template.pid, self.status)
+            sandbox.move(State.GENERIC)
+        except (OSError, TimeoutError, messages.MessageError, CopyRefused) as exc:
+            self._discard(copy)
+            if isinstance(exc, CopyRefused):
+                log.info("template %s: copy %s refused: %s", template.id, copy_id, exc)
+                raise
+            why = str(exc) or type(exc).__name__
+            raise CopyRefused(f"copy {copy_id} did not restore: {why}") from None
+        except BaseException:
+            self._discard(copy)
+            raise
+        return sandbox, restored
+
+    def _copy_pid(self, sandbox: Sandbox, cgroup: Cgroup | None) -> int:
+        """The copy's PID 1 (host pid): the one process of its cgroup that is PID 1 of a pid
+        namespace just below the template's."""
+        candidates = cgroup.procs() if cgroup is not None else []
+        for pid in candidates:
+            try:
+                pids = ns_pids(read_status(pid))
+            except OSError:
+                continue
+            if len(pids) == self.depth + 1 and pids[-1] == 1:
+                return pid
+        raise CopyRefused(f"no copy process in its cgroup ({len(candidates)} processes)")
+
+    def _discard(self, copy: _Copy) -> None:
+        sandbox = copy.sandbox
+        if copy.cgroup is not None:
+            try:
+                copy.cgroup.kill()
+            except OSError:
+                pass
+        sandbox.kill()
+        if copy.pid_in_template == 0 and copy.cgroup is not None:
+            self._cleanup(copy.cgroup)  # never registered: nobody else will
+
+    def _cleanup(self, cgroup: Cgroup) -> None:
+        task = asyncio.ensure_future(_destroy(cgroup))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def retire(self) -> None:
+        """Retire the template: it exits, and its copies with it."""
+        self.sandbox.retire()
+
+
+async def _destroy(cgroup: Cgroup) -> None:
+    try:
+        await asyncio.to_thread(cgroup.destroy)
+    except OSError as exc:
+        log.info("cgroup %s: %s", cgroup, exc)
+
+
+class Templates:
+    """Every template the daemon keeps, by function version (``Version.key``)."""
+
+    def __init__(self) -> None:
+        self.by_version: dict[str, Template] = {}
+        self._making: dict[str, asyncio.Future[Template]] = {}
+
+    def get(self, key: str) -> Template | None:
+        template = self.by_version.get(key)
+        if template is not None and not template.alive:
+            del self.by_version[key]
+            return None
+        return template
+
+    async def get_or_make(
+        self, key: str, make: Callable[[], Any]
+    ) -> tuple[Template, bool]:
+        """The version's template, made by ``make()`` (an awaitable) if there is none; one
+        maker at a time per version, the others wait for it. Returns (template, made now)."""
+        template = self.get(key)
+        if template is not None:
+            return template, False
+        making = self._making.get(key)
+        if making is not None:
+            return await asyncio.shield(making), False
+        future: asyncio.Future[Template] = asyncio.get_running_loop().create_future()
+        self._making[key] = future
+        try:
+            template = await make()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters, if any, see it too
+            raise
+        finally:
+            self._making.pop(key, None)
+        future.set_result(template)
+        self.by_version[key] = template
+        return template, True
+
+    def retire_except(self, function_keys: Iterable[str], live: Iterable[str]) -> None:
+        """Retire the templates of ``function_keys`` that are not in ``live``."""
+        keep = set(live)
+        for key in list(function_keys):
+            if key not in keep and key in self.by_version:
+                self.by_version.pop(key).retire()
+
+    def retire_all(self) -> None:
+        for template in self.by_version.values():
+            template.retire()
+        self.by_version.clear()
+
+
+def elapsed_ms(since_ns: int) -> float:
+    return (time.monotonic_ns() - since_ns) / 1e6
