@@ -200,6 +200,7 @@ class Template:
         template = self.sandbox
         if not template.alive:
             raise SandboxDied(f"{template.id}: template gone")
+        t_start = time.monotonic_ns()
         self.counter += 1
         copy_id = f"{template.id}-c{self.counter}"
         cgroup = self.cgroups.create(copy_id) if self.cgroups is not None else None
@@ -223,9 +224,11 @@ class Template:
                     child.close()
                     os.close(log_w)
                 pid_in_template = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
+            t_forked = time.monotonic_ns()
             first = find_child(template.pid, pid_in_template, self.depth)
             if cgroup is not None:
                 cgroup.attach(first)
+            t_attached = time.monotonic_ns()
             parent.setblocking(False)
             sandbox = Sandbox(template.zygote, copy_id, first, template.uid, cgroup, parent, log_r)
             parent, log_r = None, -1  # the sandbox owns them now
@@ -243,11 +246,23 @@ class Template:
             await sandbox.attach()
             messages.send_with_fds(sandbox._sock, messages.Restore(), [])
             restored = await sandbox.receive(messages.Restored, timeout=RESTORE_TIMEOUT_S)
+            t_restored = time.monotonic_ns()
             sandbox.pid = self._copy_pid(sandbox, cgroup)
             copy.pid_in_template = ns_pids(read_status(sandbox.pid))[self.depth - 1]
             self.copies[copy.pid_in_template] = copy
             check_copy(sandbox.pid, template.pid, self.status)
             sandbox.move(State.GENERIC)
+            # The daemon's side of the restore, beside the copy's own phases.
+            restored = messages.Restored(
+                {
+                    **restored.phases,
+                    "template_fork": (t_forked - t_start) // 1000,
+                    "find_and_attach": (t_attached - t_forked) // 1000,
+                    "copy_setup": (t_restored - t_attached) // 1000,
+                    "check": (time.monotonic_ns() - t_restored) // 1000,
+                },
+                restored.restore_us,
+            )
         except (OSError, TimeoutError, messages.MessageError, CopyRefused) as exc:
             self._discard(copy)
             if isinstance(exc, CopyRefused):
