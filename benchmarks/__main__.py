@@ -32,6 +32,7 @@ from benchmarks import (
     runtimes,
     scale,
     soak,
+    templates,
     throughput,
     warm,
 )  # fmt: skip
@@ -56,6 +57,8 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
 # stability, not speed.
 OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "soak": soak.run,
+    # Issue 17 item 1: function templates beside plain cold starts (not in the table yet).
+    "templates": templates.run,
 }
 
 
