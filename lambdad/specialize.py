@@ -10,6 +10,7 @@ Every step is timed; the phases reach the cold invocation's report.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,9 +26,12 @@ from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logge
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
 from lambdad.templates import CopyRefused, Template, Templates, check_template
+from lambdad.templates import Restored as _Restored
 from sandbox import _libc, messages
 from sandbox.cgroups import CgroupLimits
 from sandbox.defaults import POOL_LIMITS
+
+log = logging.getLogger("lambdad")
 
 INIT_TIMEOUT_S: Final = 10.0  # Lambda's init phase limit
 EXIT_INFO_WAIT_S: Final = 5.0  # how long to wait for the zygote's word on how a sandbox died
@@ -47,9 +51,19 @@ class ColdStart:
     restore_ms: float | None = None
 
 
+READY_COPIES: Final = 2  # copies each template keeps restored ahead of demand
+
+
 class InitFailed(Exception):
     """Init did not succeed; ``error`` is what the caller gets (Unhandled)."""
 
+    def __init__(self, error: dict[str, Any], cold: ColdStart) -> None:
+        super().__init__(error.get("errorMessage", ""))
+        self.error = error
+        self.cold = cold
+
+
+class _RestoreFailed(Exception):
     def __init__(self, error: dict[str, Any], cold: ColdStart) -> None:
         super().__init__(error.get("errorMessage", ""))
         self.error = error
@@ -112,6 +126,7 @@ class Specializer:
         self.layer_dirs: Callable[[Version], Sequence[str]] = lambda version: ()
         self.egress_unavailable = "not set up yet"  # why egress is None
         self.templates = Templates()  # template = true functions' templates, by version
+        self._tasks: set[asyncio.Task[None]] = set()  # templates' refills
 
     def make_room(self, memory_mb: int, pids: int) -> None:
         """Keep specialized sandboxes within the memory and host-task budgets: reap least
@@ -333,7 +348,8 @@ class Specializer:
         self, state: FunctionState[Sandbox], version: Version, taken: list[Sandbox]
     ) -> tuple[Sandbox, ColdStart]:
         """A copy of the version's template (made now, with this invocation waiting, if
-        there is none: its Init is the one a caller sees fail)."""
+        there is none: its Init is the one a caller sees fail): a ready one, restored ahead
+        of demand, or one restored now."""
         cfg = version.config
         t_acquire = time.monotonic_ns()
         template, _ = await self.templates.get_or_make(
@@ -341,10 +357,52 @@ class Specializer:
         )
         self.make_room(cfg.memory_mb, cfg.pids_max)
         t0 = time.monotonic_ns()
+        restored = None
+        while template.ready:
+            candidate = template.ready.popleft()
+            if candidate.sandbox.alive:
+                restored = candidate
+                break
+            candidate.sandbox.kill()
+        source_ready = restored is not None
+        if restored is None:
+            try:
+                restored = await self._restore(template, version, taken)
+            except SandboxDied:
+                raise GenericLost(template.sandbox.id) from None  # the template died: anew
+            except _RestoreFailed as exc:
+                raise InitFailed(exc.error, exc.cold) from None
+        else:
+            taken.append(restored.sandbox)
+        self._refill(template, version)
+        copy, stream = restored.sandbox, restored.stream
+        stream.hold()  # like any cold start's, until the caller's next await
+        asyncio.get_running_loop().call_soon(stream.release)
+        copy.move(State.SPECIALIZING)
+        self.warm.add(state, copy)
+        copy.drain_log()
+        phases = {
+            "template_wait": (t0 - t_acquire) // 1000,
+            "restore_ready": 1 if source_ready else 0,  # restored ahead of demand
+            **restored.phases,
+        }
+        return copy, ColdStart("template", 0.0, phases, stream, restored.restore_ms)
+
+    async def _restore(
+        self, template: Template, version: Version, taken: list[Sandbox] | None = None
+    ) -> _Restored:
+        """Fork and restore one copy (its log stream opened before it runs any code).
+
+        Raises:
+            SandboxDied: the template is gone. _RestoreFailed: the copy did not come up.
+        """
+        cfg = version.config
+        t0 = time.monotonic_ns()
         streams: list[LogStream] = []
 
         def adopt(copy: Sandbox) -> None:  # before its after-restore hooks print anything
-            taken.append(copy)
+            if taken is not None:
+                taken.append(copy)
             copy.function, copy.version, copy.memory_mb, copy.pids_max = (
                 cfg.name, version.key, cfg.memory_mb, cfg.pids_max,
             )  # fmt: skip
@@ -357,36 +415,49 @@ class Specializer:
                 f"RESTORE_START Runtime: {cfg.runtime} Sandbox: {copy.id} Source: template"
             )
 
+        limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
         try:
-            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
             try:
                 copy, restored = await template.fork(limits, cfg.tmp_mb, adopt)
-            except SandboxDied:
-                raise GenericLost(template.sandbox.id) from None  # the template died: anew
             except CopyRefused as exc:
                 stream = streams[0] if streams else None
-                error = init_exit_error(f"restore failed: {exc}")
                 restore_ms = (time.monotonic_ns() - t0) / 1e6
                 if stream is not None:
                     stream.platform(f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms")
-                raise InitFailed(
-                    error, ColdStart("template", 0.0, {}, stream, restore_ms)
+                raise _RestoreFailed(
+                    init_exit_error(f"restore failed: {exc}"),
+                    ColdStart("template", 0.0, {}, stream, restore_ms),
                 ) from None
-            copy.move(State.SPECIALIZING)
-            self.warm.add(state, copy)
             copy.drain_log()
             restore_ms = (copy.received_ns - t0) / 1e6
             stream = streams[0]
             stream.platform(f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms")
-            phases = {
-                "template_wait": (t0 - t_acquire) // 1000,
-                "restore_roundtrip": (copy.received_ns - t0) // 1000,
-            }
+            phases = {"restore_roundtrip": (copy.received_ns - t0) // 1000}
             phases.update({k: v for k, v in restored.phases.items() if k not in phases})
-            return copy, ColdStart("template", 0.0, phases, stream, restore_ms)
+            return _Restored(copy, stream, restore_ms, phases)
         finally:
             for stream in streams:
                 asyncio.get_running_loop().call_soon(stream.release)
+
+    def _refill(self, template: Template, version: Version) -> None:
+        """Restore copies ahead of demand, up to :data:`READY_COPIES` (one at a time, in the
+        background): the next new sandbox of the version is then one message away."""
+        if template.refilling or len(template.ready) >= READY_COPIES or not template.alive:
+            return
+        template.refilling = True
+
+        async def refill() -> None:
+            try:
+                while len(template.ready) < READY_COPIES and template.alive:
+                    template.ready.append(await self._restore(template, version))
+            except (SandboxDied, _RestoreFailed, OSError) as exc:
+                log.info("template %s: refill stopped: %s", template.sandbox.id, exc)
+            finally:
+                template.refilling = False
+
+        task = asyncio.ensure_future(refill())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _make_template(self, state: FunctionState[Sandbox], version: Version) -> Template:
         """Specialize a pooled sandbox as the version's template (Init runs there, its log

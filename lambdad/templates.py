@@ -14,6 +14,7 @@ one; see the limits in docs/security.md). A copy that fails a check is killed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lambdad.logs import LogStream
 from lambdad.sandboxes import ExitInfo, Sandbox, SandboxDied, State
 from sandbox import messages
 from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
@@ -124,6 +126,16 @@ def find_child(parent: int, pid_in_parent_ns: int, depth: int) -> int:
 
 
 @dataclass
+class Restored:
+    """A restored copy and what its restore was (the daemon's bookkeeping)."""
+
+    sandbox: Sandbox
+    stream: LogStream
+    restore_ms: float
+    phases: dict[str, int]
+
+
+@dataclass
 class _Copy:
     sandbox: Sandbox
     cgroup: Cgroup | None
@@ -145,6 +157,9 @@ class Template:
         self._lock = asyncio.Lock()  # one fork in flight: its answer is unambiguous
         self._forked: asyncio.Future[int] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # cgroup removals in worker threads
+        # Copies restored ahead of demand (the specializer fills and takes them).
+        self.ready: collections.deque[Restored] = collections.deque()
+        self.refilling = False
         # The template speaks its own protocol (forked / copy-exited, at any time), not the
         # one-answer-per-request of a serving sandbox.
         sandbox._deliver = self._on_message  # type: ignore[method-assign]
@@ -306,6 +321,9 @@ class Template:
 
     def retire(self) -> None:
         """Retire the template: it exits, and its copies with it."""
+        for restored in self.ready:
+            restored.sandbox.kill()
+        self.ready.clear()
         self.sandbox.retire()
 
 

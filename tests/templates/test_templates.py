@@ -212,9 +212,10 @@ def test_snapshot_restore_hooks_run_where_lambda_runs_them(
         # before_snapshot ran once, in the template; after_restore once in each copy.
         assert inv.result["before"] == 1 and inv.result["after"] == 1
     assert first.result["connection"] != second.result["connection"]
-    # The hook's output is in the copy's log stream, before the invocation's START.
+    # The hook's output is in each copy's log stream, before its invocation's START (copies
+    # restored ahead of demand have run theirs too).
     text, _ = client.logs("tpl-hooks", request_id=None)
-    assert text.count("after-restore ran") == 2
+    assert text.count("after-restore ran") >= 2
     assert text.index("after-restore ran") < text.index(f"START RequestId: {first.request_id}")
 
 
