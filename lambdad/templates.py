@@ -218,12 +218,16 @@ class Template:
         t_start = time.monotonic_ns()
         self.counter += 1
         copy_id = f"{template.id}-c{self.counter}"
-        cgroup = self.cgroups.create(copy_id) if self.cgroups is not None else None
+        # cgroup v1 writes (mkdir, cgroup.procs) can block for milliseconds (the attach waits
+        # for an RCU grace period): never on the event loop.
+        cgroup = (
+            await asyncio.to_thread(_make_cgroup, self.cgroups, copy_id, limits)
+            if self.cgroups is not None
+            else None
+        )
         parent: socket.socket | None = None
         log_r = -1
         try:
-            if cgroup is not None:
-                cgroup.set_limits(limits)
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             log_r, log_w = os.pipe2(os.O_CLOEXEC)
             async with self._lock:
@@ -242,7 +246,7 @@ class Template:
             t_forked = time.monotonic_ns()
             first = find_child(template.pid, pid_in_template, self.depth)
             if cgroup is not None:
-                cgroup.attach(first)
+                await asyncio.to_thread(cgroup.attach, first)
             t_attached = time.monotonic_ns()
             parent.setblocking(False)
             sandbox = Sandbox(template.zygote, copy_id, first, template.uid, cgroup, parent, log_r)
@@ -325,6 +329,16 @@ class Template:
             restored.sandbox.kill()
         self.ready.clear()
         self.sandbox.retire()
+
+
+def _make_cgroup(backend: CgroupBackend, name: str, limits: CgroupLimits) -> Cgroup:
+    cgroup = backend.create(name)
+    try:
+        cgroup.set_limits(limits)
+    except BaseException:
+        cgroup.destroy()
+        raise
+    return cgroup
 
 
 async def _destroy(cgroup: Cgroup) -> None:
