@@ -84,7 +84,7 @@ def check_copy(pid: int, template_pid: int, template_status: dict[str, str]) -> 
     expect = {
         "Threads": "1",
         "NoNewPrivs": "1",
-        "Seccomp": template_status.get("Seccomp", "0") if template_status.get("Seccomp") else "2",
+        "Seccomp": template_status.get("Seccomp", "0"),  # 2 (filter), or 0 where disabled
         "Uid": template_status.get("Uid", ""),
         "Gid": template_status.get("Gid", ""),
     }
@@ -282,6 +282,10 @@ class Template:
                 },
                 restored.restore_us,
             )
+        except SandboxDied:
+            # The copy, not the template: e.g. an after-restore hook raised (its log says).
+            self._discard(copy)
+            raise CopyRefused(f"copy {copy_id} exited during its restore") from None
         except (OSError, TimeoutError, messages.MessageError, CopyRefused) as exc:
             self._discard(copy)
             if isinstance(exc, CopyRefused):

@@ -219,6 +219,25 @@ def test_snapshot_restore_hooks_run_where_lambda_runs_them(
     assert text.index("after-restore ran") < text.index(f"START RequestId: {first.request_id}")
 
 
+def test_an_after_restore_hook_that_raises_fails_the_restore(
+    client: Client, tmp_path: Path
+) -> None:
+    source = (
+        "from snapshot_restore_py import register_after_restore\n\n"
+        "@register_after_restore\n"
+        "def reconnect():\n    raise ConnectionError('database unreachable')\n\n"
+        "def handler(event, context):\n    return 1\n"
+    )
+    deploy(client, tmp_path, "tpl-hook-fails", source)
+    inv = client.invoke("tpl-hook-fails", {})
+    assert inv.error is not None and inv.error["errorType"] == "Runtime.ExitError"
+    assert "restore failed" in inv.error["errorMessage"]
+    assert inv.report is not None and inv.report.source == "template"
+    assert inv.report.restore_ms is not None and inv.report.init_ms is None
+    text, _ = client.logs("tpl-hook-fails")
+    assert "ConnectionError" in text and "database unreachable" in text
+
+
 def test_a_copys_exit_is_reported_exactly(client: Client, tmp_path: Path) -> None:
     deploy(
         client,
