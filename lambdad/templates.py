@@ -235,7 +235,9 @@ class Template:
                 forked = self._forked = loop.create_future()
                 try:
                     messages.send_with_fds(
-                        template._sock, messages.Fork(copy_id, tmp_mb), [child.fileno(), log_w]
+                        template._sock,
+                        messages.Fork(copy_id, tmp_mb, limits.pids_max),
+                        [child.fileno(), log_w],
                     )
                 except OSError as exc:
                     raise SandboxDied(f"{template.id}: {exc}") from None

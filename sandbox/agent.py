@@ -103,7 +103,7 @@ def serve(
             gid=gid,
             limits=rlimits.Rlimits(
                 fsize_bytes=int(function["tmp_mb"]) * 1024 * 1024,
-                nproc=msg.pids_max,
+                nproc=rlimits.TEMPLATE_NPROC if msg.template else msg.pids_max,
             ),
         )
         egress = dict(msg.egress) if msg.egress is not None else None

@@ -193,6 +193,7 @@ class Fork:
 
     id: str
     tmp_mb: int = 512
+    pids_max: int = 64  # the copy's RLIMIT_NPROC (its cgroup's pids.max is the daemon's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +477,9 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
     "invoke": _invoke,
     "result": _result,
     "retire": lambda m: Retire(),
-    "fork": lambda m: Fork(_str(m, "id"), _int(m, "tmp_mb", 512, lo=1)),
+    "fork": lambda m: Fork(
+        _str(m, "id"), _int(m, "tmp_mb", 512, lo=1), _int(m, "pids_max", 64, lo=1)
+    ),
     "forked": lambda m: Forked(_int(m, "pid", lo=1)),
     "copy-exited": lambda m: CopyExited(_int(m, "pid", lo=1), _int(m, "status")),
     "restore": lambda m: Restore(),

@@ -42,7 +42,7 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
-from sandbox import _libc, contain, credentials, fds, messages, mounts, netns, seccomp
+from sandbox import _libc, contain, credentials, fds, messages, mounts, netns, rlimits, seccomp
 
 COPY_NAMESPACES = (
     _libc.CLONE_NEWUSER
@@ -102,8 +102,11 @@ def serve(
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
+                limits = rlimits.Rlimits(
+                    fsize_bytes=msg.tmp_mb * 1024 * 1024, nproc=msg.pids_max
+                )
                 _intermediate(
-                    chan, passed[0], passed[1], msg.tmp_mb, isolation, uid, gid,
+                    chan, passed[0], passed[1], msg.tmp_mb, limits, isolation, uid, gid,
                     invocation_loop, after_restore,
                 )  # fmt: skip
             for fd in passed:
@@ -132,6 +135,7 @@ def _intermediate(
     sock_fd: int,
     log_fd: int,
     tmp_mb: int,
+    limits: rlimits.Rlimits,
     isolation: contain.Isolation,
     uid: int,
     gid: int,
@@ -166,7 +170,7 @@ def _intermediate(
             "fork": (t_restore - forked_at) // 1000,
             "namespaces": (t_ns - t_restore) // 1000,
         }
-        _copy(chan, tmp_mb, isolation, uid, gid, phases, t_restore, after_restore)
+        _copy(chan, tmp_mb, limits, isolation, uid, gid, phases, t_restore, after_restore)
         invocation_loop(chan)
     except SystemExit as exc:
         code = exc.code
@@ -193,6 +197,7 @@ def _write_id_maps(uid: int, gid: int) -> None:
 def _copy(
     chan: messages.StreamChannel,
     tmp_mb: int,
+    limits: rlimits.Rlimits,
     isolation: contain.Isolation,
     uid: int,
     gid: int,
@@ -215,6 +220,8 @@ def _copy(
     lap("mounts")
     netns.loopback_up()
     lap("network")
+    rlimits.apply(limits)  # the template's RLIMIT_NPROC is unlimited (see rlimits)
+    lap("rlimits")
     # A new user namespace gave us every capability in it (and a full bounding set): all go.
     credentials.drop_bounding()
     _libc.capset_empty()
