@@ -182,6 +182,16 @@ def test_concurrent_cold_invocations_are_all_copies(
     assert len({o["ns"]["net"] for o in outs}) == 8  # all alive at once: all distinct
 
 
+def test_more_live_copies_than_one_sandboxs_pids_max(
+    client: Client, shared_daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """Copies share their template's uid, and RLIMIT_NPROC counts a uid's tasks up the user
+    namespace chain: the template's limit must not be what bounds its copies together."""
+    deploy(client, tmp_path, "tpl-nproc", PROBE, pids_max=8)
+    outs = together(shared_daemon, "tpl-nproc", [{}] * 12)
+    assert len({o["uuid"] for o in outs}) == 12
+
+
 def test_report_has_restore_duration_not_init_duration(client: Client, tmp_path: Path) -> None:
     deploy(client, tmp_path, "tpl-report", PROBE)
     inv = cold(client, "tpl-report", log_tail=True)
