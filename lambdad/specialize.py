@@ -25,7 +25,7 @@ from lambdad.metering import LINK_SLACK_MS, bounded_duration
 from lambdad.outcomes import error_log_lines, init_error, init_exit_error, logged_by_runtime
 from lambdad.placement import FunctionState, WarmPool
 from lambdad.sandboxes import GenericPool, Sandbox, SandboxDied, State
-from lambdad.templates import CopyRefused, Template, Templates, check_template
+from lambdad.templates import UNATTACHED_MAX, CopyRefused, Template, Templates, check_template
 from lambdad.templates import Restored as _Restored
 from sandbox import _libc, messages
 from sandbox.cgroups import CgroupLimits
@@ -53,6 +53,7 @@ class ColdStart:
 
 READY_COPIES: Final = 2  # copies each template keeps restored ahead of demand
 REFILL_DELAY_S: Final = 0.02
+TEMPLATE_PIDS_SLACK: Final = 2 * UNATTACHED_MAX  # intermediates, and their zombies till reaped
 
 
 class InitFailed(Exception):
@@ -211,7 +212,10 @@ class Specializer:
         tree_fd = -1
         layer_fds: list[int] = []
         try:
-            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=cfg.pids_max)
+            # A template's copies are forked in its cgroup and moved out at once: room for
+            # the ones in between (lambdad/templates.py, UNATTACHED_MAX).
+            pids = cfg.pids_max + (TEMPLATE_PIDS_SLACK if template else 0)
+            limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=pids)
             if sandbox.cgroup is not None and limits != POOL_LIMITS:
                 sandbox.cgroup.set_limits(limits)
             set_limits_us = (time.monotonic_ns() - t0) // 1000
@@ -487,7 +491,9 @@ class Specializer:
                 if sandbox.alive:
                     sandbox.kill()
             raise
-        return Template(sandbox, status, sandbox.zygote.cgroups)
+        cfg = version.config
+        limits = CgroupLimits(cfg.memory_mb, cfg.pids_max + TEMPLATE_PIDS_SLACK)
+        return Template(sandbox, status, sandbox.zygote.cgroups, limits)
 
 
 def _init_report(init_ms: float, error: dict[str, Any]) -> str:

@@ -32,6 +32,14 @@ from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
 log = logging.getLogger("lambdad")
 
 FORK_TIMEOUT_S: Final = 5.0  # the template's answer to one fork
+UNATTACHED_MAX: Final = 8  # copies forked and not yet moved into their own cgroup
+# What each live copy leaves charged to its template's cgroup: every page the template writes
+# after a fork is copied *for the template*, and the original, now mapped by the copy alone,
+# stays charged where it was first charged (measured: 1-3.3 MB per copy, 40 to 166 copies of a python
+# template). Without room for it a template is OOM-killed after ~100 copies, and its copies
+# with it. Raised in steps, never lowered.
+MEMORY_PER_COPY_MB: Final = 4
+MEMORY_STEP_MB: Final = 64
 RESTORE_TIMEOUT_S: Final = 10.0  # a copy's set-up and after-restore hooks (Lambda: 10 s)
 COPY_NAMESPACES: Final = ("pid", "mnt", "net", "uts", "ipc", "user", "cgroup")
 _ZERO_CAPS: Final = "0000000000000000"
@@ -146,20 +154,30 @@ class Template:
     """The daemon's handle on one template: forks copies, learns how they exit."""
 
     def __init__(
-        self, sandbox: Sandbox, status: dict[str, str], cgroups: CgroupBackend | None
+        self,
+        sandbox: Sandbox,
+        status: dict[str, str],
+        cgroups: CgroupBackend | None,
+        limits: CgroupLimits | None = None,
     ) -> None:
         self.sandbox = sandbox
+        self.limits = limits  # the template's cgroup limits (memory raised with its copies)
         self.status = status
         self.cgroups = cgroups
         self.depth = len(ns_pids(status))
         self.counter = 0
         self.copies: dict[int, _Copy] = {}  # by pid in the template's pid namespace
         self._lock = asyncio.Lock()  # one fork in flight: its answer is unambiguous
-        self._forked: asyncio.Future[int] | None = None
+        self._forked: asyncio.Future[messages.Forked] | None = None
+        self._forking = ""  # the copy id of the fork in flight
+        # Copies forked but not yet in their own cgroup count against the template's
+        # pids.max (see specialize.TEMPLATE_PIDS_SLACK): at most this many at once.
+        self._unattached = asyncio.Semaphore(UNATTACHED_MAX)
         self._tasks: set[asyncio.Task[None]] = set()  # cgroup removals in worker threads
         # Copies restored ahead of demand (the specializer fills and takes them).
         self.ready: collections.deque[Restored] = collections.deque()
         self.refilling = False
+        self._memory_mb = limits.memory_mb if limits is not None else 0
         # The template speaks its own protocol (forked / copy-exited, at any time), not the
         # one-answer-per-request of a serving sandbox.
         sandbox._deliver = self._on_message  # type: ignore[method-assign]
@@ -176,8 +194,11 @@ class Template:
         except messages.MessageError as exc:
             self.sandbox.violation(f"template: {exc}")
             return
-        if isinstance(msg, messages.Forked) and self._forked and not self._forked.done():
-            self._forked.set_result(msg.pid)
+        if isinstance(msg, messages.Forked):
+            # Only the answer to the fork in flight; a late one (its fork timed out, its
+            # intermediate sees its socket closed and exits) is dropped.
+            if self._forked and not self._forked.done() and msg.id == self._forking:
+                self._forked.set_result(msg)
         elif isinstance(msg, messages.CopyExited):
             copy = self.copies.pop(msg.pid, None)
             if copy is not None:
@@ -202,6 +223,11 @@ class Template:
 
     def _template_gone(self) -> None:
         # Its copies were in its pid namespace: the kernel killed them with it.
+        info = self.sandbox.exit_info.result()
+        log.info(
+            "template %s exited (%s, %d OOM kills); its %d copies with it",
+            self.sandbox.id, info.describe(), info.oom_kills, len(self.copies),
+        )  # fmt: skip
         for copy in list(self.copies.values()):
             self._copy_gone(copy, signal.SIGKILL)
         self.copies.clear()
@@ -216,6 +242,7 @@ class Template:
         if not template.alive:
             raise SandboxDied(f"{template.id}: template gone")
         t_start = time.monotonic_ns()
+        self._room_for_copies()
         self.counter += 1
         copy_id = f"{template.id}-c{self.counter}"
         # cgroup v1 writes (mkdir, cgroup.procs) can block for milliseconds (the attach waits
@@ -230,26 +257,33 @@ class Template:
         try:
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             log_r, log_w = os.pipe2(os.O_CLOEXEC)
-            async with self._lock:
-                loop = asyncio.get_running_loop()
-                forked = self._forked = loop.create_future()
-                try:
-                    messages.send_with_fds(
-                        template._sock,
-                        messages.Fork(copy_id, tmp_mb, limits.pids_max),
-                        [child.fileno(), log_w],
-                    )
-                except OSError as exc:
-                    raise SandboxDied(f"{template.id}: {exc}") from None
-                finally:
-                    child.close()
-                    os.close(log_w)
-                pid_in_template = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
-            t_forked = time.monotonic_ns()
-            first = find_child(template.pid, pid_in_template, self.depth)
-            if cgroup is not None:
-                await asyncio.to_thread(cgroup.attach, first)
-            t_attached = time.monotonic_ns()
+            async with self._unattached:
+                async with self._lock:
+                    loop = asyncio.get_running_loop()
+                    forked = self._forked = loop.create_future()
+                    self._forking = copy_id
+                    try:
+                        messages.send_with_fds(
+                            template._sock,
+                            messages.Fork(copy_id, tmp_mb, limits.pids_max),
+                            [child.fileno(), log_w],
+                        )
+                    except OSError as exc:
+                        raise SandboxDied(f"{template.id}: {exc}") from None
+                    finally:
+                        child.close()
+                        os.close(log_w)
+                    try:
+                        answer = await asyncio.wait_for(forked, FORK_TIMEOUT_S)
+                    except TimeoutError:
+                        raise CopyRefused(f"no answer to fork in {FORK_TIMEOUT_S:.0f} s") from None
+                if answer.pid == 0:
+                    raise CopyRefused(f"the template could not fork ({answer.error})")
+                t_forked = time.monotonic_ns()
+                first = find_child(template.pid, answer.pid, self.depth)
+                if cgroup is not None:
+                    await asyncio.to_thread(cgroup.attach, first)
+                t_attached = time.monotonic_ns()
             parent.setblocking(False)
             sandbox = Sandbox(template.zygote, copy_id, first, template.uid, cgroup, parent, log_r)
             parent, log_r = None, -1  # the sandbox owns them now
@@ -299,6 +333,25 @@ class Template:
             self._discard(copy)
             raise
         return sandbox, restored
+
+    def _room_for_copies(self) -> None:
+        cgroup, limits = self.sandbox.cgroup, self.limits
+        if cgroup is None or limits is None:
+            return
+        live = len(self.copies) + len(self.ready) + UNATTACHED_MAX
+        needed = limits.memory_mb + MEMORY_PER_COPY_MB * live
+        if needed > self._memory_mb:
+            self._memory_mb = needed + MEMORY_STEP_MB
+            try:  # the CPU weight stays the function's
+                cgroup.set_limits(
+                    CgroupLimits(
+                        memory_mb=self._memory_mb,
+                        pids_max=limits.pids_max,
+                        cpu_weight=limits.cpu_weight or limits.v2_cpu_weight(),
+                    )
+                )
+            except OSError as exc:
+                log.info("template %s: memory limit: %s", self.sandbox.id, exc)
 
     def _copy_pid(self, sandbox: Sandbox, cgroup: Cgroup | None) -> int:
         """The copy's PID 1 (host pid): the one process of its cgroup that is PID 1 of a pid

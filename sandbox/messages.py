@@ -198,9 +198,12 @@ class Fork:
 
 @dataclass(frozen=True, slots=True)
 class Forked:
-    """template -> daemon: the copy's first process (pid in the template's pid namespace)."""
+    """template -> daemon: the copy's first process (pid in the template's pid namespace; 0
+    when the fork failed, ``error`` saying why)."""
 
+    id: str
     pid: int
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +483,9 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
     "fork": lambda m: Fork(
         _str(m, "id"), _int(m, "tmp_mb", 512, lo=1), _int(m, "pids_max", 64, lo=1)
     ),
-    "forked": lambda m: Forked(_int(m, "pid", lo=1)),
+    "forked": lambda m: Forked(
+        _str(m, "id"), _int(m, "pid"), _bounded_str(m, "error", MAX_ERROR_TYPE)
+    ),
     "copy-exited": lambda m: CopyExited(_int(m, "pid", lo=1), _int(m, "status")),
     "restore": lambda m: Restore(),
     "restored": lambda m: Restored(_phases(m), _int(m, "restore_us", 0)),

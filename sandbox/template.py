@@ -100,7 +100,13 @@ def serve(
                 os._exit(0)  # EOF, retire, or anything else: the copies die with us
             sys.stdout.flush()
             sys.stderr.flush()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # pids.max, memory: this copy fails, not the template
+                for fd in passed:
+                    os.close(fd)
+                chan.send(messages.Forked(msg.id, 0, f"fork: {exc.strerror}"))
+                continue
             if pid == 0:
                 limits = rlimits.Rlimits(
                     fsize_bytes=msg.tmp_mb * 1024 * 1024, nproc=msg.pids_max
@@ -112,7 +118,7 @@ def serve(
             for fd in passed:
                 os.close(fd)
             intermediates.add(pid)
-            chan.send(messages.Forked(pid))
+            chan.send(messages.Forked(msg.id, pid))
         _reap(chan, intermediates)
 
 
