@@ -27,6 +27,7 @@ from benchmarks import (
     http_invoke,
     metering,
     peers,
+    profile,
     queues,
     report,
     runtimes,
@@ -59,6 +60,8 @@ OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "soak": soak.run,
     # Issue 17 item 1: function templates beside plain cold starts (not in the table yet).
     "templates": templates.run,
+    # Issue 17 item 3: py-spy flame graphs of the daemon and a sandbox, warm and throughput.
+    "profile": profile.run,
 }
 
 

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from benchmarks.harness import FUNCTIONS, BenchDaemon, Settings, note_problem, summarize
-from benchmarks.scale import _burst, hold_ms
+from benchmarks.scale import _burst, _error_kind, hold_ms
 from lambdad.errors import LambdadError
 
 DAEMON_SETTINGS = {
@@ -90,10 +90,11 @@ def scale_out(daemon: BenchDaemon, n: int, template: bool) -> dict[str, Any]:
     errors: Counter[str] = Counter()
     for outcome, _done in results:
         if isinstance(outcome, LambdadError):
-            errors[type(outcome).__name__] += 1
+            errors[_error_kind(type(outcome).__name__, outcome.message)] += 1
             continue
         if outcome.error is not None:
-            errors[str(outcome.error.get("errorType"))] += 1
+            error = outcome.error
+            errors[_error_kind(str(error.get("errorType")), str(error.get("errorMessage")))] += 1
             continue
         assert outcome.report is not None
         sources[outcome.report.source if outcome.report.cold else "warm"] += 1

@@ -35,9 +35,9 @@ FORK_TIMEOUT_S: Final = 5.0  # the template's answer to one fork
 UNATTACHED_MAX: Final = 8  # copies forked and not yet moved into their own cgroup
 # What each live copy leaves charged to its template's cgroup: every page the template writes
 # after a fork is copied *for the template*, and the original, now mapped by the copy alone,
-# stays charged where it was first charged (measured: 1-3.3 MB per copy, 40 to 166 copies of a python
-# template). Without room for it a template is OOM-killed after ~100 copies, and its copies
-# with it. Raised in steps, never lowered.
+# stays charged where it was first charged (measured: 1-3.3 MB per copy, 40 to 166 copies of
+# a python template). Without room for it a template is OOM-killed after ~100 copies, and its
+# copies with it. Counted for every copy alive or being made; raised in steps, never lowered.
 MEMORY_PER_COPY_MB: Final = 4
 MEMORY_STEP_MB: Final = 64
 RESTORE_TIMEOUT_S: Final = 10.0  # a copy's set-up and after-restore hooks (Lambda: 10 s)
@@ -178,6 +178,7 @@ class Template:
         self.ready: collections.deque[Restored] = collections.deque()
         self.refilling = False
         self._memory_mb = limits.memory_mb if limits is not None else 0
+        self._in_flight = 0  # forks not yet restored (or failed)
         # The template speaks its own protocol (forked / copy-exited, at any time), not the
         # one-answer-per-request of a serving sandbox.
         sandbox._deliver = self._on_message  # type: ignore[method-assign]
@@ -242,6 +243,20 @@ class Template:
         if not template.alive:
             raise SandboxDied(f"{template.id}: template gone")
         t_start = time.monotonic_ns()
+        self._in_flight += 1
+        try:
+            return await self._fork(limits, tmp_mb, adopt, t_start)
+        finally:
+            self._in_flight -= 1
+
+    async def _fork(
+        self,
+        limits: CgroupLimits,
+        tmp_mb: int,
+        adopt: Callable[[Sandbox], None],
+        t_start: int,
+    ) -> tuple[Sandbox, messages.Restored]:
+        template = self.sandbox
         self._room_for_copies()
         self.counter += 1
         copy_id = f"{template.id}-c{self.counter}"
@@ -338,7 +353,7 @@ class Template:
         cgroup, limits = self.sandbox.cgroup, self.limits
         if cgroup is None or limits is None:
             return
-        live = len(self.copies) + len(self.ready) + UNATTACHED_MAX
+        live = len(self.copies) + len(self.ready) + self._in_flight
         needed = limits.memory_mb + MEMORY_PER_COPY_MB * live
         if needed > self._memory_mb:
             self._memory_mb = needed + MEMORY_STEP_MB
