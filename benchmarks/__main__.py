@@ -29,11 +29,13 @@ from benchmarks import (
     http_invoke,
     metering,
     peers,
+    profile,
     queues,
     report,
     runtimes,
     scale,
     soak,
+    templates,
     throughput,
     warm,
 )  # fmt: skip
@@ -60,6 +62,10 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
 # stability, not speed.
 OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "soak": soak.run,
+    # Issue 17 item 1: function templates beside plain cold starts (not in the table yet).
+    "templates": templates.run,
+    # Issue 17 item 3: py-spy flame graphs of the daemon and a sandbox, warm and throughput.
+    "profile": profile.run,
 }
 
 

@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--network", default="none", choices=["none", "egress"])
     d.add_argument("--min-warm", type=int, default=0, help="provisioned concurrency")
     d.add_argument("--tmp", type=int, default=512, help="MB of /tmp")
+    d.add_argument("--template-sandboxes", action="store_true",
+                   help="function templates (SnapStart): new sandboxes are forked from an "
+                   "initialized one, skipping Init (python, network none)")  # fmt: skip
     d.add_argument("--log-format", default="Text", choices=["Text", "JSON"],
                    help="Lambda's LoggingConfig.LogFormat: the root logger's records")  # fmt: skip
     d.add_argument("--log-level", default="", metavar="LEVEL",
@@ -498,6 +501,7 @@ def _client_verb(args: argparse.Namespace) -> int:
                 application_log_level=args.log_level,
                 **({"mounts": args.mount} if args.mount else {}),
                 **({"layers": args.layer} if args.layer else {}),
+                **({"template": True} if args.template_sandboxes else {}),
             )
             print(json.dumps(fn, indent=2, sort_keys=True))
             return 0

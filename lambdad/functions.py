@@ -93,6 +93,9 @@ class FunctionConfig:
     # host directories at /mnt/NAME (Lambda's EFS): source, target, read_only, uid/gid = the
     # POSIX owner the sandbox acts as on them (the directory's owner at deploy)
     mounts: tuple[Mapping[str, Any], ...] = ()
+    # Function templates (SnapStart): after the first Init of a version, new sandboxes are
+    # copies forked from an initialized template (sandbox/template.py). Python runtimes only.
+    template: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -224,6 +227,22 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
             raise InvalidParameterValue(f"{key} needs log_format 'JSON' (as on Lambda)", field=key)
         levels[key] = level
     mounts = _mounts(args.get("mounts"))
+    template = args.get("template", False)
+    if not isinstance(template, bool):
+        raise InvalidParameterValue(
+            f"template must be true or false, got {template!r}", field="template"
+        )
+    if template and not runtime.startswith("python"):
+        raise InvalidParameterValue(
+            f"template = true needs a python runtime (SnapStart's); {runtime} has no templates",
+            field="template",
+        )
+    if template and network != "none":
+        raise InvalidParameterValue(
+            "template = true needs network = 'none': a template's copies make their own "
+            "network namespaces, where the daemon does not wire egress",
+            field="template",
+        )
     return FunctionConfig(
         name=name,
         handler=handler,
@@ -244,6 +263,7 @@ def validate(args: Mapping[str, Any]) -> FunctionConfig:
         log_format=log_format,
         **levels,
         mounts=mounts,
+        template=template,
     )
 
 
@@ -420,6 +440,7 @@ class Version:
 # have their default value, so a version stored before they existed keeps its address.
 _LATER_FIELDS: Final = {
     "description": "", "role": "", "architectures": ["x86_64"], "layers": [], "lambda_runtime": "",
+    "template": False,
 }  # fmt: skip
 
 

@@ -294,7 +294,7 @@ def _report(
         billed_ms=billed(duration_ms),
         memory_mb=call.version.config.memory_mb,
         max_memory_used_mb=memory_used or 1,
-        init_ms=round(cold.init_ms, 3) if cold else None,
+        init_ms=round(cold.init_ms, 3) if cold and cold.restore_ms is None else None,
         cold=cold is not None,
         source=cold.source if cold else "warm",
         version=str(call.version.number),
@@ -303,6 +303,7 @@ def _report(
         trace_id=call.trace_id,
         status=status,
         error_type=error_type,
+        restore_ms=round(cold.restore_ms, 3) if cold and cold.restore_ms is not None else None,
     )
 
 

@@ -30,6 +30,9 @@ class Report:
     # e.g. Runtime.ExitError, Runtime.OutOfMemory); None when it ran to an answer.
     status: str | None = None
     error_type: str | None = None
+    # A template's copy (source "template"): SnapStart's Restore Duration, billed like Init
+    # Duration; init_ms is None then.
+    restore_ms: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class Report:
             "phases_us": self.phases_us,
             "trace_id": self.trace_id,
             **({"status": self.status, "error_type": self.error_type} if self.status else {}),
+            **({"restore_ms": self.restore_ms} if self.restore_ms is not None else {}),
         }
 
     def line(self) -> str:
@@ -57,6 +61,11 @@ class Report:
         )
         if self.init_ms is not None:
             text += f"Init Duration: {self.init_ms:.2f} ms\t"
+        if self.restore_ms is not None:
+            text += (
+                f"Restore Duration: {self.restore_ms:.2f} ms\t"
+                f"Billed Restore Duration: {billed(self.restore_ms)} ms\t"
+            )
         if self.status is not None:
             text += f"Status: {self.status}\t"
             if self.error_type is not None:

@@ -263,6 +263,7 @@ def report_from_wire(raw: Mapping[str, Any]) -> Report:
         trace_id=str(raw.get("trace_id", "")),
         status=None if raw.get("status") is None else str(raw["status"]),
         error_type=None if raw.get("error_type") is None else str(raw["error_type"]),
+        restore_ms=None if raw.get("restore_ms") is None else float(raw["restore_ms"]),
     )
 
 

@@ -79,6 +79,7 @@ OPERATION_ARGS: Final[dict[str, frozenset[str]]] = {
             "application_log_level",
             "system_log_level",
             "mounts",
+            "template",
         }
     ),
     "get": frozenset({"name"}),

@@ -22,9 +22,9 @@ import os
 import time
 import traceback
 from collections.abc import Mapping
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
-from sandbox import contain, messages, rlimits
+from sandbox import contain, messages, rlimits, template
 
 TASK_ROOT = "/var/task"
 
@@ -55,6 +55,14 @@ class Runtime(Protocol):
 
     def after_invoke(self) -> None:
         """After the result is sent (off the caller's clock): e.g. reap orphans."""
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A runtime whose sandboxes can be function templates (:mod:`sandbox.template`)."""
+
+    def after_restore(self) -> None:
+        """In each copy, before its first invocation (SnapStart's after-restore hooks)."""
 
 
 def serve(
@@ -95,7 +103,7 @@ def serve(
             gid=gid,
             limits=rlimits.Rlimits(
                 fsize_bytes=int(function["tmp_mb"]) * 1024 * 1024,
-                nproc=msg.pids_max,
+                nproc=rlimits.TEMPLATE_NPROC if msg.template else msg.pids_max,
             ),
         )
         egress = dict(msg.egress) if msg.egress is not None else None
@@ -107,8 +115,17 @@ def serve(
         extra = n_layers + n_mounts if isolation.namespaces else 0
         tail = fds[len(fds) - extra :] if extra else []
         code_fd = fds[0] if len(fds) > extra else -1
+        if msg.template and (egress is not None or not isinstance(runtime, Restorable)):
+            raise ValueError("function templates need the python runtime and network = 'none'")
         phases = contain.specialize(
-            isolation, spec, code_fd, egress, tail[:n_layers], tail[n_layers:], fs_mounts
+            isolation,
+            spec,
+            code_fd,
+            egress,
+            tail[:n_layers],
+            tail[n_layers:],
+            fs_mounts,
+            template=msg.template,
         )
     except Exception as exc:
         chan.send(
@@ -136,6 +153,16 @@ def serve(
         )
         os._exit(0)
     chan.send(messages.InitDone(phases, (time.monotonic_ns() - t_init) // 1000))
+    if msg.template:
+        assert isinstance(runtime, Restorable)
+        template.serve(
+            chan,
+            isolation,
+            uid,
+            gid,
+            lambda copy_chan: _invocation_loop(copy_chan, runtime),
+            runtime.after_restore,
+        )
     _invocation_loop(chan, runtime)
 
 

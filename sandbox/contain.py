@@ -32,6 +32,9 @@ class Isolation:
     namespaces: bool = True  # pid/mnt/net/uts/ipc/cgroup namespaces + pivot_root
     credentials: bool = True  # an unprivileged uid/gid per sandbox (host root only)
     seccomp_program: bytes | None = None  # the compiled filter, None = no seccomp
+    # A function template's filter (seccomp.compile_filter(template=True)); its copies stack
+    # seccomp_program on it. None: no seccomp, or templates unavailable on this host.
+    template_seccomp_program: bytes | None = None
 
 
 class _Clock:
@@ -89,12 +92,17 @@ def specialize(
     layer_tree_fds: Sequence[int] = (),
     mount_tree_fds: Sequence[int] = (),
     fs_mounts: Sequence[Mapping[str, Any]] = (),
+    template: bool = False,
 ) -> dict[str, int]:
     """Child half, specialization. After this returns, untrusted code may run.
 
     ``egress``: for ``network = "egress"`` functions, the addresses of the veth end the daemon
     moved into this sandbox's network namespace (configured here, while we still hold
-    CAP_NET_ADMIN in it)."""
+    CAP_NET_ADMIN in it).
+
+    ``template``: the sandbox becomes a function template (:mod:`sandbox.template`): the
+    hidden proc its copies need is mounted, and the template's filter loaded instead of the
+    full one."""
     clock = _Clock(time.monotonic_ns())
     if isolation.namespaces:
         mounts.mount_function(code_tree_fd, spec.tmp_mb, spec.uid, spec.gid)
@@ -105,6 +113,9 @@ def specialize(
         if fs_mounts:
             fsmounts.mount_all(mount_tree_fds, fs_mounts, spec.uid, spec.gid)
             clock.lap("fs_mounts")
+        if template:
+            mounts.mount_template_proc()
+            clock.lap("template_proc")
     if egress:
         netns.configure_egress(egress)
         clock.lap("egress")
@@ -112,7 +123,10 @@ def specialize(
     clock.lap("rlimits")
     credentials.drop(spec.uid, spec.gid)
     clock.lap("credentials")
-    if isolation.seccomp_program is not None:
-        seccomp.load(isolation.seccomp_program)
+    program = isolation.template_seccomp_program if template else isolation.seccomp_program
+    if template and program is None and isolation.seccomp_program is not None:
+        raise OSError("function templates need the template seccomp filter, unavailable here")
+    if program is not None:
+        seccomp.load(program)
         clock.lap("seccomp")
     return clock.phases

@@ -58,17 +58,25 @@ def probe(cgroup_parent: str = "lambdad", disable: tuple[str, ...] = ()) -> Host
     elif not root:
         missing.append("not root: no cgroups: no memory, cpu or pids limit per sandbox")
     program: bytes | None = None
+    template_program: bytes | None = None
     if "seccomp" not in disable:
         try:
             from sandbox import seccomp
 
             program = seccomp.compile_filter()
             _libc.prepare_seccomp(program)  # sandboxes, forked later, only load it
+            template_program = seccomp.compile_filter(template=True)
+            _libc.prepare_seccomp(template_program)
         except Exception as exc:
             missing.append(f"seccomp unavailable ({exc}): dangerous syscalls are not filtered")
     credentials = root and "credentials" not in disable
     return HostSupport(
-        isolation=Isolation(namespaces=use_ns, credentials=credentials, seccomp_program=program),
+        isolation=Isolation(
+            namespaces=use_ns,
+            credentials=credentials,
+            seccomp_program=program,
+            template_seccomp_program=template_program,
+        ),
         cgroups=backend,
         missing=missing,
     )

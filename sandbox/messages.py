@@ -138,6 +138,8 @@ class Init:
     # The function's layer directories on the host, in order (later wins); their detached
     # mounts travel as the last len(layers) fds, after the code's.
     layers: tuple[str, ...] = ()
+    # Become a function template (sandbox.template): Init, then fork copies, never invoke.
+    template: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +188,55 @@ class Retire:
     """daemon -> sandbox: exit now."""
 
 
+# -- template link (sandbox.template): daemon <-> template, daemon <-> copy --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """daemon -> template, with two fds (the copy's socket end, its log pipe's write end):
+    fork one copy. The copy waits for :class:`Restore` before it sets itself up."""
+
+    id: str
+    tmp_mb: int = 512
+    pids_max: int = 64  # the copy's RLIMIT_NPROC (its cgroup's pids.max is the daemon's)
+
+
+@dataclass(frozen=True, slots=True)
+class Forked:
+    """template -> daemon: the copy's first process (pid in the template's pid namespace; 0
+    when the fork failed, ``error`` saying why)."""
+
+    id: str
+    pid: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyExited:
+    """template -> daemon: it reaped a copy (pid in the template's pid namespace)."""
+
+    pid: int
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """daemon -> copy: it is in its own cgroup now; make its namespaces and serve."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """copy -> daemon: isolated and re-seeded, after-restore hooks run; ready to invoke."""
+
+    phases: Mapping[str, int]
+    restore_us: int
+
+
 ControlMessage = ZygoteConfig | ZygoteReady | Spawn | Spawned | SpawnFailed | Exited
-SandboxMessage = Ready | Init | InitDone | InitError | Invoke | Result | Retire
+SandboxMessage = (
+    Ready | Init | InitDone | InitError | Invoke | Result | Retire
+    | Fork | Forked | CopyExited | Restore | Restored
+)  # fmt: skip
 Message = ControlMessage | SandboxMessage
 
 KIND: Final[dict[type[Any], str]] = {
@@ -204,6 +253,11 @@ KIND: Final[dict[type[Any], str]] = {
     Invoke: "invoke",
     Result: "result",
     Retire: "retire",
+    Fork: "fork",
+    Forked: "forked",
+    CopyExited: "copy-exited",
+    Restore: "restore",
+    Restored: "restored",
 }
 
 
@@ -356,6 +410,7 @@ def _init(m: Mapping[str, Any]) -> Init:
         region=_region(m),
         initialization_type=_choice(m, "initialization_type", INITIALIZATION_TYPES),
         layers=_strings(m, "layers"),
+        template=m.get("template") is True,
     )
 
 
@@ -441,6 +496,15 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
     "invoke": _invoke,
     "result": _result,
     "retire": lambda m: Retire(),
+    "fork": lambda m: Fork(
+        _str(m, "id"), _int(m, "tmp_mb", 512, lo=1), _int(m, "pids_max", 64, lo=1)
+    ),
+    "forked": lambda m: Forked(
+        _str(m, "id"), _int(m, "pid"), _bounded_str(m, "error", MAX_ERROR_TYPE)
+    ),
+    "copy-exited": lambda m: CopyExited(_int(m, "pid", lo=1), _int(m, "status")),
+    "restore": lambda m: Restore(),
+    "restored": lambda m: Restored(_phases(m), _int(m, "restore_us", 0)),
 }
 
 M = TypeVar("M", bound=Message)

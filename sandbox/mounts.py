@@ -257,6 +257,41 @@ def mount_function(code_tree_fd: int, tmp_mb: int, uid: int, gid: int) -> None:
     )
 
 
+# Where a function template keeps the unmasked proc its copies need (sandbox.template): a
+# copy is root only in a user namespace of its own, where the kernel lets it mount a proc for
+# its new pid namespace only if one is already fully visible in its mount namespace, and the
+# sandbox's /proc has masks on it. This one sits in a root-owned 0700 tmpfs over /proc/fs:
+# neither the template's uid nor a copy (host root is unmapped in its user namespace) can
+# reach it; the kernel's check does not walk paths.
+TEMPLATE_PROC = "/proc/fs/p"
+
+
+def mount_template_proc() -> None:
+    """Specialization of a function template, as root: the hidden unmasked proc."""
+    _libc.mount("tmpfs", "/proc/fs", "tmpfs", _libc.MS_NOSUID | _libc.MS_NODEV, "size=4k,mode=700")
+    os.mkdir(TEMPLATE_PROC, 0o700)
+    _libc.mount("proc", TEMPLATE_PROC, "proc", _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC)
+
+
+def mount_copy(tmp_mb: int, uid: int, gid: int) -> None:
+    """A template's copy, root of its own user namespace: its own /tmp, /dev/shm and a proc
+    of its own pid namespace (masked like every sandbox's) over the template's."""
+    for path, size in (("/tmp", tmp_mb), ("/dev/shm", min(tmp_mb, 64))):
+        _libc.mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            _libc.MS_NOSUID | _libc.MS_NODEV | (_libc.MS_NOEXEC if path == "/dev/shm" else 0),
+            f"size={size}m,mode=700,uid={uid},gid={gid}",
+        )
+    _libc.mount("proc", "/proc", "proc", _libc.MS_NOSUID | _libc.MS_NODEV | _libc.MS_NOEXEC)
+    for path in PROC_RO:
+        if os.path.exists(path):
+            _libc.mount(path, path, None, _libc.MS_BIND | _libc.MS_REC)
+            _libc.mount(None, path, None, _libc.MS_BIND | _libc.MS_REMOUNT | _RO)
+    _mask_proc("/proc", "/dev/null")
+
+
 def mount_layers(
     layer_tree_fds: Sequence[int], target: str = "/opt", empty_dir: str = _EMPTY_LAYER
 ) -> None:

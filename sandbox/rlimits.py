@@ -15,6 +15,12 @@ MAX_NPROC = 1024
 # so that it never depends on what the zygote inherited. Queues live in the sandbox's own IPC
 # namespace (fs.mqueue.queues_max, 256, is per namespace), so neither limit is shared.
 MSGQUEUE_BYTES = 819_200
+# A function template's (sandbox/template.py): its copies share its uid, and RLIMIT_NPROC is
+# counted per uid up the user-namespace chain against the template's limit, so a template
+# limited to pids_max would cap *all* its copies together at pids_max. The template's tasks are
+# bounded by its cgroup's pids.max; each copy sets its own RLIMIT_NPROC (its own user namespace
+# counts it alone) and has its own pids.max. The template keeps the hard limit it inherited.
+TEMPLATE_NPROC = -2
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,12 @@ def apply(limits: Rlimits) -> None:
     for what, value in (
         (resource.RLIMIT_NOFILE, limits.nofile),
         (resource.RLIMIT_FSIZE, limits.fsize_bytes),
-        (resource.RLIMIT_NPROC, min(limits.nproc, MAX_NPROC)),
+        (
+            resource.RLIMIT_NPROC,
+            resource.getrlimit(resource.RLIMIT_NPROC)[1]
+            if limits.nproc == TEMPLATE_NPROC
+            else min(limits.nproc, MAX_NPROC),
+        ),
         (resource.RLIMIT_CORE, limits.core),
         (resource.RLIMIT_MSGQUEUE, limits.msgqueue_bytes),
     ):

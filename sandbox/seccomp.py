@@ -168,6 +168,11 @@ NOSYS_SYSCALLS: Final[tuple[str, ...]] = (
 
 # Subset of DENIED_SYSCALLS that allow_namespaces=True leaves allowed.
 _NAMESPACE_SYSCALLS: Final = frozenset({"unshare", "setns"})
+# Subset that a function template's filter leaves allowed (sandbox.template): what a copy
+# needs to make its own user, pid, mount, network, uts and ipc namespaces and mount its /tmp
+# and /proc in them. Never setns (no joining anything), never the new mount API, never
+# umount (what a copy mounts over its template's /tmp and /proc stays over it).
+TEMPLATE_ALLOWED: Final = frozenset({"unshare", "mount"})
 
 # <linux/sched.h>: every flag that creates a namespace. CLONE_NEWTIME (0x80) only works with
 # clone3 and unshare; in clone(2) that bit falls in the exit-signal byte, where no real signal
@@ -248,7 +253,7 @@ def _syscall_number(name: str) -> int | None:
     return number if number >= 0 else None
 
 
-def compile_filter(*, allow_namespaces: bool = False) -> bytes:
+def compile_filter(*, allow_namespaces: bool = False, template: bool = False) -> bytes:
     """Build the sandbox's seccomp filter and return it as classic-BPF bytes.
 
     Call once, in the zygote; pass the bytes to :func:`load` in each sandbox.
@@ -256,6 +261,9 @@ def compile_filter(*, allow_namespaces: bool = False) -> bytes:
     Args:
         allow_namespaces: leave ``unshare``, ``setns``, ``clone`` with namespace flags and
             ``clone3`` allowed (for a handler that must build nested sandboxes itself).
+        template: a function template's filter: :data:`TEMPLATE_ALLOWED` and ``clone`` with
+            namespace flags allowed, everything else as the full filter. Every copy stacks
+            the full filter on it before it serves (docs/security.md, "Function templates").
 
     Returns:
         A ``struct sock_filter[]`` for the native architecture (8 bytes per instruction).
@@ -268,9 +276,10 @@ def compile_filter(*, allow_namespaces: bool = False) -> bytes:
         (name, errno.EPERM, ())
         for name in DENIED_SYSCALLS
         if not (allow_namespaces and name in _NAMESPACE_SYSCALLS)
+        and not (template and name in TEMPLATE_ALLOWED)
     ]
     rules += [(name, errno.ENOSYS, ()) for name in NOSYS_SYSCALLS]
-    rules += _argument_rules(allow_namespaces=allow_namespaces)
+    rules += _argument_rules(allow_namespaces=allow_namespaces or template)
 
     skipped: set[str] = set()
     for name, err, args in rules:

@@ -165,7 +165,11 @@ def configuration(
         "PackageType": "Zip",
         "Architectures": list(cfg.architectures),
         "EphemeralStorage": {"Size": cfg.tmp_mb},
-        "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+        # Function templates are SnapStart here (docs/lambda-api.md): for every version.
+        "SnapStart": {
+            "ApplyOn": "PublishedVersions" if cfg.template else "None",
+            "OptimizationStatus": "On" if cfg.template else "Off",
+        },
         "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{fn.name}"},
     }
     if cfg.env:
@@ -337,6 +341,12 @@ def _config_args(doc: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, A
     layers = _get(doc, "Layers", list, "a list of layer version ARNs")
     if layers is not None:
         args["layers"] = layers
+    snap_start = _get(doc, "SnapStart", dict, "an object")
+    if snap_start is not None:
+        apply_on = snap_start.get("ApplyOn", "None")
+        if apply_on not in ("PublishedVersions", "None"):
+            raise invalid(f"SnapStart.ApplyOn must be PublishedVersions or None, got {apply_on!r}")
+        args["template"] = apply_on == "PublishedVersions"
     for key in REFUSED:
         if doc.get(key):
             raise invalid(f"{key} is not supported by lambdad")

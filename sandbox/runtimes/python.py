@@ -31,7 +31,7 @@ from typing import Any
 import sandbox
 from sandbox import contain, messages
 from sandbox.agent import InitFailure
-from sandbox.runtimes import lambda_env, lambda_json, lambda_logging, python_layout
+from sandbox.runtimes import lambda_env, lambda_json, lambda_logging, python_layout, snapshot_hooks
 from sandbox.runtimes.lambda_context import LambdaContext
 
 PRELOAD = (
@@ -164,6 +164,20 @@ def _warm_up() -> None:
     time.monotonic_ns()
 
 
+def _warm_copy(env: Mapping[str, str], arn: str) -> None:
+    """The runtime's side of an invocation, without the handler (see :func:`_warm_up`): in a
+    template's copy, every page it writes is copied from the template on first touch."""
+    event = lambda_json.decode_event(b'{"a": [1, 2.5, "x", null, true, {"b": {}}]}')
+    context = LambdaContext("00000000-0000-0000-0000-000000000000", env, arn, 0)
+    context.get_remaining_time_in_millis()
+    lambda_json.encode_result({"event": event, "n": 1, "f": 1.5, "s": "x", "l": [None, True]})
+    lambda_env.new_trace_id()
+    lambda_logging.set_request("00000000-0000-0000-0000-000000000000")
+    messages.encode(messages.Result(result=b"null", duration_us=1.0, maxrss_kb=1))
+    resource.getrusage(resource.RUSAGE_SELF)
+    time.monotonic_ns()
+
+
 _children_exited: list[bool] = []  # set by SIGCHLD: something for PID 1 to reap
 
 
@@ -248,6 +262,8 @@ class PythonRuntime:
             sys.path[:0] = [task_root, layer_site + "/site-packages", "/opt/python"]
         os.chdir(task_root)
         json_logs = lambda_logging.setup(env, _relocate)
+        if init.template:
+            snapshot_hooks.install()
         t_import = time.monotonic_ns()
         phases["runtime_env"] = (t_import - t_env) // 1000
         try:
@@ -259,11 +275,37 @@ class PythonRuntime:
             sys.stderr.flush()
             raise InitFailure(exc.error) from None
         phases["import"] = (time.monotonic_ns() - t_import) // 1000
+        if init.template:
+            t_hooks = time.monotonic_ns()
+            try:
+                snapshot_hooks.run("before_snapshot")
+            except Exception as exc:
+                error = error_shape(exc)
+                _log_error(error, json_logs, init=True)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                raise InitFailure(error) from None
+            phases["before_snapshot"] = (time.monotonic_ns() - t_hooks) // 1000
         sys.stdout.flush()
         sys.stderr.flush()
         self.handler, self.env, self.json_logs = handler, env, json_logs
         self.arn = lambda_env.function_arn(init.region, str(function["name"]))
         signal.signal(signal.SIGCHLD, _on_sigchld)
+
+    def after_restore(self) -> None:
+        """In a template's copy, before its first invocation: the invocation machinery run
+        once (its pages become the copy's own now, not during the first invocation), then the
+        function's after-restore hooks (an exception ends the copy; its restore fails)."""
+        os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+        _warm_copy(self.env, self.arn)
+        try:
+            snapshot_hooks.run("after_restore")
+        except Exception as exc:
+            _log_error(error_shape(exc), self.json_logs)
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
 
     def invoke(self, msg: messages.Invoke) -> messages.Result:
         handler = self.handler

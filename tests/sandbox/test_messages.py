@@ -60,6 +60,14 @@ EXAMPLES: list[m.Message] = [
     ),
     m.Result(bad_payload="Could not parse request body into json"),
     m.Retire(),
+    # function templates (sandbox/template.py)
+    m.Init(function={"name": "f"}, code_path="/c", log_stream="s", template=True),
+    m.Fork(id="python3-1-2-c1", tmp_mb=1024),
+    m.Forked(id="python3-1-2-c1", pid=12),
+    m.Forked(id="python3-1-2-c2", pid=0, error="fork: Resource temporarily unavailable"),
+    m.CopyExited(pid=12, status=7 << 8),
+    m.Restore(),
+    m.Restored(phases={"mounts": 300, "seccomp": 40}, restore_us=2100),
 ]
 
 
