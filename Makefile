@@ -86,13 +86,19 @@ PY_SDK_REQS := sandbox/runtimes/python-sdk.txt
 PY_SDK_STAMP := $(PY_SDK)/.installed-stamp
 
 .PHONY: python-sdk
+## One tree per Python the host runs functions on (lambdad's own and the other python3.X
+## interpreters it found: sandbox/runtimes/__init__.py); the pins are pure-Python wheels.
 $(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP)
-	@ver=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') && \
+	@for pair in $$($(PY) -c 'from sandbox import runtimes; import sys; print(" ".join(["%d.%d=%s" % (*sys.version_info[:2], sys.executable), *(n[6:] + "=" + p for n, p in runtimes.python_interpreters().items())]))'); do \
+	ver=$${pair%%=*} && interpreter=$${pair#*=} && \
 	rm -rf "$(PY_SDK)/$$ver.tmp" && \
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps \
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-compile \
+		--python-version "$$ver" --only-binary=:all: \
 		--target "$(PY_SDK)/$$ver.tmp" -r $(PY_SDK_REQS) && \
+	"$$interpreter" -m compileall -q -j 0 "$(PY_SDK)/$$ver.tmp" >/dev/null && \
 	rm -rf "$(PY_SDK)/$$ver" && mv "$(PY_SDK)/$$ver.tmp" "$(PY_SDK)/$$ver" && \
-	echo "python$$ver runtime SDK: $$(grep -v '^#' $(PY_SDK_REQS) | tr '\n' ' ')"
+	echo "python$$ver runtime SDK: $$(grep -v '^#' $(PY_SDK_REQS) | tr '\n' ' ')" || exit 1; \
+	done
 	@touch $@
 
 python-sdk: $(PY_SDK_STAMP)

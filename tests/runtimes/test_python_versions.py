@@ -14,7 +14,11 @@ from sandbox import runtimes
 from tests.conftest import DaemonProcess, write_function
 
 pytestmark = pytest.mark.root
-SOURCE = "import sys\n\ndef handler(event, context):\n    return list(sys.version_info[:2])\n"
+SOURCE = (
+    "import sys\n\nimport boto3\n\n"
+    "def handler(event, context):\n"
+    "    return [*sys.version_info[:2], boto3.__file__, sys.version.split()[0]]\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,8 @@ def test_each_python_version_runs_on_its_interpreter_or_is_refused(
         for _ in range(2):  # cold, then warm in the same zygote's sandbox
             inv = client.invoke(name, {})
             assert inv.error is None, inv.error
-            assert inv.result == [3, minor]
+            # Its own interpreter, with the runtime-provided SDK built for that version.
+            assert inv.result[:3] == [3, minor, "/var/runtime/boto3/__init__.py"], inv.result
     else:
         with pytest.raises(InvalidParameterValue) as info:
             client.deploy(name, code, runtime=runtime)
@@ -47,7 +52,7 @@ def test_each_python_version_runs_on_its_interpreter_or_is_refused(
 
 def test_plain_python3_is_the_daemons_interpreter(client: Client, tmp_path: Path) -> None:
     client.deploy("py3-plain", write_function(tmp_path / "fn", SOURCE), runtime="python3")
-    major, minor = client.invoke("py3-plain", {}).result
+    major, minor, _, _ = client.invoke("py3-plain", {}).result
     assert f"python{major}.{minor}" == runtimes.PYTHON_VERSION
 
 
