@@ -88,7 +88,7 @@ PY_SDK_STAMP := $(PY_SDK)/.installed-stamp
 .PHONY: python-sdk
 ## One tree per Python the host runs functions on (lambdad's own and the other python3.X
 ## interpreters it found: sandbox/runtimes/__init__.py); the pins are pure-Python wheels.
-$(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP)
+$(PY_SDK_STAMP): $(PY_SDK_REQS) $(STAMP) Makefile
 	@for pair in $$($(PY) -c 'from sandbox import runtimes; import sys; print(" ".join(["%d.%d=%s" % (*sys.version_info[:2], sys.executable), *(n[6:] + "=" + p for n, p in runtimes.python_interpreters().items())]))'); do \
 	ver=$${pair%%=*} && interpreter=$${pair#*=} && \
 	rm -rf "$(PY_SDK)/$$ver.tmp" && \
