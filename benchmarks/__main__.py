@@ -57,13 +57,12 @@ SCENARIOS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "queues": queues.run,  # issue 16: mapping throughput, embedded and NATS (not in the table yet)
     "buckets": buckets.run,  # issue 16: object event -> handler start (not in the table yet)
     "scale": scale.run,
+    "templates": templates.run,  # issue 17 item 1: template copies beside plain cold starts
 }
 # Run only when named with --only: the soak runs for minutes (--minutes) and measures
 # stability, not speed.
 OPT_IN: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "soak": soak.run,
-    # Issue 17 item 1: function templates beside plain cold starts (not in the table yet).
-    "templates": templates.run,
     # Issue 17 item 3: py-spy flame graphs of the daemon and a sandbox, warm and throughput.
     "profile": profile.run,
 }

@@ -62,8 +62,9 @@ def test_the_rows_say_why_a_peer_was_not_measured() -> None:
         "route": "GET /bench", "handler": "noop",
     }}  # fmt: skip
     floor, sls = gateway.targets(results, None)
-    assert floor[2:] == ("skipped: uvicorn is not installed", "-", None)
+    assert floor[2:] == ("skipped: uvicorn is not installed", "-", None, "-")
     assert sls[2] == "20.0x faster (gateway 100 us, 1,000 req/s)" and sls[4] is True
-    assert gateway.targets({}, "not run")[0][2:] == ("not run", "-", None)
+    assert sls[5] == "20.0x faster"
+    assert gateway.targets({}, "not run")[0][2:] == ("not run", "-", None, "-")
     table = "\n".join(gateway.markdown(results))
     assert "| lambdad gateway (http trigger, v2.0, warm sandbox) | ok | 10 | 100 |" in table

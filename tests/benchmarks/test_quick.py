@@ -77,7 +77,7 @@ def test_a_row_for_every_target(quick_run: tuple[Path, str]) -> None:
     assert [t["figure"] for t in doc["targets"]] == expected
     markdown = (out / "latest.md").read_text()
     for row in doc["targets"]:
-        assert set(row) == {"figure", "target", "measured", "baseline", "met"}
+        assert set(row) == {"figure", "target", "measured", "baseline", "met", "ratio"}
         # Every target was measured, except a part of the http or gateway scenario that says
         # why not (no Lambda API Invoke, no serverless-offline or uvicorn installed).
         skipped = row["measured"].startswith(("skipped: ", "failed: "))
