@@ -731,10 +731,12 @@ class ClientProtocol(asyncio.Protocol):
             # same turn; a write() per response was a fifth of the daemon's CPU).
             self._joined.append(data)
             return
-        # The first goes out at once: a lone response (the warm path) waits for nothing.
+        # The first goes out at once: a lone response (the warm path) waits for nothing, and
+        # with no other request in flight on this connection none can join it.
         self.transport.write(data)
-        self._joined = []
-        self._loop.call_soon(self._write_joined)
+        if self.in_flight > 1:
+            self._joined = []
+            self._loop.call_soon(self._write_joined)
 
     def _write_joined(self) -> None:
         joined, self._joined = self._joined, None
