@@ -27,6 +27,7 @@ from lambdad.client import Client
 from lambdad.testing import wait_for
 
 POOL_SIZE = 4
+TAIL_KEPT = 5  # the slowest invocations kept with their phases, per mode
 SETTLE_S = 0.005  # pause between invocations (not in force_cold mode): the last one's teardown
 WARMUP = 5
 POOL_TIME_PHASES = ("fork", "cgroup", "namespaces", "network", "mounts")
@@ -40,6 +41,9 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
     outside_ms: list[float] = []  # client-observed minus the report's init and duration
     sources: Counter[str] = Counter()
     phases: dict[str, dict[str, list[int]]] = {}
+    # Where the tail comes from: each measured invocation's latency, the time outside Init
+    # and Duration, and its phases; the slowest few are kept beside the medians.
+    records: list[dict[str, Any]] = []
     errors: list[str] = []
     not_cold = 0
     for i in range(WARMUP + n):
@@ -74,6 +78,10 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
         by_phase = phases.setdefault(report.source, {})
         for phase, us in report.phases_us.items():
             by_phase.setdefault(phase, []).append(us)
+        records.append(
+            {"latency_ms": elapsed_ms, "outside_ms": outside_ms[-1],
+             "init_ms": report.init_ms or 0.0, "phases_us": dict(report.phases_us)}
+        )  # fmt: skip
     return {
         "latency_ms": summarize(latencies),
         "latencies_ms": latencies,
@@ -84,6 +92,11 @@ def measure(client: Client, n: int, wait_pool: int | None, settle_s: float) -> d
             source: {phase: sum(v) / len(v) for phase, v in by_phase.items()}
             for source, by_phase in phases.items()
         },
+        "phase_percentiles_us": {
+            source: {phase: summarize(v) for phase, v in by_phase.items()}
+            for source, by_phase in phases.items()
+        },
+        "slowest": sorted(records, key=lambda r: -float(r["latency_ms"]))[:TAIL_KEPT],
         "errors": len(errors),
         "error_samples": errors[:5],
         "not_cold": not_cold,

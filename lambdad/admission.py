@@ -24,6 +24,7 @@ class Admission:
         self.scheduler = scheduler
         self.queue_timeout_s = queue_timeout_s
         self._waiting: dict[Ticket, asyncio.Future[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def admit(self, function: str) -> Ticket:
         """An admitted ticket for one invocation of ``function``; release it when done.
@@ -48,7 +49,11 @@ class Admission:
             TooManyRequests: it was throttled (queue full, or it timed out waiting).
         """
         if ticket.state is TicketState.WAITING:
-            loop = asyncio.get_running_loop()
+            # Every queued invocation comes here: asking for the running loop each time is a
+            # getpid() system call on Python 3.11, so the loop is kept (until it is closed).
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = self._loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiting[ticket] = waiter
             timer = loop.call_later(self.queue_timeout_s, _expire, waiter)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, Final
@@ -307,11 +308,43 @@ def _report(
     )
 
 
+class _RandomPool:
+    """``os.urandom`` bytes drawn 4 KB at a time: a request id and a trace id on every
+    invocation were two ``getrandom()`` calls each time (measured with ``strace -c``); now one
+    per ~110 invocations. The bytes are the same kernel CSPRNG's. Emptied in a forked child,
+    so that a child never hands out its parent's ids."""
+
+    SIZE: Final = 4096
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._data, self._at = b"", 0
+
+    def take(self, n: int) -> bytes:
+        at = self._at
+        if at + n > len(self._data):
+            self._data, at = os.urandom(max(self.SIZE, n)), 0
+        self._at = at + n
+        return self._data[at : at + n]
+
+
+_random = _RandomPool()
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, as ``str(uuid.uuid4())``, from the pool."""
+    return str(uuid.UUID(bytes=_random.take(16), version=4))
+
+
 def new_trace_id(now: float | None = None) -> str:
     """An X-Ray trace header for an invocation whose caller sent none, as Lambda makes one: a
     root id starting with the epoch second in hex, a parent segment id, not sampled."""
     seconds = int(time.time() if now is None else now)
-    rand = os.urandom(20).hex()
+    rand = _random.take(20).hex()
     return f"Root=1-{seconds:08x}-{rand[:24]};Parent={rand[24:]};Sampled=0"
 
 

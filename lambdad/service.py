@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -41,7 +40,7 @@ from lambdad.errors import (
 )
 from lambdad.events import EventStore
 from lambdad.functions import FunctionConfig, Version, check_host_support, check_unzipped_size
-from lambdad.invoke import Call, Invoker, new_trace_id
+from lambdad.invoke import Call, Invoker, new_request_id, new_trace_id
 from lambdad.keys import ApiKey, KeyStore, NewKey
 from lambdad.layers import Layers, LayerStore, parse_layer_version_arn
 from lambdad.logs import (
@@ -238,7 +237,7 @@ class Service:
                 version,
                 payload,
                 log_tail,
-                request_id or str(uuid.uuid4()),
+                request_id or new_request_id(),
                 force_cold,
                 queue_us,
                 trace_id or new_trace_id(),

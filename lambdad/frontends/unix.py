@@ -188,6 +188,7 @@ class UnixFront(Component):
         self.config = config
         self.server: asyncio.AbstractServer | None = None
         self._admin_gid = _group_id(config.admin_group)
+        self._euid = os.geteuid()  # asked on every request: one syscall fewer each time
         self.uploads = Uploads(config.state_dir, _upload_limits(config), self._disk_shortfall)
         self._upload_sweeper: asyncio.Task[None] | None = None
 
@@ -245,6 +246,7 @@ class UnixFront(Component):
         # The socket's path is fixed for the daemon's life; the admin group may change.
         self.config = config
         self._admin_gid = _group_id(config.admin_group)
+        self._euid = os.geteuid()  # asked on every request: one syscall fewer each time
         self.uploads.limits = _upload_limits(config)
 
     async def _sweep_uploads(self) -> None:
@@ -290,7 +292,7 @@ class UnixFront(Component):
             return True
         if peer.uid is None:
             return False
-        if peer.uid in (0, os.geteuid()):
+        if peer.uid == 0 or peer.uid == self._euid:
             return True
         if self._admin_gid is None:
             return False
@@ -595,6 +597,9 @@ class ClientProtocol(asyncio.Protocol):
     def __init__(self, front: UnixFront) -> None:
         self.front = front
         self.conn = Connection(Role.SERVER, front.config.max_frame_bytes)
+        # Made by the server inside its loop. Tasks are made on it directly: asyncio's
+        # ensure_future asks for the running loop, on Python 3.11 a getpid() per request.
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer: Caller | None = None
         self.in_flight = 0
@@ -605,6 +610,7 @@ class ClientProtocol(asyncio.Protocol):
         self._peer_eof = False
         self._eof_sent = False
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._joined: list[bytes] | None = None  # responses to write at this turn's end
         self._linger_timer: asyncio.TimerHandle | None = None
         self.tasks: set[asyncio.Future[None]] = set()  # strong references: see asyncio docs
 
@@ -615,7 +621,7 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = (peer_credentials(sock) if sock is not None else None) or UNKNOWN_PEER
         timeout = self.front.config.hello_timeout_s
         if timeout > 0:
-            self._hello_timer = asyncio.get_running_loop().call_later(timeout, self._no_hello)
+            self._hello_timer = self._loop.call_later(timeout, self._no_hello)
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
@@ -691,7 +697,7 @@ class ClientProtocol(asyncio.Protocol):
                     self._hello_timer.cancel()
                     self._hello_timer = None
                 self.in_flight += 1
-                task = asyncio.ensure_future(self._handle(event))
+                task = self._loop.create_task(self._handle(event))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 self._update_reading()
@@ -718,7 +724,24 @@ class ClientProtocol(asyncio.Protocol):
     def _write(self, event: Any) -> None:
         if self.transport is None or self.transport.is_closing() or self._eof_sent:
             return
-        self.transport.write(self.conn.send(event))
+        data = self.conn.send(event)
+        if self._joined is not None:
+            # A response went out earlier in this turn of the loop: the ones after it join
+            # into one write() at the turn's end (under load, many sandboxes answer in the
+            # same turn; a write() per response was a fifth of the daemon's CPU).
+            self._joined.append(data)
+            return
+        # The first goes out at once: a lone response (the warm path) waits for nothing, and
+        # with no other request in flight on this connection none can join it.
+        self.transport.write(data)
+        if self.in_flight > 1:
+            self._joined = []
+            self._loop.call_soon(self._write_joined)
+
+    def _write_joined(self) -> None:
+        joined, self._joined = self._joined, None
+        if joined and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(joined))
 
     def _no_hello(self) -> None:
         """The hello timer fired: a connection that never said hello is closed (fatal)."""
@@ -749,12 +772,14 @@ class ClientProtocol(asyncio.Protocol):
         if self._peer_eof:  # everything it sent has been read: closing cannot reset
             self._close()
             return
+        self._write_joined()  # every answer before the EOF
         self._eof_sent = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._linger_timer = asyncio.get_running_loop().call_later(LINGER_S, self._close)
 
     def _close(self) -> None:
+        self._write_joined()  # close() still writes what is buffered; nothing is left behind
         self._closing = True
         if self.transport is not None:
             self.transport.close()

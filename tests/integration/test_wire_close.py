@@ -302,3 +302,22 @@ def test_refused_requests_before_hello_do_not_stop_the_timer(
 def test_the_daemon_still_serves_after_all_that(wire_daemon: DaemonProcess) -> None:
     with wire_daemon.client() as c:
         assert c.invoke("slow", {"n": 9, "s": 0}).result == {"slept": 0, "n": 9}
+
+
+def test_answers_finishing_together_are_each_written_once_and_whole_before_the_eof(
+    wire_daemon: DaemonProcess, raw: Raw
+) -> None:
+    # Answers that complete in the same turn of the daemon's loop are joined into one write:
+    # each must still come exactly once, whole, and before the EOF that follows a half-close.
+    ids = range(1, 61)
+    pings = b"".join(pack({"id": 1000 + i, "op": "ping"}) for i in ids)
+    raw.send(HELLO + b"".join(invoke(i, {"n": i, "s": 0}) for i in ids) + pings)
+    raw.sock.shutdown(socket.SHUT_WR)
+
+    frames = raw.read_until_eof()
+
+    got = [f["id"] for f in frames]
+    assert sorted(got) == sorted([0, *ids, *(1000 + i for i in ids)]), got
+    for f in frames:
+        if 0 < f["id"] < 1000:
+            assert json.loads(f["ok"]["result"]) == {"slept": 0, "n": f["id"]}
