@@ -44,7 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from lambdad import codebuild
 from lambdad.codebuild import MAX_ENTRIES as MAX_ENTRIES
@@ -61,10 +61,29 @@ from lambdad.errors import (
 from lambdad.functions import FunctionConfig, Version, version_sha256
 
 LATEST: Final = "$LATEST"
+T = TypeVar("T")
 # MAX_ENTRIES, MAX_UNZIPPED and TASK_ROOT are the build's (lambdad/codebuild.py), re-exported.
 ALIAS_RE: Final = re.compile(r"^(?![0-9]+$)[A-Za-z0-9_-]{1,128}$")  # Lambda's alias names
 VERSION_RE: Final = re.compile(r"^[0-9]{1,10}$")
 DESCRIPTION_MAX: Final = 256
+
+
+def load_records(directory: str, parse: Callable[[Any], T]) -> tuple[list[T], list[str]]:
+    """Every ``*.json`` record of a directory of :func:`atomic_write` files, in name order,
+    through ``parse`` (which raises ValueError, KeyError, TypeError or InvalidParameterValue
+    for a bad one); and one line per record that could not be read, naming its path."""
+    records: list[T] = []
+    errors: list[str] = []
+    for entry in sorted(os.listdir(directory)):
+        if not entry.endswith(".json"):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            with open(path, "rb") as f:
+                records.append(parse(json.load(f)))
+        except (OSError, ValueError, KeyError, TypeError, InvalidParameterValue) as exc:
+            errors.append(f"{path}: {exc}")
+    return records, errors
 
 
 def atomic_write(path: str, data: bytes) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lambdad.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
-from lambdad.registry import atomic_write
+from lambdad.registry import atomic_write, load_records
 
 # S3's bucket naming rules (3-63 characters; lowercase letters, digits, dots, hyphens;
 # starting and ending with a letter or a digit; no "..").
@@ -68,6 +68,12 @@ def check_path(path: Any) -> str:
     return real
 
 
+def _checked_bucket(doc: Any) -> Bucket:
+    bucket = Bucket.from_dict(doc)
+    check_name(bucket.name)
+    return bucket
+
+
 class BucketStore:
     """Every bucket, by name; written through on every change."""
 
@@ -77,20 +83,8 @@ class BucketStore:
         self.data = os.path.join(root, "data")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         os.makedirs(self.data, mode=0o755, exist_ok=True)
-        self.buckets: dict[str, Bucket] = {}
-        self.load_errors: list[str] = []
-        for entry in sorted(os.listdir(self.directory)):
-            if not entry.endswith(".json"):
-                continue
-            path = os.path.join(self.directory, entry)
-            try:
-                with open(path, "rb") as f:
-                    bucket = Bucket.from_dict(json.load(f))
-                check_name(bucket.name)
-            except (OSError, ValueError, KeyError, TypeError, InvalidParameterValue) as exc:
-                self.load_errors.append(f"{path}: {exc}")
-                continue
-            self.buckets[bucket.name] = bucket
+        buckets, self.load_errors = load_records(self.directory, _checked_bucket)
+        self.buckets: dict[str, Bucket] = {b.name: b for b in buckets}
 
     def __iter__(self) -> Iterator[Bucket]:
         return iter(sorted(self.buckets.values(), key=lambda b: b.name))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from lambdad.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
-from lambdad.registry import atomic_write
+from lambdad.registry import atomic_write, load_records
 from lambdad.triggers import expressions, routes
 
 KINDS: Final = ("http", "url", "schedule", "s3")
@@ -275,29 +275,23 @@ def _check_s3(s: dict[str, Any]) -> None:
                                     field="secret")  # fmt: skip
 
 
+def _checked_trigger(doc: Any) -> Trigger:
+    trigger = Trigger.from_dict(doc)
+    check_settings(trigger.kind, trigger.settings)
+    return trigger
+
+
 class TriggerStore:
     """Every trigger, by name; written through on every change."""
 
     def __init__(self, state_dir: str) -> None:
         self.directory = os.path.join(state_dir, "triggers")
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        self.triggers: dict[str, Trigger] = {}
-        self.load_errors: list[str] = []
         # A schedule's save runs on a worker thread; this keeps one that finishes after the
         # trigger was removed from writing its record back.
         self._lock = threading.Lock()
-        for entry in sorted(os.listdir(self.directory)):
-            if not entry.endswith(".json"):
-                continue
-            path = os.path.join(self.directory, entry)
-            try:
-                with open(path, "rb") as f:
-                    trigger = Trigger.from_dict(json.load(f))
-                check_settings(trigger.kind, trigger.settings)
-            except (OSError, ValueError, KeyError, TypeError, InvalidParameterValue) as exc:
-                self.load_errors.append(f"{path}: {exc}")
-                continue
-            self.triggers[trigger.name] = trigger
+        triggers, self.load_errors = load_records(self.directory, _checked_trigger)
+        self.triggers: dict[str, Trigger] = {t.name: t for t in triggers}
 
     def __iter__(self) -> Iterator[Trigger]:
         return iter(sorted(self.triggers.values(), key=lambda t: t.name))
