@@ -457,3 +457,16 @@ def test_python_modules_are_byte_compiled_for_the_sandbox_path(reg: Registry) ->
     data = next(pyc).read_bytes()
     code = marshal.loads(data[16:])
     assert code.co_filename == "/var/task/app.py"
+
+
+def test_load_records_skips_and_names_what_it_cannot_read(tmp_path: Path) -> None:
+    from lambdad.registry import load_records
+
+    atomic_write(str(tmp_path / "b.json"), b'{"n": 2}')
+    atomic_write(str(tmp_path / "a.json"), b'{"n": 1}')
+    (tmp_path / "torn.json").write_bytes(b'{"n": ')
+    (tmp_path / "wrong.json").write_bytes(b'{"m": 1}')
+    (tmp_path / "notes.txt").write_bytes(b"ignored")
+    records, errors = load_records(str(tmp_path), lambda doc: int(doc["n"]))
+    assert records == [1, 2]
+    assert sorted(e.split(":")[0].rsplit("/", 1)[1] for e in errors) == ["torn.json", "wrong.json"]
