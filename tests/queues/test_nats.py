@@ -170,9 +170,10 @@ def test_past_the_receive_count_a_message_goes_to_the_dead_letter_subject(
         [(body, headers)] = dead
         assert body == "fail-1"
         assert headers["origin"] == "test"  # its headers travel with it
-        assert headers["Lambdad-Receive-Count"] == "2"
-        # Received twice (the receive count), then moved; under load AckWait may also expire
-        # while an attempt still runs, which is a further receive, never a lost message.
+        # Received at least twice (the receive count), then moved; under load AckWait (1 s here)
+        # may also expire while an attempt still runs, which is a further receive, never a lost
+        # message, and the header counts it.
+        assert int(headers["Lambdad-Receive-Count"]) >= 2, headers
         assert bodies_seen(c, "ndlq").count("fail-1") >= 2
 
 
