@@ -36,6 +36,7 @@ import sys
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -99,6 +100,19 @@ def _code_files(infos: list[zipfile.ZipInfo]) -> list[tuple[str, zipfile.ZipInfo
 
 def _executable(info: zipfile.ZipInfo) -> bool:
     return bool((info.external_attr >> 16) & 0o111)
+
+
+def write_files(archive: zipfile.ZipFile, files: Iterable[tuple[str, zipfile.ZipInfo]],
+                root: str) -> None:  # fmt: skip
+    """Write checked members under ``root``, each synced, mode 0755 when executable in the zip
+    (0644 otherwise): a function's code tree and a layer's are written alike."""
+    for name, info in files:
+        dest = os.path.join(root, name)
+        os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+        with open(dest, "wb") as out:
+            out.write(_read_member(archive, info))
+            os.fsync(out.fileno())
+        os.chmod(dest, 0o755 if _executable(info) else 0o644)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -182,13 +196,7 @@ def build(code_dir: str, zip_bytes: bytes, tmp_prefix: str = ".tmp-") -> str:
         return sha
     tmp = tempfile.mkdtemp(dir=code_dir, prefix=tmp_prefix)
     try:
-        for name, info in files:
-            dest = os.path.join(tmp, name)
-            os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-            with open(dest, "wb") as out:
-                out.write(_read_member(archive, info))
-                os.fsync(out.fileno())
-            os.chmod(dest, 0o755 if _executable(info) else 0o644)
+        write_files(archive, files, tmp)
         compile_tree(tmp)
         for dirpath, _dirs, filenames in os.walk(tmp):
             os.chmod(dirpath, 0o755)

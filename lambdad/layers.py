@@ -44,7 +44,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from lambdad.codebuild import MAX_ENTRIES, MAX_UNZIPPED, _code_files, _executable, _read_member
+from lambdad.codebuild import (
+    MAX_ENTRIES,
+    MAX_UNZIPPED,
+    _code_files,
+    _executable,
+    _read_member,
+    write_files,
+)
 from lambdad.errors import InvalidParameterValue, ResourceNotFound
 from lambdad.registry import atomic_write
 
@@ -513,13 +520,7 @@ class LayerStore:
             return tree, unzipped
         tmp = tempfile.mkdtemp(dir=self.tree_dir, prefix=".tmp-")
         try:
-            for name, info in files:
-                dest = os.path.join(tmp, name)
-                os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-                with open(dest, "wb") as out:
-                    out.write(_read_member(archive, info))
-                    os.fsync(out.fileno())
-                os.chmod(dest, 0o755 if _executable(info) else 0o644)
+            write_files(archive, files, tmp)
             # /opt is read-only in the sandbox: byte-compile now, naming the paths it sees.
             compileall.compile_dir(tmp, ddir=LAYER_ROOT, quiet=2, workers=1)
             for dirpath, _dirs, filenames in os.walk(tmp):
