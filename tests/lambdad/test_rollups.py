@@ -22,7 +22,8 @@ def test_a_percentile_is_within_one_bucket_above_the_true_value(
     true = ordered[max(1, math.ceil(q * len(ordered))) - 1]
     got = Histogram.percentile(counts, q)
     assert got >= min(true, Histogram.LOW) * 0.999
-    assert got <= max(true * Histogram.F * 1.001, Histogram.LOW * 1.001)
+    # The bound is rounded to the microsecond (Histogram.upper): up to 0.0005 ms more.
+    assert got <= max(true * Histogram.F * 1.001, Histogram.LOW * 1.001) + 0.0005
 
 
 def test_histograms_merge_as_if_they_were_one() -> None:
