@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import os
@@ -30,7 +31,8 @@ import msgpack
 from lambdad.errors import ServiceError
 from lambdad.logs import LogStream
 from sandbox import messages, runtimes
-from sandbox.cgroups import Cgroup, CgroupBackend
+from sandbox.cgroups import Cgroup, CgroupBackend, CgroupLimits
+from sandbox.defaults import POOL_LIMITS
 
 log = logging.getLogger("lambdad")
 
@@ -147,6 +149,9 @@ class Sandbox:
         self.memory_mb = 128  # what it is charged against the memory budget
         self.pids_max = 64  # what it is charged against the host's task budget
         self.generic_phases: dict[str, int] = {}
+        # A pool refill's cgroup starts at the lowest CPU weight (sandbox.defaults,
+        # POOL_REFILL_LIMITS) until a caller needs it: see raise_cpu_weight().
+        self.cpu_lowered = False
         self.last_used = time.monotonic()
         self.log_stream: LogStream | None = None
         # The daemon's clock when the last awaited message arrived: the end of the round trip
@@ -320,6 +325,12 @@ class Sandbox:
         finally:
             timer.cancel()
             self._waiter = None
+
+    def raise_cpu_weight(self, limits: CgroupLimits = POOL_LIMITS) -> None:
+        """A refill's cgroup gets ``limits``' CPU weight: a caller waits for this sandbox."""
+        if self.cpu_lowered and self.cgroup is not None:
+            self.cpu_lowered = False
+            self.cgroup.set_cpu_weight(limits)
 
     def send_invoke(
         self,
@@ -527,6 +538,7 @@ class Zygote:
         sock.setblocking(False)
         cgroup = self.cgroups.open(msg.cgroup) if msg.cgroup and self.cgroups else None
         sandbox = Sandbox(self, msg.id, msg.pid, msg.uid, cgroup, sock, fds[1])
+        sandbox.cpu_lowered = cgroup is not None and msg.source == "pool"
         self.sandboxes[sandbox.id] = sandbox
         self.on_sandbox(sandbox, msg.source)
 
@@ -594,6 +606,9 @@ class GenericPool:
         self._taken: collections.deque[float] = collections.deque()
         self.failures = 0  # consecutive sandboxes that died before ready
         self._refill: asyncio.TimerHandle | None = None
+        # Refills still setting up at the lowest CPU weight: a new waiter raises one's weight,
+        # or a burst's last callers would wait for the refills every other sandbox starves.
+        self._lowered: collections.deque[Sandbox] = collections.deque()
 
     @property
     def target(self) -> int:
@@ -604,8 +619,15 @@ class GenericPool:
 
     def replenish(self) -> None:
         want = self.target + len(self.waiters) - len(self.ready) - self.starting
-        if want > 0 and self.zygote.spawn(want, "pool"):
-            self.starting += want
+        if want <= 0:
+            return
+        # While callers wait, new forks are on their request path (normal CPU weight, no
+        # pool-time warm-up): in a burst every sandbox in flight goes to a waiter, whatever it
+        # was spawned for. The rest refill the pool.
+        on_demand = min(want, len(self.waiters))
+        for count, source in ((on_demand, "fork"), (want - on_demand, "pool")):
+            if count > 0 and self.zygote.spawn(count, source):
+                self.starting += count
 
     async def acquire(self, timeout: float = READY_TIMEOUT_S) -> tuple[Sandbox, str]:
         """A generic sandbox and where it came from: "pool" (was ready) or "fork" (waited)."""
@@ -620,6 +642,7 @@ class GenericPool:
                 return sandbox, "pool"
         waiter: asyncio.Future[Sandbox] = self.zygote.loop.create_future()
         self.waiters.append(waiter)
+        self._raise_one()
         self.replenish()
         try:
             return await asyncio.wait_for(waiter, timeout), "fork"
@@ -639,8 +662,32 @@ class GenericPool:
         self._refill = None
         self.replenish()
 
+    def started(self, sandbox: Sandbox) -> None:
+        """A sandbox the zygote forked is setting up (it is offered once ready)."""
+        if not sandbox.cpu_lowered:
+            return
+        if len(self._lowered) > 2 * self.ceiling:  # refills that died in set-up
+            self._lowered = collections.deque(s for s in self._lowered if s.alive)
+        self._lowered.append(sandbox)
+        if len(self.waiters) > 0:
+            self._raise_one()
+
+    def _raise_one(self) -> None:
+        while self._lowered:
+            sandbox = self._lowered.popleft()
+            if sandbox.alive and sandbox.cpu_lowered:
+                try:
+                    sandbox.raise_cpu_weight()
+                except OSError as exc:  # gone meanwhile: its bring-up fails on its own
+                    log.debug("sandbox %s: %s", sandbox.id, exc)
+                    continue
+                return
+
     def offer(self, sandbox: Sandbox) -> None:
         """A freshly started sandbox finished its generic set-up."""
+        if sandbox.cpu_lowered:
+            with contextlib.suppress(ValueError):
+                self._lowered.remove(sandbox)
         self.starting = max(0, self.starting - 1)
         self.failures = 0
         while self.waiters:

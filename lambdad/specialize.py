@@ -218,6 +218,9 @@ class Specializer:
             limits = CgroupLimits(memory_mb=cfg.memory_mb, pids_max=pids)
             if sandbox.cgroup is not None and limits != POOL_LIMITS:
                 sandbox.cgroup.set_limits(limits)
+                sandbox.cpu_lowered = False
+            elif sandbox.cpu_lowered:
+                sandbox.raise_cpu_weight(limits)  # a refill's: from the lowest weight
             set_limits_us = (time.monotonic_ns() - t0) // 1000
             code_path = self.code.code_path(version)
             stream.platform(

@@ -137,6 +137,7 @@ class RuntimeSupervisor(Component):
     # -- zygote and sandbox events ------------------------------------------------------
 
     def _on_sandbox(self, sandbox: Sandbox, source: str) -> None:
+        self.pools[sandbox.zygote.runtime].started(sandbox)
         self._spawn_task(self._bring_up(sandbox))
 
     async def _bring_up(self, sandbox: Sandbox) -> None:

@@ -8,7 +8,8 @@ process runtime (Node.js, ``provided``) would run it in a child and speak the Ru
 
 The sequence:
 
-1. ``runtime.prepare()`` (pool time: paths, warm-up), then ``ready`` with the pool-time phases;
+1. ``runtime.prepare()`` (pool time: paths, and for a refill a warm-up), then ``ready`` with
+   the pool-time phases;
 2. wait for ``init`` (with the code mount fd): ``contain.specialize`` (code mount, /tmp,
    egress, rlimits, credentials, seccomp last) — a failure is ``init-error``
    ``Sandbox.SetupError`` and exit 1;
@@ -40,8 +41,11 @@ class InitFailure(Exception):
 class Runtime(Protocol):
     """What the agent drives. Every method runs in the sandbox, blocking."""
 
-    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
-        """Pool time, before ``ready``: anything that makes the first invocation cheaper."""
+    def prepare(
+        self, isolation: contain.Isolation, path_map: Mapping[str, str], warm_up: bool
+    ) -> None:
+        """Before ``ready``: what every sandbox needs, and with ``warm_up`` (a pool refill, off
+        any request path) what makes the first invocation cheaper by running it ahead."""
 
     def init(self, init: messages.Init, task_root: str, phases: dict[str, int]) -> None:
         """Load the function (Init), adding phase timings (us) to ``phases``.
@@ -73,13 +77,16 @@ def serve(
     gid: int,
     path_map: Mapping[str, str],
     generic_phases: dict[str, int],
+    warm_up: bool = True,
 ) -> NoReturn:
     """The sandbox's life after pool-time set-up: wait, specialize, init, serve invocations."""
     # A process runtime starts children as the sandbox's uid (Node.js: already at pool time).
     credentials = getattr(runtime, "sandbox_credentials", None)
     if credentials is not None:
         credentials(uid, gid)
-    runtime.prepare(isolation, path_map)
+    # A sandbox forked for a waiting caller skips the warm-up: on its request path, running
+    # the invocation machinery ahead costs more than the first invocation saves by it.
+    runtime.prepare(isolation, path_map, warm_up)
     chan.send(messages.Ready(generic_phases))
     try:
         msg, fds = chan.recv()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from sandbox import _libc, agent, contain, fds, host, messages, mounts, runtimes
 from sandbox.cgroups import Cgroup, CgroupBackend
-from sandbox.defaults import POOL_LIMITS, ZYGOTE_BOOT_ERROR
+from sandbox.defaults import POOL_LIMITS, POOL_REFILL_LIMITS, ZYGOTE_BOOT_ERROR
 from sandbox.namespaces import PidNamespaceForker
 
 UID_BASE = 200_000  # sandbox uids are UID_BASE + n: distinct per sandbox, never a host user
@@ -141,8 +141,9 @@ class Zygote:
             cgroup = self.cgroups.create(sandbox_id) if self.cgroups else None
             if cgroup is not None:
                 # The common case's limits, now: specializing a function that uses the
-                # defaults then writes no cgroup file on the request path.
-                cgroup.set_limits(POOL_LIMITS)
+                # defaults then writes no cgroup file on the request path but the CPU
+                # weight of a refill (see POOL_REFILL_LIMITS).
+                cgroup.set_limits(POOL_REFILL_LIMITS if source == "pool" else POOL_LIMITS)
         except OSError as exc:
             self._send(messages.SpawnFailed(f"cgroup: {exc}"), [])
             return
@@ -201,7 +202,10 @@ class Zygote:
                 self.isolation, self.root, cgroup, uid, gid, forked_at
             )
             runtime: agent.Runtime = self.runtime_module.RUNTIME
-            agent.serve(chan, runtime, self.isolation, uid, gid, self.path_map, phases)
+            agent.serve(
+                chan, runtime, self.isolation, uid, gid, self.path_map, phases,
+                warm_up=source == "pool",
+            )  # fmt: skip
         except SystemExit as exc:  # sys.exit() in a handler: its status, as a process would
             sys.stderr.flush()
             code = exc.code

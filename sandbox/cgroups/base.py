@@ -134,6 +134,15 @@ class Cgroup(ABC):
         """
 
     @abstractmethod
+    def set_cpu_weight(self, limits: CgroupLimits) -> None:
+        """Apply only the CPU weight of ``limits`` (one write). On the cold-start path: a
+        pooled sandbox set up at the pool's low weight gets its function's weight here.
+
+        Raises:
+            CgroupError: the weight file could not be written.
+        """
+
+    @abstractmethod
     def memory_peak_bytes(self) -> int:
         """The highest memory usage of the cgroup so far in bytes; 0 if it cannot be read."""
 

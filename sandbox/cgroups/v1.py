@@ -129,10 +129,13 @@ class V1Cgroup(Cgroup):
                 if exc.errno != errno.ENOENT:
                     raise
                 self._tcp_limit = None  # a kernel without kmem accounting: nothing to cap
-        if self._cpu is not None:
-            _spy_write(self._cpu, "shares", self._path("cpu", "cpu.shares"), limits.v1_cpu_shares())
+        self.set_cpu_weight(limits)
         if self._pids_max is not None:
             write_file(self._pids_max, str(limits.pids_max))
+
+    def set_cpu_weight(self, limits: CgroupLimits) -> None:
+        if self._cpu is not None:
+            _spy_write(self._cpu, "shares", self._path("cpu", "cpu.shares"), limits.v1_cpu_shares())
 
     def _path(self, controller: str, filename: str) -> str:
         # Only for error messages, so not precomputed.

@@ -127,6 +127,9 @@ class V2Cgroup(Cgroup):
             write_file(self._memory_max, str(limits.memory_bytes))
         if self._pids_max is not None:
             write_file(self._pids_max, str(limits.pids_max))
+        self.set_cpu_weight(limits)
+
+    def set_cpu_weight(self, limits: CgroupLimits) -> None:
         if self._cpu_weight is not None:
             write_file(self._cpu_weight, str(limits.v2_cpu_weight()))
 

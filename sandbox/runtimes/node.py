@@ -66,8 +66,10 @@ class NodeRuntime(ProcessRuntime):
     def command(self, init: messages.Init, task_root: str) -> Sequence[str]:
         raise AssertionError("node is started at pool time")
 
-    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
-        super().prepare(isolation, path_map)
+    def prepare(
+        self, isolation: contain.Isolation, path_map: Mapping[str, str], warm_up: bool = True
+    ) -> None:
+        super().prepare(isolation, path_map, warm_up)
         if NODE is None:
             return  # init reports it (the daemon starts no nodejs zygote without node)
         node = NODE[0]

@@ -129,7 +129,9 @@ class ProcessRuntime:
         """The uid/gid this sandbox will run as (called by the agent before :meth:`prepare`)."""
         self.uid, self.gid = uid, gid
 
-    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
+    def prepare(
+        self, isolation: contain.Isolation, path_map: Mapping[str, str], warm_up: bool = True
+    ) -> None:
         # Each sandbox has its own loopback: the port is Lambda's. Without a network namespace
         # (a host that cannot make one) sandboxes share the host's, so any free port will do.
         port = runtime_api.PORT if isolation.namespaces else 0

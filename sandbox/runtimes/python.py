@@ -55,6 +55,7 @@ def prepare_zygote(path_map: Mapping[str, str]) -> None:
     """Zygote, after the preloads: what every sandbox would otherwise redo (and copy)."""
     _path_map.update(path_map)
     python_layout.relocate_modules_in_zygote(path_map)
+    python_layout.plan_isolation()
 
 
 def _relocate(path: str) -> str:
@@ -237,7 +238,9 @@ class PythonRuntime:
         self.json_logs = False
         self.private_root = False  # a mount namespace: Lambda's paths, lambdad's hidden
 
-    def prepare(self, isolation: contain.Isolation, path_map: Mapping[str, str]) -> None:
+    def prepare(
+        self, isolation: contain.Isolation, path_map: Mapping[str, str], warm_up: bool = True
+    ) -> None:
         _path_map.update(path_map)
         self.private_root = isolation.namespaces
         if isolation.namespaces:
@@ -245,7 +248,8 @@ class PythonRuntime:
             python_layout.warm_path_cache(python_layout.function_sys_path(TASK_ROOT))
             python_layout.plan_isolation()
         lambda_logging.prepare(_relocate)
-        _warm_up()
+        if warm_up:
+            _warm_up()
 
     def init(self, init: messages.Init, task_root: str, phases: dict[str, int]) -> None:
         function = init.function

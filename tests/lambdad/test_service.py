@@ -93,6 +93,7 @@ class FakeSandbox:
         self.log_tail: bytearray | None = None
         self.on_close: Any = None
         self.cgroup = None
+        self.cpu_lowered = False  # no cgroup: nothing to raise
         self.zygote = FakeZygote()
         self.world = world
         self.exit_info: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
