@@ -96,6 +96,9 @@ class DaemonConfig:
     rollup_max_rows: int = 2_000_000  # and never more rows than this, oldest first
     admin_group: str = "lambdad-admin"  # besides root, members may deploy/delete
     cgroup_parent: str = "lambdad"  # parent cgroup of every sandbox cgroup
+    # Remount the host's cgroup2 with favordynmods (as root, Linux 6.0+): a sandbox's move
+    # into its own cgroup then never waits for an RCU grace period (sandbox.cgroups).
+    cgroup_favordynmods: bool = True
     # AWS_REGION and the region in the ARNs functions see (boto3 builds endpoints from it).
     region: str = "us-east-1"
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off

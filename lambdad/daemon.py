@@ -80,6 +80,11 @@ class Daemon:
                 self.cgroups = cgroups.detect(cgroup_parent)
             except OSError as exc:
                 log.info("cgroups unusable: %s", exc)
+        if self.cgroups is not None and config.cgroup_favordynmods:
+            try:
+                log.info("%s", cgroups.favor_dynmods())
+            except OSError as exc:
+                log.info("cgroup2 favordynmods not set: %s", exc)
         budget = config.memory_budget_mb or _host_memory_mb() * 3
         limit = config.global_concurrency or max(1, budget // 128)
         self.admission = Admission(Scheduler(limit, config.queue_max), config.queue_timeout_s)

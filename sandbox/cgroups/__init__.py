@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 
+from sandbox import _libc
 from sandbox.cgroups.base import Cgroup, CgroupBackend, CgroupError, CgroupLimits
 from sandbox.cgroups.v1 import V1Backend
 from sandbox.cgroups.v2 import V2Backend, delegation_base, own_cgroup
@@ -22,6 +23,7 @@ __all__ = [
     "V1Backend",
     "V2Backend",
     "detect",
+    "favor_dynmods",
 ]
 
 _log = logging.getLogger(__name__)
@@ -83,6 +85,59 @@ def is_cgroup2_mount(path: str, mountinfo: str = "/proc/self/mountinfo") -> bool
         # No /proc to ask: any cgroup2 directory has cgroup.controllers, v1 and tmpfs have not.
         return os.path.isfile(os.path.join(path, "cgroup.controllers"))
     return fstype == "cgroup2"
+
+
+# Per-mount flags as mountinfo's 6th field names them: a remount must pass them again, or it
+# clears them (a cgroup mount is nosuid,nodev,noexec on most hosts).
+_MOUNT_FLAGS = {
+    "ro": _libc.MS_RDONLY,
+    "nosuid": _libc.MS_NOSUID,
+    "nodev": _libc.MS_NODEV,
+    "noexec": _libc.MS_NOEXEC,
+    "noatime": _libc.MS_NOATIME,
+    "nodiratime": 2048,  # MS_NODIRATIME
+    "relatime": 1 << 21,  # MS_RELATIME
+    "strictatime": 1 << 24,  # MS_STRICTATIME
+}
+
+
+def favor_dynmods(mountinfo: str = "/proc/self/mountinfo") -> str:
+    """Turn on cgroup2's ``favordynmods`` (Linux 6.0+); returns what was done, for the log.
+
+    Every sandbox moves into a cgroup of its own when it is forked, and each move takes the
+    kernel's global ``cgroup_threadgroup_rwsem`` for writing: after a quiet spell that waits
+    for an RCU grace period (0.5 ms p50 but 12 ms p90 for the attach on a 2-core VM, measured
+    with sequential forks). ``favordynmods`` keeps the semaphore in the mode where writers
+    never wait, at the price of an atomic operation in every fork and exit. The semaphore is
+    shared by every hierarchy, so the cgroup2 mount of a cgroup v1 host (systemd's hybrid
+    ``/sys/fs/cgroup/unified``) serves the v1 hierarchies too; cgroup v1 has no such option.
+
+    The remount passes the mount's own flags and super options again (a remount clears what
+    it does not name: ``nsdelegate``, ``nosuid``, ...).
+
+    Raises:
+        OSError: the remount was refused (e.g. EINVAL: a kernel older than 6.0).
+    """
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        fields = line.split()
+        try:
+            dash = fields.index("-", 6)
+        except ValueError:
+            continue
+        if fields[dash + 1] != "cgroup2" or len(fields) < dash + 4:
+            continue
+        target = _unescape(fields[4])
+        super_options = [o for o in fields[dash + 3].split(",") if o not in ("rw", "ro")]
+        if "favordynmods" in super_options:
+            return f"cgroup2 at {target} already has favordynmods"
+        flags = _libc.MS_REMOUNT
+        for option in fields[5].split(","):
+            flags |= _MOUNT_FLAGS.get(option, 0)
+        _libc.mount(None, target, None, flags, ",".join([*super_options, "favordynmods"]))
+        return f"cgroup2 at {target} remounted with favordynmods"
+    return "no cgroup2 mount: favordynmods not available (cgroup moves may wait for RCU)"
 
 
 def _unescape(field: str) -> str:
