@@ -332,6 +332,19 @@ def ratio_targets(results: dict[str, Any]) -> list[Target]:
     rows.append(_row(results, "scale", "density: PSS per idle warm sandbox (issue 17)",
                      "<= 1.5 MiB", pss))  # fmt: skip
 
+    def merged_pss() -> tuple[str, str, bool, str]:
+        m = results["scale"]["merged_density"]
+        if "error" in m:
+            raise ValueError(m["error"])
+        per = m["density"]["pss_per_sandbox_bytes"] / MIB
+        base = results["scale"]["memory_baseline"]["estimate_bytes"] / 1000 / MIB
+        measured = f"{per:.2f} MiB PSS each (N={m['n']}, merged in {m['settle_s']:.0f} s)"
+        return measured, f"idle python3 {base:.1f} MiB", per <= 1.5, f"{per / base:.2f}x python3"
+
+    rows.append(_row(results, "scale",
+                     "density with memory_merge (KSM, opt-in: one trust domain)",
+                     "<= 1.5 MiB", merged_pss))  # fmt: skip
+
     def template_start() -> tuple[str, str, bool, str]:
         pair = results["templates"]["new_sandbox"]["stamp"]
         tpl, plain = pair["template"]["client_ms"]["p50"], pair["plain"]["client_ms"]["p50"]
@@ -709,6 +722,17 @@ def _scale_md(results: dict[str, Any]) -> list[str]:
         if d.get("topped_up"):
             lines += ["", f"Note: {d['topped_up']} sandboxes were added by a top-up burst "
                       "(see daemon problems)."]  # fmt: skip
+    m = s.get("merged_density")
+    if m and "density" in m:
+        md = m["density"]
+        lines += [
+            "",
+            f"With `memory_merge = true` (KSM; ksmd at {m['ksm_pace']['pages_to_scan']} pages "
+            f"per {m['ksm_pace']['sleep_millisecs']} ms): {md['warm_sandboxes']} idle sandboxes, "
+            f"PSS {md['pss_per_sandbox_bytes'] / MIB:.2f} MiB each, cgroups "
+            f"{md['cgroup_per_sandbox_bytes'] / MIB:.2f} MiB each, merged {m['settle_s']:.0f} s "
+            "after the burst.",
+        ]
     return lines
 
 

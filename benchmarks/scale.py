@@ -254,6 +254,56 @@ def density(daemon: BenchDaemon, name: str, n: int) -> dict[str, Any]:
     return result
 
 
+MERGE_N = 200  # sandboxes of the memory_merge density run (1,000 would take minutes more)
+KSM = Path("/sys/kernel/mm/ksm")
+# ksmd's own pace (100 pages per 20 ms, ~20 MB/s) needs minutes for a few hundred sandboxes;
+# the run sets this pace and puts the host's back after (a production host would tune it, or
+# use the kernel's advisor_mode).
+KSM_PACE = {"pages_to_scan": "20000", "sleep_millisecs": "10"}
+MERGE_SETTLE_S = 120.0
+
+
+def merged_density(settings: Settings) -> dict[str, Any]:
+    """Density with the daemon's opt-in ``memory_merge`` (KSM): ``MERGE_N`` idle sandboxes of
+    one function, measured as :func:`density` does once ksmd's count of merged pages has
+    stopped growing."""
+    n = min(MERGE_N, settings.scale_ns[-1])
+    if not (KSM / "run").exists():
+        return {"error": "no KSM in this kernel"}
+    saved = {k: (KSM / k).read_text().strip() for k in ("run", *KSM_PACE)}
+    try:
+        for key, value in KSM_PACE.items():
+            (KSM / key).write_text(value)
+        settings_merge = {**DAEMON_SETTINGS, "memory_merge": True}
+        with BenchDaemon("merge", settings.work_dir, settings_merge) as daemon:
+            scale_out(daemon, n)
+            t0 = time.monotonic()
+            seen: list[int] = []
+
+            def settled() -> bool:
+                seen.append(int((KSM / "pages_sharing").read_text()))
+                return len(seen) > 6 and seen[-1] <= seen[-7] * 1.002  # flat for ~3 s
+
+            try:
+                wait_for(settled, timeout=MERGE_SETTLE_S, interval=0.5)
+            except TimeoutError:
+                note_problem(f"memory_merge: still merging after {MERGE_SETTLE_S:.0f} s")
+            settle_s = time.monotonic() - t0
+            merged = density(daemon, f"stamp{n}", n)
+        print(
+            f"    memory_merge: {n} sandboxes, PSS "
+            f"{merged['pss_per_sandbox_bytes'] / 2**20:.2f} MiB each after {settle_s:.0f} s",
+            flush=True,
+        )
+        return {"n": n, "settle_s": settle_s, "ksm_pace": KSM_PACE, "density": merged}
+    finally:
+        for key in KSM_PACE:
+            (KSM / key).write_text(saved[key])
+        if saved["run"] != "1":
+            (KSM / "run").write_text("2")  # stop ksmd and unmerge every page
+        (KSM / "run").write_text(saved["run"])
+
+
 def spawn_baseline(n: int) -> dict[str, Any]:
     """n bare interpreters running the no-op handler, all started at once: processes/s."""
     argv = [sys.executable, "-c", runner(str(FUNCTIONS.parent.parent / "examples" / "noop"))]
@@ -308,6 +358,7 @@ def run(settings: Settings) -> dict[str, Any]:
         dens = density(daemon, f"stamp{n}", n)
         if not daemon.alive():
             raise RuntimeError(f"the daemon died during the scale-out run:\n{daemon.log_tail()}")
+    merged = merged_density(settings)
     baseline = spawn_baseline(settings.spawn_baseline_n)
     print(
         f"    baseline: {baseline['n']} bare python3 no-op processes at once: "
@@ -318,6 +369,7 @@ def run(settings: Settings) -> dict[str, Any]:
     return {
         "runs": runs,
         "density": dens,
+        "merged_density": merged,
         "spawn_baseline": baseline,
         "memory_baseline": mem_baseline,
         "daemon_settings": DAEMON_SETTINGS,

@@ -99,6 +99,10 @@ class DaemonConfig:
     # Remount the host's cgroup2 with favordynmods (as root, Linux 6.0+): a sandbox's move
     # into its own cgroup then never waits for an RCU grace period (sandbox.cgroups).
     cgroup_favordynmods: bool = True
+    # Let the kernel merge identical pages of sandboxes (KSM; starts ksmd): idle sandboxes'
+    # memory shrinks ~4x, but a merged page is a side channel between functions. Only for a
+    # host whose functions all trust each other (docs/security.md, "Memory merging").
+    memory_merge: bool = False
     # AWS_REGION and the region in the ARNs functions see (boto3 builds endpoints from it).
     region: str = "us-east-1"
     metrics_address: str = ""  # Prometheus endpoint, e.g. "127.0.0.1:9464"; "" = off

@@ -80,6 +80,8 @@ class Daemon:
                 self.cgroups = cgroups.detect(cgroup_parent)
             except OSError as exc:
                 log.info("cgroups unusable: %s", exc)
+        if config.memory_merge:
+            log.info("%s", _start_ksm())
         if self.cgroups is not None and config.cgroup_favordynmods:
             try:
                 log.info("%s", cgroups.favor_dynmods())
@@ -265,6 +267,23 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+KSM_RUN = "/sys/kernel/mm/ksm/run"
+
+
+def _start_ksm(run_file: str = KSM_RUN) -> str:
+    """``memory_merge``: make sure ksmd runs (the zygotes mark their memory mergeable).
+    Returns what was done, for the log; nothing is fatal (sandboxes are then not merged)."""
+    try:
+        with open(run_file) as f:
+            if f.read().strip() == "1":
+                return "memory_merge: ksmd already runs"
+        with open(run_file, "w") as f:
+            f.write("1")
+    except OSError as exc:
+        return f"memory_merge: cannot start ksmd ({exc}); sandboxes' pages will not be merged"
+    return "memory_merge: started ksmd (/sys/kernel/mm/ksm/run = 1)"
 
 
 def _host_memory_mb() -> int:

@@ -399,9 +399,11 @@ class Zygote:
         disable: tuple[str, ...],
         on_sandbox: Callable[[Sandbox, str], None],
         on_down: Callable[[Zygote], None],
+        memory_merge: bool = False,
     ) -> None:
         self.loop = loop
         self.runtime = runtime
+        self.memory_merge = memory_merge
         self.rootfs = rootfs
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
@@ -426,7 +428,7 @@ class Zygote:
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = messages.ZygoteConfig(
-            self.runtime, self.rootfs, self.cgroup_parent, tuple(self.disable)
+            self.runtime, self.rootfs, self.cgroup_parent, tuple(self.disable), self.memory_merge
         )
         # Every sandbox is a fork of the zygote: its command line and the environment block
         # it was exec'd with stay readable from inside (/proc/self/cmdline, and environ once

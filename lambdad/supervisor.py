@@ -67,6 +67,7 @@ class RuntimeSupervisor(Component):
                 self.config.disable_isolation,
                 self._on_sandbox,
                 self._on_zygote_down,
+                memory_merge=self.config.memory_merge,
             )
             self.zygotes[runtime] = zygote
             self.pools[runtime] = GenericPool(zygote, self.config.pool_size, self.config.pool_max)

@@ -40,6 +40,7 @@ MNT_DETACH: Final = 2
 
 # <linux/prctl.h>
 PR_SET_PDEATHSIG: Final = 1
+PR_SET_MEMORY_MERGE: Final = 67  # Linux 6.4: KSM may merge all of this mm (kept across fork)
 PR_SET_NO_NEW_PRIVS: Final = 38
 PR_SET_CHILD_SUBREAPER: Final = 36
 PR_SET_SECCOMP: Final = 22

@@ -66,6 +66,9 @@ class ZygoteConfig:
     rootfs: str
     cgroup_parent: str
     disable: tuple[str, ...] = ()
+    # Mark the zygote's memory mergeable by KSM (its sandboxes inherit it): the daemon's
+    # opt-in ``memory_merge`` (docs/security.md, "Memory merging").
+    memory_merge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +473,7 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Message]]] = {
         _str(m, "rootfs"),
         _str(m, "cgroup_parent", "lambdad"),
         _strings(m, "disable"),
+        m.get("memory_merge") is True,
     ),
     "zygote-ready": _zygote_ready,
     "spawn": lambda m: Spawn(_int(m, "count", 1, lo=1), _str(m, "source", "pool")),

@@ -67,6 +67,7 @@ class Zygote:
         self.forker = PidNamespaceForker() if self.isolation.namespaces else None
         self.children: dict[int, _Child] = {}
         self.counter = 0
+        self.memory_merge = config.memory_merge
         for name in self.runtime_module.PRELOAD:
             importlib.import_module(name)
         prepare = getattr(self.runtime_module, "prepare_zygote", None)
@@ -93,6 +94,14 @@ class Zygote:
         # touching (and so copying) those pages in the children.
         gc.collect()
         gc.freeze()
+        if self.memory_merge:
+            # Every sandbox inherits it: the copy-on-write copies idle sandboxes make of the
+            # same interpreter pages are identical, and ksmd merges them (opt-in: a merged
+            # page is a side channel between functions, docs/security.md).
+            try:
+                _libc.prctl(_libc.PR_SET_MEMORY_MERGE, 1)
+            except OSError as exc:
+                print(f"zygote: memory_merge unavailable: {exc}", file=sys.stderr, flush=True)
         sel = selectors.DefaultSelector()
         sel.register(self.control, selectors.EVENT_READ, "control")
         sel.register(wake_r, selectors.EVENT_READ, "signal")
