@@ -2,11 +2,11 @@
 
 Runs a daemon of its own, puts it under the ``warm`` load (one client, sequential no-op
 invocations) and then the ``throughput`` load (4 connections x 16 in flight), and for each
-samples the daemon and one warm sandbox with py-spy (``pip install py-spy``; it reads the
-processes' memory, so it needs root or ptrace rights). For every (load, process) it writes a
-flame graph ``<load>-<process>.svg`` and the collapsed stacks ``<load>-<process>.txt`` into the
-output directory (default ``benchmarks/results/profile``), and ``profile.md`` with the top
-frames by own time (where the CPU went) and by total time.
+samples the daemon and one warm sandbox with py-spy (in the ``bench`` extra that ``make venv``
+installs; it reads the processes' memory, so it needs root or ptrace rights). For every
+(load, process) it writes a flame graph ``<load>-<process>.svg`` and the collapsed stacks
+``<load>-<process>.txt`` into the output directory (default ``benchmarks/results/profile``),
+and ``profile.md`` with the top frames by own time (where the CPU went) and by total time.
 
 Registered as the opt-in scenario ``profile`` too (``python -m benchmarks --only profile``).
 """
