@@ -7,6 +7,8 @@ the test. Nothing here sleeps to "wait for" the daemon: it polls a condition wit
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -34,6 +36,23 @@ def wait_for(condition: Callable[[], object], timeout: float = 30.0, interval: f
         return testing.wait_for(condition, timeout, interval)
     except TimeoutError as exc:
         raise AssertionError(str(exc)) from None
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads), from /proc."""
+    out: list[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError), open(path) as f:
+            out += [int(p) for p in f.read().split()]
+    return out
+
+
+def uid_of(pid: int) -> int:
+    """The real uid of a process (a generic sandbox is still 0, a specialized one is not)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid in /proc/{pid}/status")
 
 
 @dataclass
@@ -85,6 +104,16 @@ class DaemonProcess:
 
     def client(self, timeout: float | None = 60) -> Client:
         return Client(self.socket, timeout=timeout)
+
+    def sandbox_pids(self) -> list[int]:
+        """Every sandbox process: the children of the daemon's zygotes, seen from the host."""
+        assert self.proc is not None
+        zygotes = [
+            p
+            for p in children_of(self.proc.pid)
+            if b"sandbox.zygote" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        return [s for z in zygotes for s in children_of(z)]
 
 
 def make_daemon(

@@ -24,6 +24,7 @@ __all__ = [
     "V2Backend",
     "detect",
     "favor_dynmods",
+    "remount_flags",
 ]
 
 _log = logging.getLogger(__name__)
@@ -101,6 +102,14 @@ _MOUNT_FLAGS = {
 }
 
 
+def remount_flags(mount_options: str) -> int:
+    """``MS_REMOUNT`` with the per-mount flags of mountinfo's 6th field, kept as they are."""
+    flags = _libc.MS_REMOUNT
+    for option in mount_options.split(","):
+        flags |= _MOUNT_FLAGS.get(option, 0)
+    return flags
+
+
 def favor_dynmods(mountinfo: str = "/proc/self/mountinfo") -> str:
     """Turn on cgroup2's ``favordynmods`` (Linux 6.0+); returns what was done, for the log.
 
@@ -132,9 +141,7 @@ def favor_dynmods(mountinfo: str = "/proc/self/mountinfo") -> str:
         super_options = [o for o in fields[dash + 3].split(",") if o not in ("rw", "ro")]
         if "favordynmods" in super_options:
             return f"cgroup2 at {target} already has favordynmods"
-        flags = _libc.MS_REMOUNT
-        for option in fields[5].split(","):
-            flags |= _MOUNT_FLAGS.get(option, 0)
+        flags = remount_flags(fields[5])
         _libc.mount(None, target, None, flags, ",".join([*super_options, "favordynmods"]))
         return f"cgroup2 at {target} remounted with favordynmods"
     return "no cgroup2 mount: favordynmods not available (cgroup moves may wait for RCU)"

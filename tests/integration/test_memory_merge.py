@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonProcess, running_daemon, wait_for, write_function
+from tests.conftest import DaemonProcess, running_daemon, uid_of, wait_for, write_function
 
 KSM = Path("/sys/kernel/mm/ksm")
 pytestmark = pytest.mark.skipif(
@@ -30,22 +30,8 @@ def ksm_restored() -> Iterator[None]:
     (KSM / "run").write_text(before)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _specialized(daemon: DaemonProcess) -> list[int]:
-    assert daemon.proc is not None
-    found = []
-    for zygote in _children(daemon.proc.pid):
-        for pid in _children(zygote):
-            status = Path(f"/proc/{pid}/status").read_text()
-            if int(status.split("Uid:")[1].split()[0]) >= SANDBOX_UID_MIN:
-                found.append(pid)
-    return found
+    return [p for p in daemon.sandbox_pids() if uid_of(p) >= SANDBOX_UID_MIN]
 
 
 def _ksm_stat(pid: int) -> dict[str, str]:

@@ -12,37 +12,12 @@ import pytest
 
 from sandbox.cgroups import CgroupLimits
 from sandbox.defaults import POOL_LIMITS, POOL_REFILL_LIMITS
-from tests.conftest import DaemonProcess, wait_for, write_function
+from tests.conftest import DaemonProcess, uid_of, wait_for, write_function
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-sandbox cgroups need root")
 
 SANDBOX_UID_MIN = 200_000  # a specialized sandbox's uid (sandbox.zygote.UID_BASE)
 HANDLER = "def handler(event, context):\n    return 'ok'\n"
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _uid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid in /proc/{pid}/status")
-
-
-def _sandboxes(daemon: DaemonProcess) -> list[int]:
-    """Every sandbox process: the children of the daemon's zygotes."""
-    assert daemon.proc is not None
-    zygotes = [
-        p
-        for p in _children(daemon.proc.pid)
-        if b"sandbox.zygote" in Path(f"/proc/{p}/cmdline").read_bytes()
-    ]
-    return [s for z in zygotes for s in _children(z)]
 
 
 def _weight(pid: int) -> tuple[int, int]:
@@ -75,7 +50,7 @@ def _in_own_cgroup(pid: int) -> bool:
 
 def _pooled(daemon: DaemonProcess) -> list[int]:
     """The generic sandboxes (still uid 0) that have joined their own cgroup."""
-    return [p for p in _sandboxes(daemon) if _uid(p) == 0 and _in_own_cgroup(p)]
+    return [p for p in daemon.sandbox_pids() if uid_of(p) == 0 and _in_own_cgroup(p)]
 
 
 def test_a_refill_runs_at_the_lowest_weight_and_its_function_gets_its_own(
@@ -95,7 +70,7 @@ def test_a_refill_runs_at_the_lowest_weight_and_its_function_gets_its_own(
             assert inv.error is None and inv.report is not None
             assert inv.report.source == "pool"  # a refill that was ready
     specialized = sorted(
-        _weight(p)[1] for p in _sandboxes(daemon) if _uid(p) >= SANDBOX_UID_MIN
+        _weight(p)[1] for p in daemon.sandbox_pids() if uid_of(p) >= SANDBOX_UID_MIN
     )
     assert specialized == [
         _expected(version, CgroupLimits(memory_mb=128)),

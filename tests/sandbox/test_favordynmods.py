@@ -72,10 +72,8 @@ def test_the_daemon_turns_it_on_and_keeps_the_mounts_flags(tmp_path: Path) -> No
     assert found is not None
     target, mount_options, super_options = found
     kept = [o for o in super_options.split(",") if o not in ("rw", "ro", "favordynmods")]
-    flags = _libc.MS_REMOUNT
-    for option in mount_options.split(","):
-        flags |= cgroups._MOUNT_FLAGS.get(option, 0)
-    _libc.mount(None, target, None, flags, ",".join(kept))  # off, as on a fresh host
+    # off, as on a fresh host
+    _libc.mount(None, target, None, cgroups.remount_flags(mount_options), ",".join(kept))
     assert "favordynmods" not in (_cgroup2() or ("", "", ""))[2]
 
     (tmp_path / "off").mkdir()

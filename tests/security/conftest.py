@@ -10,7 +10,6 @@ daemon still serves an ordinary function afterwards. One daemon per module
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import time
 import uuid
@@ -85,15 +84,6 @@ def assert_daemon_serves(c: Client) -> None:
 
 
 # -- the host's view ---------------------------------------------------------------------------
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (all its threads), from /proc."""
-    out: list[int] = []
-    for path in glob.glob(f"/proc/{pid}/task/*/children"):
-        with contextlib.suppress(OSError), open(path) as f:
-            out += [int(p) for p in f.read().split()]
-    return out
 
 
 def boot_ticks() -> int:

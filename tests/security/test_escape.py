@@ -25,13 +25,12 @@ from typing import Any
 import pytest
 
 from lambdad.client import Client, Invocation
-from tests.conftest import DaemonProcess, wait_for
+from tests.conftest import DaemonProcess, children_of, wait_for
 from tests.security.conftest import (
     CALL_TIMEOUT_S,
     assert_all_failed,
     assert_daemon_serves,
     attack,
-    children_of,
     deploy,
 )
 
